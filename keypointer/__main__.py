@@ -1,0 +1,3 @@
+from keypointer.cli import main
+
+main()

@@ -1,0 +1,210 @@
+"""Typed configuration: the pydantic models *are* the config file and the CLI overrides.
+
+A config is one flat YAML file (no inheritance) with the sections below. Any
+field can be overridden from the command line as ``--set train.lr=1e-3``.
+Unknown keys and wrong types are rejected with the dotted path of every bad field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from keypointer.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    path: str | None = None
+    """Training labels: a COCO JSON, a DeepLabCut project, a YOLO data.yaml or a CSV."""
+    format: Literal["coco", "dlc", "yolo", "csv"] | None = None
+    """Reader to use; None picks it from what the path holds."""
+    images: str | None = None
+    """Folder the image paths are relative to, when not next to the labels."""
+    val_path: str | None = None
+    """Separate validation labels; when None, ``val_fraction`` of the images are held out."""
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    split_seed: int = 0
+
+
+class ModelConfig(_Section):
+    backbone: str = "resnet18"
+    """Any timm model name that supports ``features_only``."""
+    pretrained: bool = False
+    """Load ImageNet weights when the machine can fetch them; offline: warn once, train from scratch."""
+    head: Literal["heatmap", "regression", "simcc", "integral"] = "heatmap"
+    input_size: tuple[int, int] = (128, 128)
+    """(width, height) of the network input in pixels."""
+    out_indices: tuple[int, ...] | None = None
+    """Backbone feature levels to use; None takes the deepest one with stride <= 32."""
+    head_channels: int = 128
+    upsample_stages: int | None = None
+    """Deconvolution stages of the heatmap head; None: as many as reach stride 4."""
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+
+
+class CodecConfig(_Section):
+    sigma: float = Field(2.0, gt=0)
+    """Gaussian sigma of heatmap targets, in heatmap pixels."""
+    unbiased: bool = True
+    """UDP mapping between input and heatmap pixels."""
+    refine: Literal["none", "quarter", "dark"] = "dark"
+    simcc_split_ratio: float = Field(2.0, gt=0)
+    simcc_sigma: tuple[float, float] = (4.9, 5.66)
+
+
+class AugmentConfig(_Section):
+    scale: tuple[float, float] = (0.75, 1.25)
+    rotation: float = Field(30.0, ge=0)
+    """Maximum rotation in degrees, either way."""
+    shift: float = Field(0.1, ge=0)
+    """Maximum shift as a fraction of the crop size."""
+    flip: float = Field(0.5, ge=0, le=1)
+    """Probability of a horizontal flip (flip pairs swapped)."""
+    brightness: float = Field(0.2, ge=0)
+    contrast: float = Field(0.2, ge=0)
+    saturation: float = Field(0.2, ge=0)
+    hue: float = Field(0.02, ge=0, le=0.5)
+    half_body: float = Field(0.0, ge=0, le=1)
+    """Probability of cropping to the upper or lower half of the keypoints."""
+    erase: float = Field(0.0, ge=0, le=1)
+    """Probability of random erasing."""
+    box_margin: float = Field(1.25, ge=1.0)
+    """Crop size relative to the box (or to the keypoints' extent when there is no box)."""
+
+
+class LoaderConfig(_Section):
+    batch_size: int = Field(32, ge=1)
+    num_workers: int | None = Field(None, ge=0)
+    """None: chosen for the machine (0 on a 2-core CPU, more on a GPU machine)."""
+    pin_memory: bool | None = None
+    """None: on when training on CUDA."""
+    drop_last: bool = True
+    persistent_workers: bool = True
+
+
+class TrainConfig(_Section):
+    epochs: int = Field(30, ge=1)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    schedule: Literal["multistep", "cosine", "constant"] = "multistep"
+    milestones: tuple[float, ...] = (0.7, 0.9)
+    """MultiStepLR milestones: epochs, or fractions of ``epochs`` when below 1."""
+    gamma: float = Field(0.1, gt=0, le=1)
+    warmup_epochs: float = Field(0.0, ge=0)
+    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
+    """Mixed precision: auto = bf16 where supported on CUDA, off on the CPU."""
+    grad_clip: float | None = Field(None, gt=0)
+    ema: bool = False
+    ema_decay: float = Field(0.999, gt=0, lt=1)
+    val_every: int = Field(1, ge=1)
+    seed: int = 0
+    deterministic: bool = False
+    cudnn_benchmark: bool = True
+    sync_bn: bool = False
+    channels_last: bool = True
+    device: str = "auto"
+    """"auto", "cpu", "cuda", "cuda:1", ..."""
+    pck_alpha: float = Field(0.05, gt=0)
+
+
+class RunConfig(_Section):
+    name: str = "keypointer"
+    root: str = "runs"
+    quiet: bool = False
+    tensorboard: bool = False
+
+
+class Config(_Section):
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    codec: CodecConfig = Field(default_factory=CodecConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    loader: LoaderConfig = Field(default_factory=LoaderConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> Config:
+        w, h = self.model.input_size
+        if w < 16 or h < 16:
+            raise ValueError("model.input_size must be at least 16x16")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"invalid config ({source}):"]
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        lines.append(f"  {path}: {msg}")
+    return "\n".join(lines)
+
+
+def from_dict(d: dict[str, Any], source: str = "config") -> Config:
+    if not isinstance(d, dict):
+        raise ConfigError(f"invalid config ({source}): expected a mapping of sections, got {type(d).__name__}")
+    try:
+        return Config.model_validate(d)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, source)) from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config (safe loader) and apply ``key.sub=value`` overrides."""
+    d: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        p = Path(path)
+        source = str(p)
+        try:
+            d = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {p}") from None
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{p}: not valid YAML: {err}") from None
+        if not isinstance(d, dict):
+            raise ConfigError(f"{p}: expected a mapping of sections at the top level")
+    for item in overrides or []:
+        apply_override(d, item)
+    if overrides:
+        source += " + --set"
+    return from_dict(d, source)
+
+
+def apply_override(d: dict[str, Any], item: str) -> None:
+    """Set ``d["train"]["lr"] = 1e-3`` from ``"train.lr=1e-3"``; the value is parsed as YAML."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.lr=1e-3")
+    key, raw = item.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"--set {item!r}: bad key {key!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    node = d
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {item!r}: {p} is not a section")
+    node[parts[-1]] = value
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(cfg.to_yaml(), encoding="utf-8")

@@ -1,0 +1,69 @@
+"""The one in-memory form of a labelled keypoint dataset, whatever its file format."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from keypointer.skeleton import Skeleton
+
+
+@dataclass
+class Instance:
+    """One labelled object in an image.
+
+    ``keypoints`` is (K, 3): x, y in image pixels (pixel centres at integers)
+    and visibility as COCO writes it: 0 unlabelled, 1 labelled but occluded,
+    2 labelled and visible. ``bbox`` is (x, y, w, h) in pixels, or None.
+    ``record`` says where it came from, for messages ("annotation id 7", "line 12").
+    """
+
+    keypoints: np.ndarray
+    bbox: tuple[float, float, float, float] | None = None
+    record: str = ""
+
+    @property
+    def labelled(self) -> np.ndarray:
+        """(K,) bool: keypoints that have a usable label."""
+        return self.keypoints[:, 2] > 0
+
+
+@dataclass
+class Sample:
+    """One image and its instances. ``width``/``height`` are 0 when not known yet."""
+
+    image: Path
+    width: int = 0
+    height: int = 0
+    instances: list[Instance] = field(default_factory=list)
+    id: int | str | None = None
+    record: str = ""
+
+
+@dataclass
+class KeypointSet:
+    """A skeleton plus samples; ``source`` is the file or folder it was read from."""
+
+    skeleton: Skeleton
+    samples: list[Sample]
+    source: Path | None = None
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    @property
+    def num_instances(self) -> int:
+        return sum(len(s.instances) for s in self.samples)
+
+    def subset(self, indices) -> KeypointSet:
+        return replace(self, samples=[self.samples[i] for i in indices])
+
+    def split(self, val_fraction: float, seed: int = 0) -> tuple[KeypointSet, KeypointSet]:
+        """Random split by image (never splits the instances of one image)."""
+        n = len(self.samples)
+        order = np.random.default_rng(seed).permutation(n)
+        n_val = int(round(n * val_fraction)) if n > 1 else 0
+        n_val = min(max(n_val, 1 if val_fraction > 0 and n > 1 else 0), n - 1) if n > 1 else 0
+        return self.subset(sorted(order[n_val:])), self.subset(sorted(order[:n_val]))

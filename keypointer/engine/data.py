@@ -1,0 +1,102 @@
+"""Training data set-up: read, validate, split, and build the loaders.
+
+``loader.batch_size`` is the *global* batch: under ``torchrun`` each of the N
+processes loads ``batch_size // N`` samples, so a config gives the same
+optimisation on one GPU or many.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+
+from keypointer.codecs import make_codec
+from keypointer.config import Config
+from keypointer.data.check import validate
+from keypointer.data.dataset import KeypointDataset, make_loader
+from keypointer.data.formats import load_dataset
+from keypointer.data.types import KeypointSet
+from keypointer.engine.distributed import DistInfo
+from keypointer.errors import DataError
+from keypointer.losses import make_loss
+from keypointer.skeleton import Skeleton
+
+log = logging.getLogger("keypointer")
+
+
+@dataclass
+class TrainData:
+    skeleton: Skeleton
+    codec: Any
+    loss_fn: nn.Module
+    train_set: KeypointDataset
+    val_set: KeypointDataset
+    train_loader: DataLoader
+    val_loader: DataLoader
+
+    def set_epoch(self, epoch: int) -> None:
+        """Reseed shuffling and augmentation for ``epoch`` (reproducible, worker-independent)."""
+        self.train_set.set_epoch(epoch)
+        sampler = self.train_loader.sampler
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        batch_sampler = getattr(self.train_loader, "batch_sampler", None)
+        if batch_sampler is not None and hasattr(batch_sampler.sampler, "set_epoch"):
+            batch_sampler.sampler.set_epoch(epoch)
+
+
+def read_checked(path: str, cfg: Config) -> KeypointSet:
+    """Load labels and run the same validation as ``keypointer check`` (fatal problems raise)."""
+    kset = load_dataset(path, format=cfg.data.format, images=cfg.data.images)
+    report = validate(kset)
+    return report.cleaned
+
+
+def split_data(cfg: Config) -> tuple[KeypointSet, KeypointSet]:
+    train_set = read_checked(cfg.data.path, cfg)
+    if cfg.data.val_path:
+        val_set = read_checked(cfg.data.val_path, cfg)
+        if val_set.skeleton.names != train_set.skeleton.names:
+            raise DataError(
+                f"validation keypoints {list(val_set.skeleton.names)} differ from training "
+                f"keypoints {list(train_set.skeleton.names)}",
+                cfg.data.val_path,
+            )
+        return train_set, val_set
+    if cfg.data.val_fraction > 0 and len(train_set) >= 2:
+        return train_set.split(cfg.data.val_fraction, cfg.data.split_seed)
+    log.warning("no validation split (val_fraction 0 or a single image): validating on training data")
+    return train_set, train_set
+
+
+def build_data(cfg: Config, device: torch.device, info: DistInfo) -> TrainData:
+    train_kset, val_kset = split_data(cfg)
+    codec = make_codec(cfg)
+    aug = cfg.augment
+    train_ds = KeypointDataset(train_kset, codec, cfg.model.input_size, aug, box_margin=aug.box_margin)
+    val_ds = KeypointDataset(val_kset, codec, cfg.model.input_size, None, box_margin=aug.box_margin)
+    if len(train_ds) == 0:
+        raise DataError("no instance with a labelled keypoint to train on", cfg.data.path)
+    per_process = max(1, cfg.loader.batch_size // info.world_size)
+    per_process = min(per_process, max(1, len(train_ds) // info.world_size))
+    if per_process * info.world_size != cfg.loader.batch_size:
+        log.warning(
+            "loader.batch_size %d -> %d per process x %d (dataset size / process count)",
+            cfg.loader.batch_size, per_process, info.world_size,
+        )  # fmt: skip
+    loader_cfg = cfg.loader.model_copy(update={"batch_size": per_process})
+    # Also with one process: the same permutation then splits exactly across N processes,
+    # so a torchrun run sees the same global batches as a single-process run.
+    sampler = DistributedSampler(
+        train_ds, info.world_size, info.rank, shuffle=True, seed=cfg.train.seed, drop_last=True
+    )
+    seed = cfg.train.seed
+    train_loader = make_loader(train_ds, loader_cfg, train=True, device=device, seed=seed, sampler=sampler)
+    val_loader = make_loader(val_ds, loader_cfg, train=False, device=device, seed=seed)
+    skeleton = train_kset.skeleton
+    return TrainData(skeleton, codec, make_loss(cfg), train_ds, val_ds, train_loader, val_loader)

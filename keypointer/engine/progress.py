@@ -1,0 +1,61 @@
+"""Progress display: a rich bar with loss, lr, samples/s and ETA, or one line per epoch when quiet."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+
+class TrainProgress:
+    """One bar for the whole run (ETA covers all remaining epochs)."""
+
+    def __init__(self, total_steps: int, done_steps: int = 0, quiet: bool = False, enabled: bool = True):
+        self.quiet = quiet or not enabled
+        self.enabled = enabled
+        self.console = Console(stderr=True)
+        self._bar: Progress | None = None
+        self._t0 = time.perf_counter()
+        if not self.quiet:
+            self._bar = Progress(
+                TextColumn("[bold]epoch {task.fields[epoch]}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]:.4g}  lr {task.fields[lr]:.2e}"),
+                TextColumn("{task.fields[speed]:.0f} samples/s"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=False,
+            )
+            self._task = self._bar.add_task(
+                "train", total=total_steps, completed=done_steps, epoch="-", loss=float("nan"), lr=0.0, speed=0.0
+            )
+            self._bar.start()
+
+    def step(self, epoch: int, loss: float, lr: float, speed: float) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, advance=1, epoch=epoch, loss=loss, lr=lr, speed=speed)
+
+    def log(self, message: str) -> None:
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.console.print(message, highlight=False)
+        else:
+            print(message, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None

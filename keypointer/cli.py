@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -24,15 +24,15 @@ app = typer.Typer(
 )
 
 SetOpt = Annotated[
-    Optional[list[str]],  # noqa: UP045 - typer needs Optional here
+    list[str] | None,
     typer.Option("--set", help="Override a config field, e.g. --set train.lr=1e-3 (repeatable)."),
 ]
 FormatOpt = Annotated[
-    Optional[str],  # noqa: UP045
+    str | None,
     typer.Option("--format", help="coco | dlc | yolo | csv (default: detected from the path)."),
 ]
 ImagesOpt = Annotated[
-    Optional[Path],  # noqa: UP045
+    Path | None,
     typer.Option("--images", help="Folder the label file's image paths are relative to."),
 ]
 
@@ -54,7 +54,9 @@ def _root(
 
 @app.command()
 def check(
-    path: Annotated[Path, typer.Argument(help="Labels: COCO JSON, DeepLabCut project, YOLO data.yaml or CSV.")],
+    path: Annotated[
+        Path, typer.Argument(help="Labels: COCO JSON, DeepLabCut project, YOLO data.yaml or CSV.")
+    ],
     format: FormatOpt = None,
     images: ImagesOpt = None,
 ) -> None:
@@ -67,7 +69,9 @@ def check(
 @app.command()
 def convert(
     src: Annotated[Path, typer.Argument(help="Labels to read.")],
-    dst: Annotated[Path, typer.Argument(help="Where to write: a .json file for coco, a folder otherwise.")],
+    dst: Annotated[
+        Path, typer.Argument(help="Where to write: a .json file for coco, a folder otherwise.")
+    ],
     to: Annotated[str, typer.Option("--to", help="coco | yolo | dlc")] = "coco",
     format: FormatOpt = None,
     images: ImagesOpt = None,
@@ -95,11 +99,13 @@ def synth(
 
 @app.command()
 def train(
-    data: Annotated[Optional[Path], typer.Option("--data", help="Training labels.")] = None,  # noqa: UP045
-    config: Annotated[Optional[Path], typer.Option("--config", help="YAML config file.")] = None,  # noqa: UP045
+    data: Annotated[Path | None, typer.Option("--data", help="Training labels.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="YAML config file.")] = None,
     set_: SetOpt = None,
-    resume: Annotated[Optional[Path], typer.Option("--resume", help="Run folder to continue.")] = None,  # noqa: UP045
-    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar; a line per epoch.")] = False,
+    resume: Annotated[Path | None, typer.Option("--resume", help="Run folder to continue.")] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", help="No progress bar; a line per epoch.")
+    ] = False,
 ) -> None:
     """Train a keypoint model; the run goes to runs/<name>/<YYYY-MM-DD-HH-MM>/."""
     from keypointer.engine.train import train_command
@@ -109,7 +115,9 @@ def train(
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option("--out", help="Folder for the data and the run.")] = Path("demo"),
+    out: Annotated[Path, typer.Option("--out", help="Folder for the data and the run.")] = Path(
+        "demo"
+    ),
     quiet: Annotated[bool, typer.Option("--quiet")] = False,
 ) -> None:
     """Synthesise data, train the default model, evaluate it and draw its predictions."""

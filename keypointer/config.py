@@ -34,7 +34,7 @@ class DataConfig(_Section):
 
 
 class ModelConfig(_Section):
-    backbone: str = "resnet18"
+    backbone: str = "regnetx_002"
     """Any timm model name that supports ``features_only``."""
     pretrained: bool = False
     """Load ImageNet weights when the machine can fetch them; offline: warn once, train from scratch."""
@@ -42,10 +42,11 @@ class ModelConfig(_Section):
     input_size: tuple[int, int] = (128, 128)
     """(width, height) of the network input in pixels."""
     out_indices: tuple[int, ...] | None = None
-    """Backbone feature levels to use; None takes the deepest one with stride <= 32."""
+    """Backbone feature levels; None: heatmap/integral heads merge strides 8/16/32 (FPN-lite),
+    regression/simcc take the deepest level with stride <= 32."""
     head_channels: int = 128
     upsample_stages: int | None = None
-    """Deconvolution stages of the heatmap head; None: as many as reach stride 4."""
+    """Deconvolution stages from the finest merged level; None: as many as reach stride 4."""
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
 
 
@@ -157,7 +158,9 @@ def _format_errors(err: ValidationError, source: str) -> str:
 
 def from_dict(d: dict[str, Any], source: str = "config") -> Config:
     if not isinstance(d, dict):
-        raise ConfigError(f"invalid config ({source}): expected a mapping of sections, got {type(d).__name__}")
+        raise ConfigError(
+            f"invalid config ({source}): expected a mapping of sections, got {type(d).__name__}"
+        )
     try:
         return Config.model_validate(d)
     except ValidationError as err:

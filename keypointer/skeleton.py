@@ -24,7 +24,10 @@ COCO_BODY_EDGES = (
 )  # fmt: skip
 DEFAULT_SIGMA = 0.05  # uniform OKS sigma when a skeleton gives none
 
-_LEFT_RIGHT = (("left", "right"), ("Left", "Right"), ("l_", "r_"), ("L_", "R_"))
+_LEFT_RIGHT = (
+    ("left", "right"), ("Left", "Right"), ("LEFT", "RIGHT"), ("l_", "r_"), ("_l", "_r"),
+    ("L", "R"), ("l", "r"),
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,9 @@ class Skeleton:
         for kind, pairs in (("edge", self.edges), ("flip pair", self.flip_pairs)):
             for a, b in pairs:
                 if not (0 <= a < k and 0 <= b < k):
-                    raise DataError(f"{kind} ({a}, {b}) names a keypoint outside 0..{k - 1}", source)
+                    raise DataError(
+                        f"{kind} ({a}, {b}) names a keypoint outside 0..{k - 1}", source
+                    )
         if self.sigmas is not None and len(self.sigmas) != k:
             raise DataError(f"{len(self.sigmas)} OKS sigmas for {k} keypoints", source)
 
@@ -111,14 +116,31 @@ class Skeleton:
 
 
 def guess_flip_pairs(names: Sequence[str]) -> tuple[tuple[int, int], ...]:
-    """Pair names that differ only by a left/right marker ("left_eye"/"right_eye")."""
+    """Pair names that differ only by a left/right marker.
+
+    Finds "left_eye"/"right_eye", "L_paw"/"R_paw", and the single-letter style of
+    the MMPose animal sets ("eyeL"/"eyeR", "forelegL1"/"forelegR1"). Only pairs
+    whose both names exist are returned, so "tail" is never paired with "tair".
+    """
     index = {n: i for i, n in enumerate(names)}
-    pairs = []
-    for i, n in enumerate(names):
-        for left, right in _LEFT_RIGHT:
-            if left in n:
-                j = index.get(n.replace(left, right, 1))
-                if j is not None and j != i:
-                    pairs.append((i, j))
-                    break
+    pairs: list[tuple[int, int]] = []
+    paired: set[int] = set()
+    for i, name in enumerate(names):
+        if i in paired:
+            continue
+        j = _mirror_name(name, index)
+        if j is not None and j != i and j not in paired:
+            pairs.append((i, j))
+            paired.update((i, j))
     return tuple(pairs)
+
+
+def _mirror_name(name: str, index: dict[str, int]) -> int | None:
+    for left, right in _LEFT_RIGHT:  # longest markers first
+        start = name.find(left)
+        while start >= 0:
+            j = index.get(name[:start] + right + name[start + len(left) :])
+            if j is not None:
+                return j
+            start = name.find(left, start + 1)
+    return None

@@ -37,3 +37,9 @@ def test_validate_names_bad_edges_and_pairs():
 def test_dict_round_trip():
     sk = Skeleton(("a", "b", "c"), ((0, 1),), ((1, 2),), (0.1, 0.2, 0.3))
     assert Skeleton.from_dict(sk.to_dict()) == sk
+
+
+def test_guess_flip_pairs_single_letter_style_of_animal_sets():
+    names = ["head", "eyeL", "eyeR", "forelegL1", "forelegR1", "tail", "tair_fake"]
+    assert guess_flip_pairs(names) == ((1, 2), (3, 4))
+    assert guess_flip_pairs(["left_wrist", "right_wrist", "lr"]) == ((0, 1),)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from keypointer.data.images import read_image
+from keypointer.errors import DataError
 from keypointer.skeleton import Skeleton
 
 
@@ -44,11 +46,16 @@ class Sample:
 
 @dataclass
 class KeypointSet:
-    """A skeleton plus samples; ``source`` is the file or folder it was read from."""
+    """A skeleton plus samples; ``source`` is the file or folder it was read from.
+
+    ``dropped`` counts records a reader left out on purpose, by reason (e.g.
+    ``{"crowd annotations (iscrowd=1)": 3}``), so that ``keypointer check`` can report them.
+    """
 
     skeleton: Skeleton
     samples: list[Sample]
     source: Path | None = None
+    dropped: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -67,3 +74,36 @@ class KeypointSet:
         n_val = int(round(n * val_fraction)) if n > 1 else 0
         n_val = min(max(n_val, 1 if val_fraction > 0 and n > 1 else 0), n - 1) if n > 1 else 0
         return self.subset(sorted(order[n_val:])), self.subset(sorted(order[:n_val]))
+
+
+def path_exists(path: Path) -> bool:
+    """``path.exists()`` that says False, not raises, for names the OS rejects (NUL, too long)."""
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
+
+
+def image_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) of an image as training sees it (EXIF orientation applied), or None
+    when it cannot be read. Decodes the whole image: OpenCV has no header-only reader."""
+    try:
+        img = read_image(path)
+    except DataError:
+        return None
+    return int(img.shape[1]), int(img.shape[0])
+
+
+def read_text(path: Path, what: str = "file") -> str:
+    """A label file's text (UTF-8, with or without a BOM); unreadable or not UTF-8 -> DataError."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise DataError(f"cannot read the {what}: {err.strerror or err}", path) from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise DataError(
+            f"the {what} is not UTF-8 text (save it as UTF-8)", path, f"line {line}"
+        ) from None

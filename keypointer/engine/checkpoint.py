@@ -86,7 +86,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> Keypoint
     state = load_checkpoint(path, map_location="cpu")
     cfg = from_dict(state["config"], source=f"{path} (stored config)")
     skeleton = Skeleton.from_dict(state["skeleton"])
-    model = build_model(cfg, skeleton.num_keypoints)
+    model = build_model(cfg, skeleton.num_keypoints, pretrained=False)
     weights = state.get("ema_model") or state["model"]
     weights = {k.removeprefix("module."): v for k, v in weights.items() if k != "n_averaged"}
     model.load_state_dict(weights)

@@ -1,0 +1,283 @@
+"""Validate a dataset and summarise it: ``keypointer check`` and the check before training.
+
+Fatal problems raise :class:`DataError` naming the label file and the record: no images, a
+missing (or, when images are read, unreadable) image file, duplicate image ids, a keypoint
+count that differs from the skeleton, a visibility other than 0/1/2, a labelled point or a
+box with NaN/infinite coordinates, edges or flip pairs naming unknown keypoints, nothing
+labelled at all. Everything else is a warning, and :func:`validate` returns a cleaned copy
+for training: labelled points outside the image become unlabelled (the image spans
+[-0.5, size - 0.5] in pixel-centre coordinates; half a pixel more is tolerated), boxes with
+no area are dropped (the dataset uses the keypoints' extent), instances with no labelled
+point and images with no such instance are left out. Each is counted in the report.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import Progress
+from rich.table import Table
+
+from keypointer.data.formats import detect_format, load_dataset
+from keypointer.data.images import read_image
+from keypointer.data.types import Instance, KeypointSet, Sample, path_exists
+from keypointer.errors import DataError
+
+OUTSIDE = "labelled points outside the image (set unlabelled)"
+NO_LABELS = "instances with no labelled keypoint (not trained on)"
+NO_INSTANCES = "images with no usable instance (not trained on)"
+BAD_BOX = "boxes with no area (keypoints' extent used instead)"
+UNREAD = "images not read (size unknown)"
+PROGRESS_FROM = 100  # images; fewer are read without a progress bar
+
+
+@dataclass
+class CheckReport:
+    """What :func:`validate` found. ``cleaned`` is the set to train on.
+
+    ``labelled``: keypoint name -> labelled count in ``cleaned``. ``image_sizes``: (min width,
+    min height, max width, max height) over the images of known size, or None.
+    ``counts``: reason -> how many records were dropped or changed (readers' counts included).
+    """
+
+    cleaned: KeypointSet
+    num_images: int
+    num_instances: int
+    total_instances: int
+    labelled: dict[str, int]
+    image_sizes: tuple[int, int, int, int] | None
+    warnings: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def validate(kset: KeypointSet, check_images: bool = True, progress: bool = False) -> CheckReport:
+    """Check ``kset``; raise DataError on the first fatal problem, else return the report.
+
+    ``check_images``: decode every image (finds corrupt files; slow for large sets). Without
+    it, images are only checked to exist, and read only when their size is not in the labels.
+    """
+    source = kset.source
+    _check_fatal(kset)
+    counts: Counter[str] = Counter(kset.dropped)
+    sizes, warnings = _read_sizes(kset, check_images, progress, counts)
+    samples = [
+        _clean(s, size, kset, warnings, counts) for s, size in zip(kset.samples, sizes, strict=True)
+    ]
+    kept = [s for s in samples if s.instances]
+    counts[NO_INSTANCES] += len(samples) - len(kept)
+    if not kept:
+        raise DataError("no instance has a labelled keypoint: nothing to train on", source)
+    names = kset.skeleton.names
+    per_kp = sum(inst.labelled.astype(int) for s in kept for inst in s.instances)
+    labelled = {n: int(c) for n, c in zip(names, per_kp, strict=True)}
+    warnings += [f"keypoint {n!r} is never labelled" for n, c in labelled.items() if c == 0]
+    known = [sz for sz in sizes if sz[0] and sz[1]]
+    wh = np.array(known).reshape(-1, 2)
+    extent = (*wh.min(0).tolist(), *wh.max(0).tolist()) if known else None
+    return CheckReport(
+        cleaned=KeypointSet(kset.skeleton, kept, source, dict(kset.dropped)),
+        num_images=len(kset.samples),
+        num_instances=sum(len(s.instances) for s in kept),
+        total_instances=kset.num_instances,
+        labelled=labelled,
+        image_sizes=extent,
+        warnings=warnings,
+        counts={k: v for k, v in counts.items() if v},
+    )
+
+
+def _check_fatal(kset: KeypointSet) -> None:
+    """The problems that need no image decoding, in the order a user should fix them."""
+    try:
+        kset.skeleton.validate()
+    except DataError as err:
+        raise DataError(err.message, kset.source, "skeleton") from None
+    if not kset.samples:
+        raise DataError("the dataset has no images", kset.source)
+    _check_ids(kset)
+    for sample in kset.samples:
+        for inst in sample.instances:
+            _check_instance(inst, sample, kset)
+    for sample in kset.samples:
+        if not path_exists(sample.image):
+            raise DataError(f"image file {sample.image} not found", kset.source, _where(sample))
+
+
+def _where(sample: Sample, inst: Instance | None = None) -> str:
+    where = sample.record or f"image {sample.image.name}"
+    if inst is not None and inst.record and inst.record != sample.record:
+        where += f", {inst.record}"
+    return where
+
+
+def _check_ids(kset: KeypointSet) -> None:
+    seen: dict[object, str] = {}
+    for sample in kset.samples:
+        if sample.id is None:
+            continue
+        if sample.id in seen:
+            raise DataError(
+                f"duplicate image id {sample.id!r} (also {seen[sample.id]})",
+                kset.source,
+                _where(sample),
+            )
+        seen[sample.id] = _where(sample)
+
+
+def _check_instance(inst: Instance, sample: Sample, kset: KeypointSet) -> None:
+    names = kset.skeleton.names
+    kp = np.asarray(inst.keypoints, dtype=np.float64)
+    where = _where(sample, inst)
+    if kp.ndim != 2 or kp.shape[1] != 3:
+        raise DataError(f"keypoints must be (K, 3), got shape {kp.shape}", kset.source, where)
+    if len(kp) != len(names):
+        raise DataError(
+            f"{len(kp)} keypoints but the skeleton has {len(names)}", kset.source, where
+        )
+    bad = ~np.isin(kp[:, 2], (0, 1, 2))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise DataError(
+            f"keypoint {names[i]!r} has visibility {kp[i, 2]:g}; expected 0, 1 or 2",
+            kset.source,
+            where,
+        )
+    bad = (kp[:, 2] > 0) & ~np.isfinite(kp[:, :2]).all(1)
+    if bad.any():
+        i = int(np.argmax(bad))
+        x, y = kp[i, :2]
+        raise DataError(
+            f"keypoint {names[i]!r} is labelled but its coordinates are {x:g}, {y:g}",
+            kset.source,
+            where,
+        )
+    if inst.bbox is not None and not np.isfinite(np.asarray(inst.bbox, dtype=float)).all():
+        raise DataError(f"the box {inst.bbox} is not finite", kset.source, where)
+
+
+def _read_sizes(
+    kset: KeypointSet, check_images: bool, progress: bool, counts: Counter
+) -> tuple[list[tuple[int, int]], list[str]]:
+    """(width, height) per sample, from the file where read, else from the labels."""
+    todo = [i for i, s in enumerate(kset.samples) if check_images or not (s.width and s.height)]
+    sizes = [(s.width, s.height) for s in kset.samples]
+    warnings: list[str] = []
+    if not todo:
+        return sizes, warnings
+
+    show = progress and len(todo) >= PROGRESS_FROM
+    with (
+        ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool,
+        Progress(disable=not show, transient=True) as bar,
+    ):
+        task = bar.add_task("reading images", total=len(todo))
+        for i, (size, why) in zip(
+            todo, pool.map(lambda i: _decode(kset.samples[i].image), todo), strict=True
+        ):
+            bar.advance(task)
+            sample = kset.samples[i]
+            if size is None and check_images:
+                raise DataError(
+                    f"image file {sample.image} cannot be read: {why}",
+                    kset.source,
+                    _where(sample),
+                )
+            if size is None:
+                counts[UNREAD] += 1
+                warnings.append(f"{_where(sample)}: image file cannot be read: {why}")
+            elif sample.width and sample.height and size != (sample.width, sample.height):
+                warnings.append(
+                    f"{_where(sample)}: the labels say {sample.width}x{sample.height} but the "
+                    f"image is {size[0]}x{size[1]}; using the image's size"
+                )
+            sizes[i] = size or sizes[i]
+    return sizes, warnings
+
+
+def _decode(path: Path) -> tuple[tuple[int, int] | None, str]:
+    """(width, height) as training decodes the image, or None and why not."""
+    try:
+        img = read_image(path)
+    except DataError as err:
+        return None, err.message
+    return (int(img.shape[1]), int(img.shape[0])), ""
+
+
+def _clean(
+    sample: Sample, size: tuple[int, int], kset: KeypointSet, warnings: list, counts: Counter
+) -> Sample:
+    w, h = size
+    names = kset.skeleton.names
+    kept = []
+    for inst in sample.instances:
+        kp = np.array(inst.keypoints, dtype=np.float64)
+        kp[kp[:, 2] <= 0] = 0.0
+        if w and h:
+            x, y = kp[:, 0], kp[:, 1]
+            out = (kp[:, 2] > 0) & ((x < -1) | (x > w) | (y < -1) | (y > h))
+            if out.any():
+                counts[OUTSIDE] += int(out.sum())
+                bad = ", ".join(names[i] for i in np.flatnonzero(out))
+                warnings.append(
+                    f"{_where(sample, inst)}: {bad} outside the {w}x{h} image (set unlabelled)"
+                )
+                kp[out] = 0.0
+        box = inst.bbox
+        if box is not None and (box[2] <= 0 or box[3] <= 0):
+            counts[BAD_BOX] += 1
+            box = None
+        if not (kp[:, 2] > 0).any():
+            counts[NO_LABELS] += 1
+            continue
+        kept.append(Instance(kp, box, inst.record))
+    return Sample(sample.image, w, h, kept, sample.id, sample.record)
+
+
+def run_check(
+    path: str | Path,
+    format: str | None = None,
+    images: str | Path | None = None,
+    console: Console | None = None,
+) -> CheckReport:
+    """``keypointer check``: load, validate (reading every image) and print a summary."""
+    console = console or Console()
+    fmt = format or detect_format(path)
+    kset = load_dataset(path, fmt, images)
+    report = validate(kset, check_images=True, progress=True)
+    _print(report, Path(path), fmt, console)
+    return report
+
+
+def _print(report: CheckReport, path: Path, fmt: str, console: Console) -> None:
+    summary = Table(title=f"{path} ({fmt})", show_header=False, title_justify="left")
+    summary.add_row("images", str(report.num_images))
+    summary.add_row(
+        "instances", f"{report.num_instances} to train on ({report.total_instances} in the labels)"
+    )
+    if report.image_sizes:
+        w0, h0, w1, h1 = report.image_sizes
+        summary.add_row(
+            "image sizes", f"{w0}x{h0}" if (w0, h0) == (w1, h1) else f"{w0}x{h0} .. {w1}x{h1}"
+        )
+    for reason, n in report.counts.items():
+        summary.add_row(reason, str(n))
+    console.print(summary)
+    kps = Table("keypoint", "labelled", "%", title="labelled per keypoint", title_justify="left")
+    for name, n in report.labelled.items():
+        kps.add_row(name, str(n), f"{100 * n / max(report.num_instances, 1):.0f}")
+    console.print(kps)
+    shown = report.warnings[:20]
+    for w in shown:
+        console.print(f"[yellow]warning[/yellow] {escape(w)}", highlight=False)
+    if len(report.warnings) > len(shown):
+        console.print(f"... and {len(report.warnings) - len(shown)} more warnings")
+    n = len(report.warnings)
+    verdict = f"{n} warning{'s' if n > 1 else ''}" if n else "no problems found"
+    console.print(f"[green]OK[/green]: {verdict}")

@@ -1,0 +1,145 @@
+"""A plain CSV a person can write by hand: ``image,<name>_x,<name>_y[,<name>_v],...``.
+
+One row per labelled object. Several rows naming the same image are several instances of
+that image. An empty x and y means "not labelled"; ``<name>_v`` columns are optional (0
+unlabelled, 1 occluded, 2 visible; default 2 when x and y are given). Image paths are
+relative to the CSV's folder, or to ``images`` when given. The keypoint order is the
+column order; there are no edges, and flip pairs are guessed from left/right names.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from keypointer.data.types import Instance, KeypointSet, Sample, read_text
+from keypointer.errors import DataError
+from keypointer.skeleton import Skeleton, guess_flip_pairs
+
+_SUFFIXES = ("_x", "_y", "_v")
+
+
+def parse_cell(cell: str, path: Path, record: str, column: str) -> float | None:
+    """A numeric CSV cell; None for an empty cell or NaN (both mean "not labelled")."""
+    text = cell.strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise DataError(f"column {column!r}: {text[:40]!r} is not a number", path, record) from None
+    return None if math.isnan(value) else value
+
+
+def csv_rows(path: Path, what: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number, cells) for each non-blank row; csv-module errors become DataError."""
+    reader = csv.reader(io.StringIO(read_text(path, what), newline=""))
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            raise DataError(f"malformed CSV: {err}", path, f"line {reader.line_num}") from None
+        if any(c.strip() for c in row):
+            yield reader.line_num, row
+
+
+def read_csv(path: str | Path, images: str | Path | None = None) -> KeypointSet:
+    """Read a plain keypoint CSV (see the module docstring)."""
+    path = Path(path)
+    rows = csv_rows(path, "CSV file")
+    first = next(rows, None)
+    if first is None:
+        raise DataError("the CSV file is empty", path)
+    names, columns = _header(first[1], path)
+    root = Path(images) if images is not None else path.parent
+    samples: dict[str, Sample] = {}
+    for line, row in rows:
+        record = f"line {line}"
+        if len(row) > len(first[1]) and any(c.strip() for c in row[len(first[1]) :]):
+            raise DataError(f"{len(row)} cells; the header has {len(first[1])}", path, record)
+        row = row + [""] * (len(first[1]) - len(row))
+        image = row[0].strip()
+        if not image:
+            raise DataError("the image cell is empty", path, record)
+        kp = np.zeros((len(names), 3))
+        for k, name in enumerate(names):
+            kp[k] = _point(row, columns[name], name, path, record)
+        sample = samples.get(image)
+        if sample is None:
+            sample = samples[image] = Sample(root / image, id=image, record=record)
+        sample.instances.append(Instance(kp, None, record))
+    skeleton = Skeleton(tuple(names), (), guess_flip_pairs(names))
+    return KeypointSet(skeleton, list(samples.values()), path)
+
+
+def _header(header: list[str], path: Path) -> tuple[list[str], dict[str, dict[str, int]]]:
+    cells = [c.strip() for c in header]
+    if not cells or cells[0].lower() != "image":
+        raise DataError("the first column must be 'image'", path, "line 1")
+    names: list[str] = []
+    columns: dict[str, dict[str, int]] = {}
+    for i, cell in enumerate(cells[1:], start=1):
+        if not cell.endswith(_SUFFIXES) or len(cell) < 3:
+            raise DataError(
+                f"column {cell!r} is not image or <name>_x, <name>_y, <name>_v", path, "line 1"
+            )
+        name, axis = cell[:-2], cell[-1]
+        if name not in columns:
+            names.append(name)
+            columns[name] = {}
+        if axis in columns[name]:
+            raise DataError(f"column {cell!r} appears twice", path, "line 1")
+        columns[name][axis] = i
+    for name in names:
+        if "x" not in columns[name] or "y" not in columns[name]:
+            raise DataError(f"keypoint {name!r} needs both {name}_x and {name}_y", path, "line 1")
+    if not names:
+        raise DataError("no keypoint columns (<name>_x, <name>_y)", path, "line 1")
+    return names, columns
+
+
+def _point(row: list[str], cols: dict[str, int], name: str, path: Path, record: str) -> tuple:
+    x = parse_cell(row[cols["x"]], path, record, f"{name}_x")
+    y = parse_cell(row[cols["y"]], path, record, f"{name}_y")
+    v = parse_cell(row[cols["v"]], path, record, f"{name}_v") if "v" in cols else None
+    if (x is None) != (y is None):
+        raise DataError(f"keypoint {name!r} has only one of x and y", path, record)
+    if x is None:
+        if v:
+            raise DataError(f"keypoint {name!r} has visibility {v:g} but no x, y", path, record)
+        return 0.0, 0.0, 0.0
+    return x, y, 2.0 if v is None else v
+
+
+def write_csv(kset: KeypointSet, path: str | Path) -> Path:
+    """Write one row per instance (an image without instances gets one empty row).
+
+    Image paths are relative to the CSV's folder when inside it, else absolute.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    root = path.parent.resolve()
+    names = kset.skeleton.names
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["image"] + [f"{n}_{a}" for n in names for a in "xyv"])
+    for sample in kset.samples:
+        try:
+            image = sample.image.resolve().relative_to(root).as_posix()
+        except ValueError:
+            image = sample.image.resolve().as_posix()
+        for inst in sample.instances or [None]:
+            cells = [image]
+            for k in range(len(names)):
+                x, y, v = inst.keypoints[k] if inst is not None else (0.0, 0.0, 0.0)
+                cells += [repr(float(x)), repr(float(y)), str(int(v))] if v > 0 else ["", "", "0"]
+            writer.writerow(cells)
+    path.write_text(out.getvalue(), encoding="utf-8")
+    return path

@@ -1,0 +1,208 @@
+"""Drawing keypoints on images (OpenCV) and plotting curves (matplotlib, Agg, no windows).
+
+Images are RGB uint8 (H, W, 3) arrays; keypoints are (K, 2) x, y in image
+pixels with pixel centres at integers (OpenCV's convention too). Files are
+written through :func:`write_image`, which also handles non-ASCII paths.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import csv
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from keypointer.skeleton import Skeleton
+
+_SHIFT = 4  # cv2 fixed-point fraction bits: 1/16 px positions
+_SCALE = 1 << _SHIFT
+# Columns of a metrics CSV that are bookkeeping, not curves.
+_NOT_CURVES = {"epoch", "step", "iteration", "lr", "time", "seconds", "elapsed", "wall_s"}
+
+
+def keypoint_colors(k: int) -> list[tuple[int, int, int]]:
+    """``k`` RGB colours of evenly spaced hues, full saturation (red first)."""
+    return [
+        tuple(int(round(255 * c)) for c in colorsys.hsv_to_rgb(i / max(k, 1), 1.0, 1.0))
+        for i in range(k)
+    ]
+
+
+def write_image(path: str | Path, rgb: np.ndarray) -> Path:
+    """Write an RGB (H, W, 3) or grey (H, W) uint8 image; the suffix picks the format.
+
+    ``cv2.imwrite`` cannot open non-ASCII paths on Windows, so the image is
+    encoded in memory and written by numpy.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = np.asarray(rgb)
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    ok, buffer = cv2.imencode(path.suffix or ".png", image)
+    if not ok:
+        raise ValueError(f"OpenCV cannot encode an image as {path.suffix!r}: {path}")
+    buffer.tofile(str(path))
+    return path
+
+
+def _fixed(p: np.ndarray) -> tuple[int, int]:
+    return int(round(float(p[0]) * _SCALE)), int(round(float(p[1]) * _SCALE))
+
+
+def draw_keypoints(
+    image: np.ndarray,
+    keypoints: Any,
+    skeleton: Skeleton | None = None,
+    scores: Any = None,
+    threshold: float = 0.3,
+    gt: Any = None,
+    radius: int | None = None,
+) -> np.ndarray:
+    """A copy of ``image`` with the skeleton's edges and the keypoints drawn on it.
+
+    Args:
+        image: RGB (H, W, 3) uint8 (or grey (H, W)); left untouched.
+        keypoints: (K, 2) predicted x, y; drawn as filled circles in
+            :func:`keypoint_colors`. NaN rows are skipped.
+        skeleton: edges to draw (each in the colour of its first keypoint).
+        scores: (K,) keypoint scores; keypoints below ``threshold`` (and their
+            edges) are not drawn.
+        gt: (K, 2) ground truth, drawn as hollow circles around the predictions
+            in the same colours; NaN rows (unlabelled) are skipped.
+        radius: circle radius in pixels; default grows with the image size.
+    """
+    out = np.array(image, dtype=np.uint8, copy=True)
+    if out.ndim == 2:
+        out = np.repeat(out[..., None], 3, axis=2)
+    if out.ndim != 3 or out.shape[2] != 3:
+        raise ValueError(f"expected an RGB (H, W, 3) image, got {out.shape}")
+    kp = np.asarray(keypoints, dtype=np.float64).reshape(-1, 2)
+    k = len(kp)
+    shown = np.isfinite(kp).all(axis=1)
+    if scores is not None:
+        shown &= np.asarray(scores, dtype=np.float64).reshape(k) >= threshold
+    colors = keypoint_colors(k)
+    if radius is None:
+        radius = max(2, round(max(out.shape[:2]) / 160))
+    thickness = max(1, radius // 2)
+    for a, b in skeleton.edges if skeleton is not None else ():
+        if shown[a] and shown[b]:
+            cv2.line(out, _fixed(kp[a]), _fixed(kp[b]), colors[a], thickness, cv2.LINE_AA, _SHIFT)
+    if gt is not None:
+        g = np.asarray(gt, dtype=np.float64).reshape(k, 2)
+        for j in np.flatnonzero(np.isfinite(g).all(axis=1)):
+            r = (radius + thickness + 1) * _SCALE
+            cv2.circle(out, _fixed(g[j]), r, colors[j], thickness, cv2.LINE_AA, _SHIFT)
+    for j in np.flatnonzero(shown):
+        cv2.circle(out, _fixed(kp[j]), radius * _SCALE, colors[j], -1, cv2.LINE_AA, _SHIFT)
+    return out
+
+
+def save_gallery(images: Sequence[np.ndarray], path: str | Path, cols: int = 4) -> Path:
+    """Tile RGB images into a grid (cells as large as the largest image, black padding)."""
+    if not images:
+        raise ValueError("save_gallery needs at least one image")
+    tiles = [np.repeat(im[..., None], 3, 2) if im.ndim == 2 else im for im in images]
+    h = max(t.shape[0] for t in tiles)
+    w = max(t.shape[1] for t in tiles)
+    cols = max(1, min(cols, len(tiles)))
+    rows = math.ceil(len(tiles) / cols)
+    grid = np.zeros((rows * h, cols * w, 3), dtype=np.uint8)
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, cols)
+        grid[r * h : r * h + tile.shape[0], c * w : c * w + tile.shape[1]] = tile
+    return write_image(path, grid)
+
+
+def _figure(ncols: int = 1, size: tuple[float, float] = (6.0, 4.0)) -> tuple[Any, Any]:
+    # A bare Figure (no pyplot): no global state, no window, rendered by Agg on savefig.
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(size[0] * ncols, size[1]), layout="constrained")
+    return fig, fig.subplots(1, ncols, squeeze=False)[0]
+
+
+def _save(fig: Any, out_png: str | Path) -> Path:
+    path = Path(out_png)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def _read_rows(source: str | Path | Iterable[dict]) -> list[dict]:
+    if isinstance(source, str | Path):
+        with open(source, newline="", encoding="utf-8") as f:
+            return list(csv.DictReader(f))
+    return [dict(r) for r in source]
+
+
+def _column(rows: list[dict], key: str) -> np.ndarray:
+    """Float column; empty cells (e.g. epochs without validation) become NaN."""
+    values = []
+    for row in rows:
+        v = row.get(key)
+        try:
+            values.append(float(v) if v not in (None, "") else math.nan)
+        except (TypeError, ValueError):
+            values.append(math.nan)
+    return np.asarray(values)
+
+
+def plot_curves(metrics: str | Path | Iterable[dict], out_png: str | Path) -> Path:
+    """Training curves from a metrics CSV (or its rows as dicts), one row per epoch.
+
+    Left: every column whose name contains "loss". Right: every other numeric
+    column (validation metrics), except bookkeeping such as epoch, lr and time.
+    The x axis is the "epoch" column, else the row number.
+    """
+    rows = _read_rows(metrics)
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    x = _column(rows, "epoch") if "epoch" in keys else np.arange(1, len(rows) + 1, dtype=float)
+    curves = {k: _column(rows, k) for k in keys if k.lower() not in _NOT_CURVES}
+    curves = {k: v for k, v in curves.items() if np.isfinite(v).any()}
+    fig, (ax_loss, ax_metric) = _figure(2)
+    for name, y in curves.items():
+        ax = ax_loss if "loss" in name.lower() else ax_metric
+        ok = np.isfinite(y)
+        ax.plot(x[ok], y[ok], marker="o", markersize=3, label=name)
+    for ax, title in ((ax_loss, "loss"), (ax_metric, "validation")):
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        if ax.has_data():
+            ax.legend(fontsize="small")
+    return _save(fig, out_png)
+
+
+def plot_pck_curve(alphas: Any, values: Any, out_png: str | Path, auc: float | None = None) -> Path:
+    """PCK against alpha, with the AUC in the title when given."""
+    fig, (ax,) = _figure()
+    ax.plot(np.asarray(alphas), np.asarray(values), marker=".")
+    ax.set_xlabel("alpha (fraction of the normaliser)")
+    ax.set_ylabel("PCK")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.set_title("PCK curve" if auc is None else f"PCK curve, AUC = {auc:.3f}")
+    return _save(fig, out_png)
+
+
+def plot_per_keypoint(
+    names: Sequence[str], errors: Any, out_png: str | Path, xlabel: str = "mean error (px)"
+) -> Path:
+    """Horizontal bar per keypoint (first name on top); NaN bars are left empty."""
+    values = np.asarray(errors, dtype=np.float64).reshape(len(names))
+    fig, (ax,) = _figure(size=(6.0, max(2.5, 0.28 * len(names) + 1)))
+    y = np.arange(len(names))
+    colors = [tuple(c / 255 for c in rgb) for rgb in keypoint_colors(len(names))]
+    ax.barh(y, np.nan_to_num(values, nan=0.0), color=colors, edgecolor="black", linewidth=0.5)
+    ax.set_yticks(y, labels=list(names), fontsize="small")
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    ax.grid(axis="x", alpha=0.3)
+    return _save(fig, out_png)

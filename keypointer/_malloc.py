@@ -24,7 +24,11 @@ _DONE = False
 def tune_malloc() -> bool:
     """Keep freed memory in the heap instead of returning it to the OS at once."""
     global _DONE
-    if _DONE or not sys.platform.startswith("linux") or os.environ.get("KEYPOINTER_NO_MALLOC_TUNING"):
+    if (
+        _DONE
+        or not sys.platform.startswith("linux")
+        or os.environ.get("KEYPOINTER_NO_MALLOC_TUNING")
+    ):
         return False
     if any(k.startswith("MALLOC_") and k.endswith("_") for k in os.environ):
         return False

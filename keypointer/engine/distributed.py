@@ -43,13 +43,13 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
-def mean_across(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
-    """Average a tensor over all processes (identity for one process)."""
+def sum_across(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Sum a (detached) tensor over all processes (identity for one process)."""
     if not info.enabled:
         return value
     value = value.detach().clone()
     dist.all_reduce(value, op=dist.ReduceOp.SUM)
-    return value / info.world_size
+    return value
 
 
 def barrier(info: DistInfo) -> None:

@@ -19,7 +19,9 @@ from rich.progress import (
 class TrainProgress:
     """One bar for the whole run (ETA covers all remaining epochs)."""
 
-    def __init__(self, total_steps: int, done_steps: int = 0, quiet: bool = False, enabled: bool = True):
+    def __init__(
+        self, total_steps: int, done_steps: int = 0, quiet: bool = False, enabled: bool = True
+    ):
         self.quiet = quiet or not enabled
         self.enabled = enabled
         self.console = Console(stderr=True)
@@ -39,7 +41,13 @@ class TrainProgress:
                 transient=False,
             )
             self._task = self._bar.add_task(
-                "train", total=total_steps, completed=done_steps, epoch="-", loss=float("nan"), lr=0.0, speed=0.0
+                "train",
+                total=total_steps,
+                completed=done_steps,
+                epoch="-",
+                loss=float("nan"),
+                lr=0.0,
+                speed=0.0,
             )
             self._bar.start()
 

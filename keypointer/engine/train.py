@@ -68,7 +68,7 @@ def train_command(
     if quiet:
         cfg.run.quiet = True
     run = train(cfg, resume=resume)
-    if run.dir is not None and dist.DistInfo().is_main:
+    if run.dir is not None:
         print(f"run folder: {run.dir}\nbest checkpoint: {run.best}")
     return run
 
@@ -102,7 +102,11 @@ def train(cfg: Config, resume: str | Path | None = None, stop_after: int | None 
 
 
 def _train(
-    cfg: Config, device: torch.device, info: dist.DistInfo, resume: Path | None, stop_after: int | None
+    cfg: Config,
+    device: torch.device,
+    info: dist.DistInfo,
+    resume: Path | None,
+    stop_after: int | None,
 ) -> Run:
     seed_everything(cfg.train.seed)
     configure_backends(cfg, device)
@@ -139,14 +143,20 @@ def _train(
                 autocast, cfg, device, info, progress, epoch,
             )  # fmt: skip
             row = {"epoch": epoch + 1, **stats}
-            if info.is_main and ((epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == cfg.train.epochs):
+            if info.is_main and (
+                (epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == cfg.train.epochs
+            ):
                 eval_model = ema.module if ema is not None else model
-                pred = predict_loader(eval_model, data.val_loader, device, autocast, cfg.train.channels_last)
+                pred = predict_loader(
+                    eval_model, data.val_loader, device, autocast, cfg.train.channels_last
+                )
                 m = quick_metrics(pred, cfg.train.pck_alpha)
                 row.update(val_pck=m["pck"], val_mean_px=m["mean_px"])
             history.append(row)
             if info.is_main:
-                state = make_state(cfg, data, model, optimizer, scheduler, scaler, ema, epoch + 1, history)
+                state = make_state(
+                    cfg, data, model, optimizer, scheduler, scaler, ema, epoch + 1, history
+                )
                 save_checkpoint(state, run_dir / "last.pt")
                 if row.get("val_pck", -math.inf) > best:
                     best = row["val_pck"]
@@ -184,8 +194,7 @@ def train_one_epoch(
         batch = to_device(batch, device, cfg.train.channels_last)
         with autocast:
             output = model(batch["image"])
-        loss = loss_fn(as_float(output), batch["target"], batch["weights"])
-        loss_value = float(dist.mean_across(loss.detach(), info))
+        loss, loss_value = global_mean_loss(loss_fn, output, batch, info)
         if not math.isfinite(loss_value):
             raise TrainingError(
                 f"the loss became {loss_value} at epoch {epoch + 1}, step {n_steps + 1}; "
@@ -213,6 +222,22 @@ def train_one_epoch(
         "seconds": seconds,
         "samples_per_s": n_samples / max(seconds, 1e-9),
     }
+
+
+def global_mean_loss(loss_fn, output, batch, info: dist.DistInfo) -> tuple[torch.Tensor, float]:
+    """The loss averaged over every labelled keypoint of the *global* batch.
+
+    Each process sums its loss and divides by the labelled count of all processes
+    (times the process count, since DDP averages gradients), so N processes give
+    exactly the gradients of one process with the whole batch, even when
+    processes hold different numbers of labelled keypoints. Returns the tensor
+    to backpropagate and the global mean loss for logging.
+    """
+    loss_sum = loss_fn(as_float(output), batch["target"], batch["weights"])
+    local = torch.stack([loss_sum.detach(), (batch["weights"] > 0).sum().to(loss_sum.dtype)])
+    total = dist.sum_across(local, info)
+    count = total[1].clamp(min=1)
+    return loss_sum * info.world_size / count, float(total[0] / count)
 
 
 def as_float(output):
@@ -290,7 +315,9 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def make_ema(model: nn.Module, cfg: Config) -> AveragedModel:
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.train.ema_decay), use_buffers=True)
+    return AveragedModel(
+        model, multi_avg_fn=get_ema_multi_avg_fn(cfg.train.ema_decay), use_buffers=True
+    )
 
 
 # --------------------------------------------------------------------------- state
@@ -353,7 +380,9 @@ def _fmt(v: Any) -> str:
 
 
 def format_row(row: dict) -> str:
-    text = f"epoch {row['epoch']}: loss {row['train_loss']:.4g}, {row['samples_per_s']:.0f} samples/s"
+    text = (
+        f"epoch {row['epoch']}: loss {row['train_loss']:.4g}, {row['samples_per_s']:.0f} samples/s"
+    )
     if "val_pck" in row:
         text += f", val PCK {row['val_pck']:.3f}, mean error {row['val_mean_px']:.2f} px"
     return text

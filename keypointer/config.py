@@ -17,7 +17,9 @@ from keypointer.errors import ConfigError
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, use_attribute_docstrings=True
+    )
 
 
 class DataConfig(_Section):
@@ -30,7 +32,9 @@ class DataConfig(_Section):
     val_path: str | None = None
     """Separate validation labels; when None, ``val_fraction`` of the images are held out."""
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    """Share of images held out for validation when there is no ``val_path``."""
     split_seed: int = 0
+    """Seed of the train/validation split (by image)."""
 
 
 class ModelConfig(_Section):
@@ -39,15 +43,18 @@ class ModelConfig(_Section):
     pretrained: bool = False
     """Load ImageNet weights when the machine can fetch them; offline: warn once, train from scratch."""
     head: Literal["heatmap", "regression", "simcc", "integral"] = "heatmap"
+    """heatmap (Gaussian maps, stride 4), regression (u/w, v/h), simcc (1-D bins), integral (soft-argmax)."""
     input_size: tuple[int, int] = (128, 128)
     """(width, height) of the network input in pixels."""
     out_indices: tuple[int, ...] | None = None
     """Backbone feature levels; None: heatmap/integral heads merge strides 8/16/32 (FPN-lite),
     regression/simcc take the deepest level with stride <= 32."""
     head_channels: int = 128
+    """Channels of the heatmap head's layers."""
     upsample_stages: int | None = None
     """Deconvolution stages from the finest merged level; None: as many as reach stride 4."""
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    """Dropout before the regression/SimCC output layer (off in ``model.eval()``)."""
 
 
 class CodecConfig(_Section):
@@ -56,12 +63,16 @@ class CodecConfig(_Section):
     unbiased: bool = True
     """UDP mapping between input and heatmap pixels."""
     refine: Literal["none", "quarter", "dark"] = "dark"
+    """Sub-pixel decoding: none (argmax), quarter (+0.25 px towards the higher neighbour), dark."""
     simcc_split_ratio: float = Field(2.0, gt=0)
+    """SimCC bins per input pixel."""
     simcc_sigma: tuple[float, float] = (4.9, 5.66)
+    """SimCC label sigma (x, y), in bins."""
 
 
 class AugmentConfig(_Section):
     scale: tuple[float, float] = (0.75, 1.25)
+    """Random scale range of the crop."""
     rotation: float = Field(30.0, ge=0)
     """Maximum rotation in degrees, either way."""
     shift: float = Field(0.1, ge=0)
@@ -69,9 +80,13 @@ class AugmentConfig(_Section):
     flip: float = Field(0.5, ge=0, le=1)
     """Probability of a horizontal flip (flip pairs swapped)."""
     brightness: float = Field(0.2, ge=0)
+    """Colour jitter: maximum relative brightness change."""
     contrast: float = Field(0.2, ge=0)
+    """Colour jitter: maximum relative contrast change."""
     saturation: float = Field(0.2, ge=0)
+    """Colour jitter: maximum relative saturation change."""
     hue: float = Field(0.02, ge=0, le=0.5)
+    """Colour jitter: maximum hue shift, as a fraction of the hue circle."""
     half_body: float = Field(0.0, ge=0, le=1)
     """Probability of cropping to the upper or lower half of the keypoints."""
     erase: float = Field(0.0, ge=0, le=1)
@@ -82,46 +97,72 @@ class AugmentConfig(_Section):
 
 class LoaderConfig(_Section):
     batch_size: int = Field(32, ge=1)
+    """Global batch: under torchrun each of N processes loads batch_size // N."""
     num_workers: int | None = Field(None, ge=0)
     """None: chosen for the machine (0 on a 2-core CPU, more on a GPU machine)."""
     pin_memory: bool | None = None
     """None: on when training on CUDA."""
     drop_last: bool = True
+    """Drop the last incomplete training batch (never the only one)."""
     persistent_workers: bool = True
+    """Keep loader worker processes alive between epochs."""
 
 
 class TrainConfig(_Section):
     epochs: int = Field(30, ge=1)
+    """Passes over the training data."""
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    """adam (the seed notes'), adamw, or sgd (momentum, Nesterov)."""
     lr: float = Field(1e-3, gt=0)
+    """Peak learning rate."""
     weight_decay: float = Field(0.0, ge=0)
+    """Weight decay (not applied to norms and biases)."""
     momentum: float = Field(0.9, ge=0, lt=1)
+    """SGD momentum."""
     schedule: Literal["multistep", "cosine", "constant"] = "multistep"
+    """multistep (MultiStepLR, the seed notes'), cosine, or constant; stepped per iteration."""
     milestones: tuple[float, ...] = (0.7, 0.9)
     """MultiStepLR milestones: epochs, or fractions of ``epochs`` when below 1."""
     gamma: float = Field(0.1, gt=0, le=1)
+    """MultiStepLR factor at each milestone."""
     warmup_epochs: float = Field(0.0, ge=0)
+    """Linear warm-up length in epochs (fractions allowed)."""
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
-    """Mixed precision: auto = bf16 where supported on CUDA, off on the CPU."""
+    """Mixed precision: auto = bf16 on CUDA GPUs (fp16 + grad scaler on older ones) and on
+    CPUs with native bf16 (AVX512-BF16/AMX), off elsewhere."""
     grad_clip: float | None = Field(None, gt=0)
+    """Clip the gradient norm to this value; null: no clipping."""
     ema: bool = False
+    """Keep an exponential moving average of the weights (validated and saved)."""
     ema_decay: float = Field(0.999, gt=0, lt=1)
+    """EMA decay per step."""
     val_every: int = Field(1, ge=1)
+    """Validate every N epochs (and after the last)."""
     seed: int = 0
+    """Seed of initialisation, shuffling and augmentation."""
     deterministic: bool = False
+    """Deterministic algorithms: a resumed run ends with the same weights (CPU)."""
     cudnn_benchmark: bool = True
+    """torch.backends.cudnn.benchmark on CUDA (input size is fixed, so autotuning pays)."""
     sync_bn: bool = False
+    """SyncBatchNorm across processes under torchrun (CUDA)."""
     channels_last: bool = True
+    """channels_last memory format for the model and images (faster convolutions)."""
     device: str = "auto"
     """"auto", "cpu", "cuda", "cuda:1", ..."""
     pck_alpha: float = Field(0.05, gt=0)
+    """Validation PCK threshold as a fraction of the instance box's longer side."""
 
 
 class RunConfig(_Section):
     name: str = "keypointer"
+    """Run name: runs go to ``<root>/<name>/<YYYY-MM-DD-HH-MM>/``."""
     root: str = "runs"
+    """Folder holding all runs."""
     quiet: bool = False
+    """No progress bar: one line per epoch (for logs and CI)."""
     tensorboard: bool = False
+    """Also write TensorBoard events to the run folder (needs the tensorboard package)."""
 
 
 class Config(_Section):
@@ -145,6 +186,23 @@ class Config(_Section):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def reference_markdown() -> str:
+    """The config reference table for the README: every field, its default, its meaning."""
+    lines = ["| field | default | meaning |", "|---|---|---|"]
+    for section, info in Config.model_fields.items():
+        for name, field in info.annotation.model_fields.items():
+            default = field.get_default(call_default_factory=True)
+            doc = " ".join((field.description or "").split())
+            lines.append(f"| `{section}.{name}` | `{_yaml_value(default)}` | {doc} |")
+    return "\n".join(lines)
+
+
+def _yaml_value(value: Any) -> str:
+    if isinstance(value, tuple):
+        value = list(value)
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
 
 
 def _format_errors(err: ValidationError, source: str) -> str:
@@ -178,8 +236,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             d = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
         except FileNotFoundError:
             raise ConfigError(f"config file not found: {p}") from None
-        except (yaml.YAMLError, UnicodeDecodeError) as err:
-            raise ConfigError(f"{p}: not valid YAML: {err}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{p}: not UTF-8 text (save it as UTF-8)") from None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{p}: not valid YAML: {_yaml_problem(err)}") from None
+        except RecursionError:
+            raise ConfigError(f"{p}: not valid YAML: nested too deeply") from None
         if not isinstance(d, dict):
             raise ConfigError(f"{p}: expected a mapping of sections at the top level")
     for item in overrides or []:
@@ -187,6 +249,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if overrides:
         source += " + --set"
     return from_dict(d, source)
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """The problem and where, e.g. "line 3 column 7: expected ',' or ']'", on one line."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return f"line {mark.line + 1} column {mark.column + 1}: {problem}" if mark else problem
 
 
 def apply_override(d: dict[str, Any], item: str) -> None:
@@ -199,7 +268,7 @@ def apply_override(d: dict[str, Any], item: str) -> None:
         raise ConfigError(f"--set {item!r}: bad key {key!r}")
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         value = raw
     node = d
     for p in parts[:-1]:

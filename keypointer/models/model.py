@@ -54,13 +54,18 @@ class KeypointModel(nn.Module):
             self.train(was_training)
 
 
+HEATMAP_OUTPUT_SCALE = 0.1  # see HeatmapHead: escapes the all-zeros plateau of heatmap MSE
+
+
 def _to_float(out: Output) -> Output:
     if isinstance(out, tuple):
         return tuple(o.float() for o in out)  # type: ignore[return-value]
     return out.float()
 
 
-def _heatmap(specs: list[FeatureSpec], k: int, cfg: Config) -> nn.Module:
+def _heatmap(
+    specs: list[FeatureSpec], k: int, cfg: Config, output_scale: float = HEATMAP_OUTPUT_SCALE
+) -> nn.Module:
     w, h = cfg.model.input_size
     return HeatmapHead(
         [s.channels for s in specs],
@@ -69,6 +74,7 @@ def _heatmap(specs: list[FeatureSpec], k: int, cfg: Config) -> nn.Module:
         heatmap_size=(w // 4, h // 4),
         channels=cfg.model.head_channels,
         upsample_stages=cfg.model.upsample_stages,
+        output_scale=output_scale,
     )
 
 
@@ -88,7 +94,8 @@ def _simcc(specs: list[FeatureSpec], k: int, cfg: Config) -> nn.Module:
 
 
 def _integral(specs: list[FeatureSpec], k: int, cfg: Config) -> nn.Module:
-    return IntegralHead(_heatmap(specs, k, cfg), cfg.model.input_size)
+    # Soft-argmax logits, not peak-1 maps: no output scaling.
+    return IntegralHead(_heatmap(specs, k, cfg, output_scale=1.0), cfg.model.input_size)
 
 
 _HEADS: dict[str, Callable[[list[FeatureSpec], int, Config], nn.Module]] = {

@@ -6,6 +6,7 @@ message on stderr and exit code 2; see :mod:`keypointer.errors`.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -126,11 +127,95 @@ def demo(
     run_demo(out, quiet=quiet)
 
 
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:1 ...")]
+FlipOpt = Annotated[
+    bool, typer.Option("--flip", help="Flip test-time augmentation (uses the flip pairs).")
+]
+
+
+@app.command("eval")
+def eval_(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.pt) or run folder.")],
+    data: Annotated[Path, typer.Option("--data", help="Labels to evaluate on.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Output folder (default: <run>/eval-<data>).")
+    ] = None,
+    format: FormatOpt = None,
+    images: ImagesOpt = None,
+    alpha: Annotated[float, typer.Option("--alpha", min=0.0, help="PCK threshold.")] = 0.05,
+    pcutoff: Annotated[
+        float | None, typer.Option("--pcutoff", help="Also report errors of scores >= this.")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1)] = None,
+    flip: FlipOpt = False,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Score a model on labelled data: table, eval.json, PCK curve, worst predictions."""
+    from keypointer.engine.evaluate import evaluate_command
+
+    evaluate_command(
+        checkpoint, data, out, format=format, images=images, alpha=alpha, pcutoff=pcutoff,
+        batch_size=batch_size, flip=flip, device=device,
+    )  # fmt: skip
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Argument(help="Checkpoint (.pt), run folder or .onnx file.")],
+    inputs: Annotated[list[Path], typer.Argument(help="Images, folders and videos.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")],
+    boxes: Annotated[
+        Path | None,
+        typer.Option("--boxes", help="COCO detections JSON: one crop per box (images)."),
+    ] = None,
+    flip: FlipOpt = False,
+    threshold: Annotated[
+        float, typer.Option("--threshold", help="Draw keypoints scoring at least this.")
+    ] = 0.3,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 16,
+    draw: Annotated[
+        bool, typer.Option("--draw/--no-draw", help="Write drawn images and videos.")
+    ] = True,
+    box_threshold: Annotated[
+        float, typer.Option("--box-threshold", help="Skip boxes scoring below this.")
+    ] = 0.0,
+    device: DeviceOpt = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar or summary.")] = False,
+) -> None:
+    """Predict keypoints: COCO results JSON, DeepLabCut-style CSV, drawn images/videos."""
+    from keypointer.engine.predict import predict_command
+
+    predict_command(
+        model, inputs, out, boxes=boxes, flip=flip, threshold=threshold, batch_size=batch_size,
+        draw=draw, device=device, quiet=quiet, box_threshold=box_threshold,
+    )  # fmt: skip
+
+
+@app.command()
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.pt) or run folder.")],
+    format: Annotated[str, typer.Option("--format", help="onnx")] = "onnx",
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Output file (default: next to the checkpoint).")
+    ] = None,
+    flip: Annotated[
+        bool, typer.Option("--flip", help="Put flip test-time augmentation in the graph.")
+    ] = False,
+) -> None:
+    """Export to one ONNX file with decoding inside; checked against PyTorch after export."""
+    from keypointer.export import export_command
+
+    export_command(checkpoint, format=format, out=out, flip=flip)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: turn user errors into one message and exit code 2, without a traceback.
 
     Usage errors (unknown options) are handled by typer itself, also with exit code 2.
     """
+    # OpenCV logs a warning for each corrupt image besides the DataError we raise; keep the
+    # one message. Read when cv2 is first imported, which the commands do lazily.
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     try:
         app(args=argv)
     except KeypointerError as err:

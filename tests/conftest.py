@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# Torch's OpenMP threads busy-wait by default; on a 2-core machine shared by pytest and the
+# subprocesses it starts, that stalls steps by up to 100x. Set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest
 

@@ -19,7 +19,7 @@ def test_version():
 def test_help_lists_commands():
     r = run("--help")
     assert r.returncode == 0
-    for cmd in ("train", "check", "convert", "synth", "demo"):
+    for cmd in ("train", "check", "convert", "synth", "demo", "eval", "predict", "export"):
         assert cmd in r.stdout
 
 

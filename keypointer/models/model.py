@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -36,13 +37,27 @@ class KeypointModel(nn.Module):
     def forward(self, images: torch.Tensor) -> Output:
         return self.head(self.backbone(images))
 
-    def predict(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keypoints (N, K, 2) in input pixels and scores (N, K) for images (N, 3, H, W).
+    def predict(self, images: torch.Tensor | np.ndarray | list[np.ndarray], flip: bool = False):
+        """Keypoints and scores, for a normalised tensor batch or for plain RGB images.
 
-        Runs in eval mode under ``torch.inference_mode``; the caller's train/eval mode is
-        restored afterwards. A single (3, H, W) image is treated as a batch of one. Raw outputs
-        are decoded in float32 even under autocast (bf16 would round coordinates to ~1 px).
+        - Tensor (N, 3, H, W) normalised as in training (or one (3, H, W) image): returns
+          keypoints (N, K, 2) in input pixels and scores (N, K), as tensors.
+        - An (H, W, 3) uint8 RGB image of any size, or a list of them: each is letterboxed
+          whole into the input; returns numpy keypoints in that image's own pixels
+          (see :func:`keypointer.engine.predict.predict_image`).
+
+        ``flip`` averages with the horizontally flipped input (needs ``self.skeleton``,
+        which :func:`keypointer.load` sets). Runs in eval mode under ``torch.inference_mode``;
+        the caller's mode is restored. Outputs are decoded in float32 even under autocast.
         """
+        if isinstance(images, (list, np.ndarray)):
+            from keypointer.engine.predict import predict_image
+
+            return predict_image(self, images, flip=flip)
+        if flip:
+            from keypointer.engine.predict import predict_batch
+
+            return predict_batch(self, images, self.skeleton.flip_index())
         if images.dim() == 3:
             images = images.unsqueeze(0)
         was_training = self.training

@@ -70,3 +70,14 @@ def test_shipped_configs_are_complete_and_valid():
         d = yaml.safe_load(f.read_text())
         assert set(d) == set(Config.model_fields), f"{f.name} must list every section"
         load_config(f)
+
+
+def test_readme_config_reference_is_current():
+    from pathlib import Path
+
+    from keypointer.config import reference_markdown
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    start = readme.index("<!-- config-reference")
+    block = readme[readme.index("\n", start) + 1 : readme.index("<!-- /config-reference -->")]
+    assert block.strip() == reference_markdown().strip()

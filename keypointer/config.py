@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from keypointer.errors import ConfigError
 
@@ -152,6 +159,12 @@ class TrainConfig(_Section):
     """"auto", "cpu", "cuda", "cuda:1", ..."""
     pck_alpha: float = Field(0.05, gt=0)
     """Validation PCK threshold as a fraction of the instance box's longer side."""
+
+    @field_validator("amp", mode="before")
+    @classmethod
+    def _amp_off(cls, value: Any) -> Any:
+        # YAML 1.1 reads an unquoted ``off`` (``amp: off``, ``--set train.amp=off``) as false.
+        return "off" if value is False else value
 
 
 class RunConfig(_Section):

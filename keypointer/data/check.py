@@ -3,7 +3,8 @@
 Fatal problems raise :class:`DataError` naming the label file and the record: no images, a
 missing (or, when images are read, unreadable) image file, duplicate image ids, a keypoint
 count that differs from the skeleton, a visibility other than 0/1/2, a labelled point or a
-box with NaN/infinite coordinates, edges or flip pairs naming unknown keypoints, nothing
+box with NaN/infinite coordinates, a labelled point more than the image's size outside it, an
+image smaller than 8x8 pixels, edges or flip pairs naming unknown keypoints, nothing
 labelled at all. Everything else is a warning, and :func:`validate` returns a cleaned copy
 for training: labelled points outside the image become unlabelled (the image spans
 [-0.5, size - 0.5] in pixel-centre coordinates; half a pixel more is tolerated), boxes with
@@ -36,6 +37,7 @@ NO_INSTANCES = "images with no usable instance (not trained on)"
 BAD_BOX = "boxes with no area (keypoints' extent used instead)"
 UNREAD = "images not read (size unknown)"
 PROGRESS_FROM = 100  # images; fewer are read without a progress bar
+MIN_SIDE = 8  # pixels; a smaller image is a placeholder or a broken file, not a training image
 
 
 @dataclass
@@ -113,7 +115,8 @@ def _check_fatal(kset: KeypointSet) -> None:
 def _where(sample: Sample, inst: Instance | None = None) -> str:
     where = sample.record or f"image {sample.image.name}"
     if inst is not None and inst.record and inst.record != sample.record:
-        where += f", {inst.record}"
+        # "labels/a.txt line 3" already says "labels/a.txt": no need to repeat it.
+        where = inst.record if inst.record.startswith(where) else f"{where}, {inst.record}"
     return where
 
 
@@ -215,11 +218,19 @@ def _clean(
 ) -> Sample:
     w, h = size
     names = kset.skeleton.names
+    if w and h and min(w, h) < MIN_SIDE:
+        raise DataError(
+            f"image file {sample.image} is {w}x{h} pixels: too small to train on "
+            f"(at least {MIN_SIDE}x{MIN_SIDE})",
+            kset.source,
+            _where(sample),
+        )
     kept = []
     for inst in sample.instances:
         kp = np.array(inst.keypoints, dtype=np.float64)
         kp[kp[:, 2] <= 0] = 0.0
         if w and h:
+            _check_far(kp, w, h, sample, inst, kset)
             x, y = kp[:, 0], kp[:, 1]
             out = (kp[:, 2] > 0) & ((x < -1) | (x > w) | (y < -1) | (y > h))
             if out.any():
@@ -238,6 +249,23 @@ def _clean(
             continue
         kept.append(Instance(kp, box, inst.record))
     return Sample(sample.image, w, h, kept, sample.id, sample.record)
+
+
+def _check_far(
+    kp: np.ndarray, w: int, h: int, sample: Sample, inst: Instance, kset: KeypointSet
+) -> None:
+    """A labelled point more than the image's own size outside it is no slip of the hand but
+    wrong units (normalised, or another image's pixels) or garbage: fatal, not a warning."""
+    x, y = kp[:, 0], kp[:, 1]
+    far = (kp[:, 2] > 0) & ((x < -w) | (x > 2 * w) | (y < -h) | (y > 2 * h))
+    if far.any():
+        i = int(np.argmax(far))
+        raise DataError(
+            f"keypoint {kset.skeleton.names[i]!r} is labelled at ({x[i]:g}, {y[i]:g}), far "
+            f"outside the {w}x{h} image (wrong units or image?)",
+            kset.source,
+            _where(sample, inst),
+        )
 
 
 def run_check(

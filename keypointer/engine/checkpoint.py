@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +31,8 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        if hasattr(os, "fchmod"):  # mkstemp makes it owner-only; a checkpoint is a normal file
+            os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
             f.flush()
@@ -38,6 +42,23 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the temporary files of saves that a kill interrupted (``.last.pt.*.tmp`` ...).
+
+    Only call this when no other process writes to ``folder``. Returns what was removed.
+    """
+    stale = [p for p in Path(folder).glob(".*.tmp") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -67,11 +88,26 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"{path}: refused to load: it contains objects other than tensors and plain values "
             f"(possibly code). Only load checkpoints you trust. Detail: {str(err).splitlines()[0]}"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({err})") from None
+    except Exception as err:  # a damaged file makes torch.load fail in many ways (fuzzed)
+        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint ({detail})") from None
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise CheckpointError(f"{path}: not a keypointer checkpoint (no model or config inside)")
     return state
+
+
+@contextmanager
+def damaged(path: str | Path) -> Iterator[None]:
+    """Turn a checkpoint whose contents do not fit together (wrong shapes, missing or mistyped
+    entries: a damaged or hand-edited file) into a CheckpointError."""
+    try:
+        yield
+    except (RuntimeError, KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(
+            f"{path}: cannot restore from this checkpoint: it is damaged or does not match the "
+            f"configured model ({detail[:300]})"
+        ) from None
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> KeypointModel:
@@ -85,11 +121,13 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> Keypoint
 
     state = load_checkpoint(path, map_location="cpu")
     cfg = from_dict(state["config"], source=f"{path} (stored config)")
-    skeleton = Skeleton.from_dict(state["skeleton"])
+    with damaged(path):
+        skeleton = Skeleton.from_dict(state["skeleton"])
     model = build_model(cfg, skeleton.num_keypoints, pretrained=False)
-    weights = state.get("ema_model") or state["model"]
-    weights = {k.removeprefix("module."): v for k, v in weights.items() if k != "n_averaged"}
-    model.load_state_dict(weights)
+    with damaged(path):
+        weights = state.get("ema_model") or state["model"]
+        weights = {k.removeprefix("module."): v for k, v in weights.items() if k != "n_averaged"}
+        model.load_state_dict(weights)
     model.skeleton = skeleton
     model.config = cfg
     return model.to(device).eval()

@@ -193,6 +193,8 @@ def _train(
         raise
     finally:
         progress.close()
+        if tensorboard is not None:
+            tensorboard.close()
         if frozen:
             gc.unfreeze()
     if info.is_main and not (run_dir / "best.pt").exists() and (run_dir / "last.pt").exists():

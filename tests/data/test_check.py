@@ -157,7 +157,7 @@ def test_sizes_come_from_the_files(toy_kset):
 
 
 def test_run_check_prints_summary(tmp_path, toy_kset):
-    toy_kset.samples[0].instances[0].keypoints[0, :2] = (500, 5)
+    toy_kset.samples[0].instances[0].keypoints[0, :2] = (70, 5)  # just outside: a warning
     path = write_coco(toy_kset, tmp_path / "src" / "labels.json")
     doc = json.loads(path.read_text())
     doc["annotations"].append(dict(doc["annotations"][0], id=99, iscrowd=1))

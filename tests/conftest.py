@@ -20,3 +20,36 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is absent")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory) -> Path:
+    """Eight 64x64 synthetic images (COCO JSON path), made once per test session."""
+    from keypointer.data.synthetic import generate
+
+    return generate(tmp_path_factory.mktemp("synth"), num_images=8, seed=0, size=64)
+
+
+@pytest.fixture(scope="session")
+def checkpoint(synth, tmp_path_factory) -> Path:
+    """best.pt of a one-epoch 64x64 run on ``synth``, trained once per test session."""
+    from keypointer.config import load_config
+    from keypointer.engine.train import train
+
+    root = tmp_path_factory.mktemp("runs")
+    cfg = load_config(
+        None,
+        [
+            f"data.path={synth}", "model.input_size=[64,64]", "train.epochs=1",
+            "loader.batch_size=4", "loader.num_workers=0", f"run.root={root}",
+            "run.quiet=true", "data.val_fraction=0",
+        ],
+    )  # fmt: skip
+    return train(cfg).best
+
+
+@pytest.fixture(scope="session")
+def model(checkpoint):
+    from keypointer.engine.checkpoint import load_model
+
+    return load_model(checkpoint)

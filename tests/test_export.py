@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-from keypointer.config import load_config
 from keypointer.data import transforms as T
 from keypointer.data.images import read_image
 from keypointer.engine.predict import TorchRunner, make_crops, predict_command
@@ -28,36 +27,6 @@ from keypointer.export import (
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
-
-
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory) -> Path:
-    from keypointer.data.synthetic import generate
-
-    return generate(tmp_path_factory.mktemp("synth"), num_images=6, seed=1, size=64)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(synth, tmp_path_factory) -> Path:
-    from keypointer.engine.train import train
-
-    root = tmp_path_factory.mktemp("runs")
-    cfg = load_config(
-        None,
-        [
-            f"data.path={synth}", "model.input_size=[64,64]", "train.epochs=1",
-            "loader.batch_size=3", "loader.num_workers=0", f"run.root={root}",
-            "run.quiet=true", "data.val_fraction=0",
-        ],
-    )  # fmt: skip
-    return train(cfg).best
-
-
-@pytest.fixture(scope="module")
-def model(checkpoint):
-    from keypointer.engine.checkpoint import load_model
-
-    return load_model(checkpoint)
 
 
 @pytest.fixture(scope="module")

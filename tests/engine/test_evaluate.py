@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keypointer.config import load_config
 from keypointer.data.types import Instance, Sample
 from keypointer.engine.evaluate import (
     Predictions,
@@ -20,29 +19,6 @@ from keypointer.engine.evaluate import (
     worst_instances,
 )
 from keypointer.errors import DataError
-
-
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory) -> Path:
-    from keypointer.data.synthetic import generate
-
-    return generate(tmp_path_factory.mktemp("synth"), num_images=8, seed=0, size=64)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(synth, tmp_path_factory) -> Path:
-    from keypointer.engine.train import train
-
-    root = tmp_path_factory.mktemp("runs")
-    cfg = load_config(
-        None,
-        [
-            f"data.path={synth}", "model.input_size=[64,64]", "train.epochs=1",
-            "loader.batch_size=4", "loader.num_workers=0", f"run.root={root}",
-            "run.quiet=true", "data.val_fraction=0",
-        ],
-    )  # fmt: skip
-    return train(cfg).best
 
 
 @pytest.fixture(scope="module")

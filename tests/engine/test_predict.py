@@ -29,36 +29,6 @@ K = 11  # synthetic skeleton
 
 
 @pytest.fixture(scope="module")
-def synth(tmp_path_factory) -> Path:
-    from keypointer.data.synthetic import generate
-
-    return generate(tmp_path_factory.mktemp("synth"), num_images=8, seed=0, size=64)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(synth, tmp_path_factory) -> Path:
-    from keypointer.engine.train import train
-
-    root = tmp_path_factory.mktemp("runs")
-    cfg = load_config(
-        None,
-        [
-            f"data.path={synth}", "model.input_size=[64,64]", "train.epochs=1",
-            "loader.batch_size=4", "loader.num_workers=0", f"run.root={root}",
-            "run.quiet=true", "data.val_fraction=0",
-        ],
-    )  # fmt: skip
-    return train(cfg).best
-
-
-@pytest.fixture(scope="module")
-def model(checkpoint):
-    from keypointer.engine.checkpoint import load_model
-
-    return load_model(checkpoint)
-
-
-@pytest.fixture(scope="module")
 def video(synth, tmp_path_factory) -> Path:
     """Five 64x48 frames cut from the synthetic images."""
     path = tmp_path_factory.mktemp("video") / "clip.mp4"

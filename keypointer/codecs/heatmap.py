@@ -115,7 +115,9 @@ class HeatmapCodec:
     def decode(self, heatmaps: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """Heatmaps (N, K, h, w) -> keypoints (N, K, 2) in input pixels, scores (N, K).
 
-        A (K, h, w) input gives (K, 2) and (K,).
+        A (K, h, w) input gives (K, 2) and (K,). The score is the heatmap's peak, clipped to
+        [0, 1] (a trained map can overshoot its peak-1 target slightly), so it reads as the
+        confidence DeepLabCut calls likelihood.
         """
         hm = as_float(heatmaps)
         unbatched = hm.dim() == 3
@@ -137,6 +139,7 @@ class HeatmapCodec:
             x, y = ix.to(hm.dtype), iy.to(hm.dtype)
         sx, sy = self.scale
         keypoints = torch.stack((x / sx, y / sy), dim=-1)
+        scores = scores.clamp(0.0, 1.0)
         if unbatched:
             return keypoints[0], scores[0]
         return keypoints, scores

@@ -139,7 +139,9 @@ def test_decode_scores_and_degenerate_maps():
     kp, scores = codec.decode(heatmaps)
     assert torch.isfinite(kp).all() and scores[0, 1] == pytest.approx(0.7)
     torch.testing.assert_close(kp[0, 1], torch.tensor([5.0, 4.0]) * 31 / 7)
-    assert scores[1, 2] == -1.0
+    assert scores[1, 2] == 0.0  # clipped to [0, 1]
+    heatmaps[0, 0, 2, 2] = 1.3
+    assert codec.decode(heatmaps)[1][0, 0] == 1.0
 
 
 def test_empty_batch_and_bad_shapes():

@@ -180,18 +180,9 @@ def _train(
                 state = make_state(
                     cfg, data, model, optimizer, scheduler, scaler, ema, epoch + 1, history
                 )
-                # best.pt first: last.pt is the commit point a resume starts from, so a kill
-                # between the two saves re-runs this epoch and writes best.pt again.
-                if row.get("val_pck", -math.inf) > best:
-                    best = row["val_pck"]
-                    save_checkpoint(state, run_dir / "best.pt")
-                save_checkpoint(state, run_dir / "last.pt")
-                write_metrics(run_dir, history)
-                if tensorboard is not None:
-                    for key, value in row.items():
-                        if key != "epoch":
-                            tensorboard.add_scalar(key, value, epoch + 1)
-                    tensorboard.flush()
+                is_best = row.get("val_pck", -math.inf) > best
+                best = row["val_pck"] if is_best else best
+                record_epoch(run_dir, state, is_best, history, tensorboard)
                 progress.log(format_row(row))
             dist.barrier(info)
             gc.collect()  # the epoch's cyclic garbage (a plot's figure): a flat memory profile
@@ -209,6 +200,26 @@ def _train(
     if info.is_main and not (run_dir / "best.pt").exists() and (run_dir / "last.pt").exists():
         save_checkpoint(load_checkpoint(run_dir / "last.pt"), run_dir / "best.pt")
     return run
+
+
+def record_epoch(
+    run_dir: Path, state: dict, is_best: bool, history: list[dict], tensorboard
+) -> None:
+    """Checkpoints, metrics.csv, curves.png and TensorBoard scalars for the epoch just done.
+
+    best.pt is written first: last.pt is the commit point a resume starts from, so a kill
+    between the two saves re-runs this epoch and writes best.pt again.
+    """
+    if is_best:
+        save_checkpoint(state, run_dir / "best.pt")
+    save_checkpoint(state, run_dir / "last.pt")
+    write_metrics(run_dir, history)
+    if tensorboard is not None:
+        row = history[-1]
+        for key, value in row.items():
+            if key != "epoch":
+                tensorboard.add_scalar(key, value, row["epoch"])
+        tensorboard.flush()
 
 
 def freeze_setup_objects() -> bool:

@@ -29,12 +29,13 @@ import keypointer  # noqa: F401  (first: tunes malloc before torch allocates; se
 import cv2
 import numpy as np
 import torch
+from _results import RESULTS, write_section
 
 from keypointer.codecs import HeatmapCodec
+from keypointer.codecs._seed_notes import notes_gauss_heatmap
 
 N, K, W, H, SIGMA = 64, 17, 48, 64, 2  # heatmap 64x48 (h x w), COCO's 256x192 input
 INPUT = (192, 256)
-RESULTS = Path(__file__).with_name("RESULTS.md")
 NOTES = """\
 Targets (issue "Foundation"): encode >= 100x faster than the seed notes' per-keypoint loop and
 within 3x of the floor; noiseless DARK < 0.01 heatmap px everywhere; noisy DARK <= 0.06.
@@ -45,34 +46,6 @@ With noise, a map cut by the border holds less of the Gaussian, hence the larger
 error. (Side experiment, same data: a full 2-D maximum-likelihood fit that is told the true
 sigma gets 0.050 interior / 0.063 border, near the noise bound, but fitting with a fixed
 sigma is biased by up to 0.4 px at the border when the predicted width differs.)"""
-
-
-# --- The seed notes' code (../shared/seed/), as written: integer sigma, rounded centres ---
-def notes_gauss_kernel(sigma, kernel_sz=None):
-    if kernel_sz is None:
-        stride = 3 * sigma
-        kernel_sz = 2 * stride + 1
-    kernel = np.zeros((kernel_sz, kernel_sz))
-    center = kernel_sz // 2
-    for i in range(kernel_sz):
-        for j in range(kernel_sz):
-            x, y = i - center, j - center
-            kernel[i, j] = np.exp(-(x**2 + y**2) / (2 * sigma**2))
-    kernel = kernel / kernel.max()
-    return kernel
-
-
-def notes_gauss_heatmap(width, height, cx, cy, sigma, kernel_sz=None):
-    if kernel_sz is None:
-        stride = 3 * sigma
-        kernel_sz = 2 * stride + 1
-    else:
-        stride = kernel_sz // 2
-    heatmap_padding = np.zeros((height + stride * 2, width + stride * 2))
-    kernel = notes_gauss_kernel(sigma, kernel_sz)
-    heatmap_padding[cy : cy + 2 * stride + 1, cx : cx + 2 * stride + 1] = kernel
-    heatmap = heatmap_padding[stride : stride + height, stride : stride + width]
-    return heatmap
 
 
 def seed_encode(uv: np.ndarray) -> np.ndarray:
@@ -224,18 +197,6 @@ def machine() -> str:
     )
 
 
-def write_section(body: str) -> None:
-    """Replace (or append) the "## Codecs" section of RESULTS.md, leaving others alone."""
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    section = "## Codecs\n\n" + body.strip() + "\n"
-    pattern = re.compile(r"^## Codecs\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1).rstrip() + "\n"
-    else:
-        text = text.rstrip() + "\n\n" + section
-    RESULTS.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
@@ -254,7 +215,7 @@ def main() -> None:
     body = "\n\n".join(parts)
     print(body)
     if args.write:
-        write_section(body)
+        write_section("Codecs", body)
         print(f"\nwritten to {RESULTS}")
 
 

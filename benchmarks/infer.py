@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import statistics
 import tempfile
 import time
@@ -31,6 +30,7 @@ import keypointer  # noqa: F401  (first: tunes malloc before torch allocates)
 # isort: split
 import numpy as np
 import torch
+from _results import RESULTS, write_section
 
 from keypointer.config import Config
 from keypointer.data.transforms import IMAGENET_MEAN, IMAGENET_STD
@@ -38,7 +38,6 @@ from keypointer.export import OnnxModel, export_onnx
 from keypointer.models.model import build_model
 from keypointer.skeleton import Skeleton
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
 NOTES = """\
 Target (issue 5): ONNX Runtime >= 1.5x eager at batch 1. At batch 1 the model is small enough
 that per-operator framework overhead dominates, which ONNX Runtime (one static graph, BatchNorm
@@ -131,18 +130,6 @@ def machine() -> str:
     )
 
 
-def write_section(body: str) -> None:
-    """Replace (or append) the "## Inference" section of RESULTS.md, leaving others alone."""
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    section = "## Inference\n\n" + body.strip() + "\n"
-    pattern = re.compile(r"^## Inference\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1).rstrip() + "\n"
-    else:
-        text = text.rstrip() + "\n\n" + section
-    RESULTS.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
@@ -169,7 +156,7 @@ def main() -> None:
             f"load average {load:.1f} at the start (other jobs running)."
         )
         command = "`OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/infer.py --write`"
-        write_section(f"{head} Command: {command}.\n\n{body}\n\n{NOTES}")
+        write_section("Inference", f"{head} Command: {command}.\n\n{body}\n\n{NOTES}")
         print(f"\nwritten to {RESULTS}")
 
 

@@ -21,7 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from keypointer.data.types import Instance, KeypointSet, Sample, image_size, path_exists, read_text
+from keypointer.data.types import (
+    Instance,
+    KeypointSet,
+    Sample,
+    image_size,
+    path_exists,
+    read_text,
+    writable_instance,
+)
 from keypointer.errors import DataError
 from keypointer.skeleton import Skeleton, guess_flip_pairs
 
@@ -305,15 +313,7 @@ def _relative(image: Path, root: Path) -> str:
 
 
 def _write_annotation(inst: Instance, ann_id: int, img_id: int | str, source: Any) -> dict:
-    kp = np.array(inst.keypoints, dtype=np.float64)
-    labelled = kp[:, 2] > 0
-    kp[~labelled] = 0.0
-    box = inst.bbox
-    if not np.isfinite(kp).all() or (box is not None and not np.isfinite(box).all()):
-        raise DataError("NaN or infinite coordinates cannot be written", source, inst.record)
-    if box is None and labelled.any():
-        lo, hi = kp[labelled, :2].min(0), kp[labelled, :2].max(0)
-        box = (lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1])
+    kp, labelled, box = writable_instance(inst, source)
     ann: dict[str, Any] = {"id": ann_id, "image_id": img_id, "category_id": 1, "iscrowd": 0}
     ann["keypoints"] = [v for x, y, vis in kp.tolist() for v in (x, y, int(vis))]
     ann["num_keypoints"] = int(labelled.sum())

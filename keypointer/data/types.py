@@ -107,3 +107,21 @@ def read_text(path: Path, what: str = "file") -> str:
         raise DataError(
             f"the {what} is not UTF-8 text (save it as UTF-8)", path, f"line {line}"
         ) from None
+
+
+def writable_instance(
+    inst: Instance, source: object
+) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float, float] | None]:
+    """What a writer stores for ``inst``: (K, 3) keypoints with unlabelled ones zeroed, the
+    (K,) labelled mask, and the box, or the labelled keypoints' extent when it has none
+    (None when nothing is labelled). NaN or infinite values raise :class:`DataError`."""
+    kp = np.array(inst.keypoints, dtype=np.float64)
+    labelled = kp[:, 2] > 0
+    kp[~labelled] = 0.0
+    box = inst.bbox
+    if not np.isfinite(kp).all() or (box is not None and not np.isfinite(box).all()):
+        raise DataError("NaN or infinite coordinates cannot be written", source, inst.record)
+    if box is None and labelled.any():
+        lo, hi = kp[labelled, :2].min(0), kp[labelled, :2].max(0)
+        box = (lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1])
+    return kp, labelled, box

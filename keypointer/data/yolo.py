@@ -26,7 +26,15 @@ import numpy as np
 import yaml
 
 from keypointer.data.dlc import load_yaml
-from keypointer.data.types import Instance, KeypointSet, Sample, image_size, path_exists, read_text
+from keypointer.data.types import (
+    Instance,
+    KeypointSet,
+    Sample,
+    image_size,
+    path_exists,
+    read_text,
+    writable_instance,
+)
 from keypointer.errors import DataError
 from keypointer.skeleton import Skeleton, guess_flip_pairs
 
@@ -258,17 +266,9 @@ def _write_split(kset: KeypointSet, out_dir: Path, split: str) -> None:
 
 
 def _line(inst: Instance, w: int, h: int, source: Any) -> str | None:
-    kp = np.array(inst.keypoints, dtype=np.float64)
-    labelled = kp[:, 2] > 0
-    kp[~labelled] = 0.0
-    box = inst.bbox
-    if not np.isfinite(kp).all() or (box is not None and not np.isfinite(box).all()):
-        raise DataError("NaN or infinite coordinates cannot be written", source, inst.record)
+    kp, _, box = writable_instance(inst, source)
     if box is None:
-        if not labelled.any():
-            return None
-        lo, hi = kp[labelled, :2].min(0), kp[labelled, :2].max(0)
-        box = (lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1])
+        return None
     x, y, bw, bh = box
     values = [(x + bw / 2) / w, (y + bh / 2) / h, bw / w, bh / h]
     cells = ["0"] + [f"{v:.6f}" for v in values]

@@ -8,52 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from keypointer.codecs import all_keypoints_heatmap, gaussian_heatmap, gaussian_kernel
-
-
-# --- The notes' code, verbatim but for formatting (../shared/seed/000_0aceef8533084b33.txt) ---
-def notes_gauss_kernel(sigma, kernel_sz=None):
-    if kernel_sz is None:
-        stride = 3 * sigma
-        kernel_sz = 2 * stride + 1
-    kernel = np.zeros((kernel_sz, kernel_sz))
-    center = kernel_sz // 2
-    for i in range(kernel_sz):
-        for j in range(kernel_sz):
-            x, y = i - center, j - center
-            kernel[i, j] = np.exp(-(x**2 + y**2) / (2 * sigma**2))
-    kernel = kernel / kernel.max()
-    return kernel
-
-
-def notes_gauss_heatmap(width, height, cx, cy, sigma, kernel_sz=None):
-    if kernel_sz is None:
-        stride = 3 * sigma
-        kernel_sz = 2 * stride + 1
-    else:
-        stride = kernel_sz // 2
-    heatmap_padding = np.zeros((height + stride * 2, width + stride * 2))
-    kernel = notes_gauss_kernel(sigma, kernel_sz)
-    heatmap_padding[cy : cy + 2 * stride + 1, cx : cx + 2 * stride + 1] = kernel
-    heatmap = heatmap_padding[stride : stride + height, stride : stride + width]
-    return heatmap
-
-
-def notes_all_kps_gauss_heatmap(width, height, kps, sigma, kernel_sz=None):
-    if kernel_sz is None:
-        stride = 3 * sigma
-        kernel_sz = 2 * stride + 1
-    else:
-        stride = kernel_sz // 2
-    heatmap_padding = np.zeros((height + stride * 2, width + stride * 2))
-    kernel = notes_gauss_kernel(sigma, kernel_sz)
-    for i in range(kps.shape[0]):
-        cx, cy = kps[i, 0], kps[i, 1]
-        heatmap_padding[cy : cy + 2 * stride + 1, cx : cx + 2 * stride + 1] = kernel
-    heatmap = heatmap_padding[stride : stride + height, stride : stride + width]
-    return heatmap
-
-
-# ------------------------------------------------------------------------------------------
+from keypointer.codecs._seed_notes import (
+    notes_all_kps_gauss_heatmap,
+    notes_gauss_heatmap,
+    notes_gauss_kernel,
+)
 
 
 @pytest.mark.parametrize("sigma", [1, 2, 3])

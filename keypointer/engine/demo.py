@@ -7,8 +7,6 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
-
 from keypointer.config import Config
 
 DEMO_TRAIN_IMAGES = 1000
@@ -72,8 +70,7 @@ def evaluate_held_out(checkpoint: Path, labels: Path, pictures: Path, n_draw: in
     from keypointer.data.dataset import KeypointDataset, make_loader
     from keypointer.data.formats import load_dataset
     from keypointer.data.images import read_image
-    from keypointer.engine.evaluate import predict_loader
-    from keypointer.metrics import bbox_norm, pck
+    from keypointer.engine.evaluate import predict_loader, quick_metrics
     from keypointer.viz import draw_keypoints, save_gallery, write_image
 
     model = load(checkpoint)
@@ -81,8 +78,7 @@ def evaluate_held_out(checkpoint: Path, labels: Path, pictures: Path, n_draw: in
     ds = KeypointDataset(kset, model.codec, model.config.model.input_size, None)
     loader = make_loader(ds, model.config.loader, train=False, device="cpu")
     pred = predict_loader(model, loader, torch.device("cpu"))
-    result = pck(pred.keypoints, pred.gt, pred.visible, bbox_norm(pred.bboxes), alpha=0.05)
-    err = np.linalg.norm(pred.keypoints - pred.gt, axis=-1)[pred.visible]
+    metrics = quick_metrics(pred, alpha=0.05)
     pictures.mkdir(parents=True, exist_ok=True)
     drawn = []
     for i in range(min(n_draw, len(pred.index))):
@@ -97,8 +93,4 @@ def evaluate_held_out(checkpoint: Path, labels: Path, pictures: Path, n_draw: in
         write_image(pictures / f"{Path(sample.image).stem}.png", image)
         drawn.append(image)
     save_gallery(drawn, pictures / "gallery.png")
-    return {
-        "pck": float(result.overall),
-        "mean_px": float(err.mean()),
-        "instances": len(pred.index),
-    }
+    return {**metrics, "instances": len(pred.index)}

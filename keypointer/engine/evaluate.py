@@ -125,13 +125,11 @@ def instance_boxes(dataset, index: np.ndarray) -> np.ndarray:
 
 def quick_metrics(pred: Predictions, alpha: float) -> dict[str, float]:
     """Validation metrics logged every epoch: PCK@alpha (box-size normaliser) and mean pixel error."""
-    err = np.linalg.norm(pred.keypoints - pred.gt, axis=-1)
-    vis = pred.visible
-    if not vis.any():
-        return {"pck": float("nan"), "mean_px": float("nan")}
-    norm = np.maximum(pred.bboxes[:, 2], pred.bboxes[:, 3])[:, None]
-    hit = (err <= alpha * norm) & vis
-    return {"pck": float(hit.sum() / vis.sum()), "mean_px": float(err[vis].mean())}
+    from keypointer.metrics import bbox_norm, pck, pixel_errors
+
+    result = pck(pred.keypoints, pred.gt, pred.visible, bbox_norm(pred.bboxes), alpha)
+    errors = pixel_errors(pred.keypoints, pred.gt, pred.visible)
+    return {"pck": float(result.overall), "mean_px": float(errors["mean"])}
 
 
 # --------------------------------------------------------------------------- keypointer eval

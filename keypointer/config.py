@@ -47,8 +47,10 @@ class DataConfig(_Section):
 class ModelConfig(_Section):
     backbone: str = "regnetx_002"
     """Any timm model name that supports ``features_only``."""
-    pretrained: bool = False
-    """Load ImageNet weights when the machine can fetch them; offline: warn once, train from scratch."""
+    pretrained: bool | str = False
+    """true: ImageNet weights when the machine can fetch them (offline: warn once, train from
+    scratch); a path: a local weights file for the backbone (safetensors, or a timm/torchvision
+    state dict), e.g. saved once on a networked machine."""
     head: Literal["heatmap", "regression", "simcc", "integral"] = "heatmap"
     """heatmap (Gaussian maps, stride 4), regression (u/w, v/h), simcc (1-D bins), integral (soft-argmax)."""
     input_size: tuple[int, int] = (128, 128)

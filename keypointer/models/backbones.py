@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from keypointer.errors import ConfigError
+from keypointer.models._pretrained import create_with_weights
 
 _EXAMPLES = "resnet18, mobilenetv3_large_100, efficientnet_b0, regnetx_002, hrnet_w18_small"
 _warned_offline: set[str] = set()  # warn once per backbone name, not once per model built
@@ -31,7 +32,7 @@ class FeatureSpec:
 
 def create_backbone(
     name: str,
-    pretrained: bool = False,
+    pretrained: bool | str = False,
     out_indices: Sequence[int] | None = None,
     multi_scale: bool = False,
 ) -> nn.Module:
@@ -41,13 +42,16 @@ def create_backbone(
     deepest level with stride <= 32, or with ``multi_scale`` the deepest level at each of the
     strides 8, 16 and 32 (what the heatmap head's FPN-lite merges).
 
-    ``pretrained`` loads ImageNet weights when the machine can fetch them; when it cannot
+    ``pretrained`` True loads ImageNet weights when the machine can fetch them; when it cannot
     (offline, no weights for this model) it warns once per name and starts from random
-    weights, so a run never fails for lack of a network.
+    weights, so a run never fails for lack of a network. A path loads that local weights file
+    (safetensors or a timm/torchvision state dict) and fails clearly when it does not fit.
     """
     if not timm.is_model(name):
         raise ConfigError(f"model.backbone: unknown timm model {name!r}; e.g. {_EXAMPLES}")
     indices = _resolve_indices(name, out_indices, multi_scale)
+    if isinstance(pretrained, str):
+        return create_with_weights(name, pretrained, features_only=True, out_indices=indices)
     if pretrained:
         try:
             return _create(name, True, indices)

@@ -85,7 +85,7 @@ def engine_loop(model, batches, optimizer, cfg, autocast) -> list[float]:
     sched = torch.optim.lr_scheduler.ConstantLR(optimizer, 1.0, total_iters=0)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     progress = TrainProgress(len(batches), quiet=True, enabled=False)
-    loss_fn = make_loss(cfg, reduction="sum")
+    loss_fn = make_loss(cfg, reduction="keypoint_sum")
     device = torch.device("cpu")
     train_one_epoch(
         model, loader, loss_fn, optimizer, sched, scaler, None, autocast, cfg, device,

@@ -71,16 +71,20 @@ def check(
 def convert(
     src: Annotated[Path, typer.Argument(help="Labels to read.")],
     dst: Annotated[
-        Path, typer.Argument(help="Where to write: a .json file for coco, a folder otherwise.")
+        Path,
+        typer.Argument(help="Where to write: a .json/.csv file for coco/csv, a folder otherwise."),
     ],
-    to: Annotated[str, typer.Option("--to", help="coco | yolo | dlc")] = "coco",
+    to: Annotated[str, typer.Option("--to", help="coco | yolo | dlc | csv")] = "coco",
     format: FormatOpt = None,
     images: ImagesOpt = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing output file (coco, csv).")
+    ] = False,
 ) -> None:
     """Convert labels from one format to another."""
     from keypointer.data.formats import convert as _convert
 
-    out = _convert(src, dst, to=to, format=format, images=images)
+    out = _convert(src, dst, to=to, format=format, images=images, overwrite=overwrite)
     typer.echo(f"wrote {out}")
 
 
@@ -216,6 +220,9 @@ def main(argv: list[str] | None = None) -> None:
     # OpenCV logs a warning for each corrupt image besides the DataError we raise; keep the
     # one message. Read when cv2 is first imported, which the commands do lazily.
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    # FFmpeg prints a line per damaged packet of a video; predict names the unreadable frames
+    # in one warning instead. -8 is AV_LOG_QUIET.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     try:
         app(args=argv)
     except KeypointerError as err:

@@ -24,8 +24,11 @@ from keypointer.errors import ConfigError
 
 
 class _Section(BaseModel):
+    # allow_inf_nan=False: every float field (tuples included) refuses inf and nan up front,
+    # before a run folder exists; an infinite learning rate would otherwise train until the
+    # loss overflows.
     model_config = ConfigDict(
-        extra="forbid", validate_assignment=True, use_attribute_docstrings=True
+        extra="forbid", validate_assignment=True, use_attribute_docstrings=True, allow_inf_nan=False
     )
 
 
@@ -122,8 +125,8 @@ class TrainConfig(_Section):
     """Passes over the training data."""
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     """adam (the seed notes'), adamw, or sgd (momentum, Nesterov)."""
-    lr: float = Field(1e-3, gt=0)
-    """Peak learning rate."""
+    lr: float = Field(1e-3, gt=0, le=10)
+    """Peak learning rate, at most 10 (more only diverges; past 3e38 float32 overflows)."""
     weight_decay: float = Field(0.0, ge=0)
     """Weight decay (not applied to norms and biases)."""
     momentum: float = Field(0.9, ge=0, lt=1)

@@ -32,6 +32,7 @@ from torch import nn
 from keypointer import __version__
 from keypointer.codecs import HeatmapCodec
 from keypointer.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from keypointer.engine.checkpoint import plain_file_mode
 from keypointer.engine.predict import (
     average_heatmaps,
     averages_heatmaps,
@@ -102,6 +103,7 @@ def export_onnx(
     try:
         exporter = _export(wrapper, example, Path(tmp), opset, exporter)
         _add_metadata(Path(tmp), model, flip)
+        os.chmod(tmp, plain_file_mode())  # mkstemp's 0600, not the umask's mode
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
@@ -357,11 +359,13 @@ def export_command(
 ) -> dict[str, Any]:
     """What ``keypointer export`` does: load, export, check, print a summary."""
     from keypointer.engine.checkpoint import load_model
+    from keypointer.output_paths import check_output_file
 
     if format != "onnx":
         raise KeypointerError(f"unknown export format {format!r}; supported: onnx")
-    model = load_model(checkpoint, "cpu")
     path = Path(out) if out is not None else default_onnx_path(checkpoint)
+    check_output_file(path, example=default_onnx_path(checkpoint).name)
+    model = load_model(checkpoint, "cpu")
     report = export_onnx(model, path, flip=flip)
     w, h = model.codec.input_size
     print(

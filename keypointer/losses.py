@@ -1,18 +1,26 @@
 """Keypoint losses: nn.Modules called as ``loss(output, target, weights)``, with functional twins.
 
-Every loss first computes one value per keypoint, then applies per-keypoint ``weights``
-(N, K) (the codec's; None = all 1) and ``reduction`` (MMPose/HRNet convention):
+Every loss has an elementwise value (per heatmap pixel, per coordinate, per SimCC bin) and a
+per-keypoint value: the mean of that keypoint's elements (MSE, L1, smooth L1, Adaptive Wing),
+or for SimCC the KL divergence of x plus that of y (each a sum over bins, as a KL is). The
+per-keypoint ``weights`` (N, K) (the codec's; None = all 1) scale every element of their
+keypoint. ``reduction``:
 
-- ``"none"``: the weighted per-keypoint losses, shape (N, K);
-- ``"sum"``: their sum (``none.sum()``);
-- ``"mean"``: their sum divided by the number of labelled keypoints (weight > 0), so an
-  unlabelled keypoint never dilutes the loss; 0 (not NaN) when nothing is labelled.
+- ``"none"``: the weighted per-keypoint losses, shape (N, K) (one value per keypoint, not per
+  element, since the weights are per keypoint);
+- ``"mean"``: the sum of those divided by the number of labelled keypoints (weight > 0), so an
+  unlabelled keypoint never dilutes the loss; 0 (not NaN) when nothing is labelled. With all
+  weights 1 this is PyTorch's ``reduction="mean"`` (for SimCC: ``"batchmean"`` over the
+  N*K rows of x, plus the same for y);
+- ``"sum"``: the sum of the weighted *elementwise* losses. With all weights 1 this is
+  PyTorch's ``reduction="sum"``;
+- ``"keypoint_sum"``: the sum of the weighted per-keypoint losses (``none.sum()``), i.e.
+  "mean" before the division by the labelled count. Training uses it and divides by the
+  labelled count of the global batch (see ``keypointer.engine.train.global_mean_loss``).
 
-The per-keypoint value is the mean over that keypoint's elements (heatmap pixels, or the two
-coordinates), so with all weights 1 "mean" equals PyTorch's own ``reduction="mean"`` and
-"sum" is ``none.sum()`` just as in PyTorch. A keypoint with weight 0 contributes exactly 0
-to the value (even if its own loss is not finite) and to the gradient. Losses are computed in
-at least float32, so bf16/fp16 outputs of a mixed-precision model are fine.
+A keypoint with weight 0 contributes exactly 0 to the value (even if its own loss is not
+finite) and to the gradient. Losses are computed in at least float32, so bf16/fp16 outputs of
+a mixed-precision model are fine.
 """
 
 from __future__ import annotations
@@ -27,20 +35,25 @@ from torch import nn
 if TYPE_CHECKING:
     from keypointer.config import Config
 
-Reduction = Literal["none", "sum", "mean"]
+Reduction = Literal["none", "sum", "mean", "keypoint_sum"]
+REDUCTIONS: tuple[str, ...] = ("none", "sum", "mean", "keypoint_sum")
 Pair = tuple[torch.Tensor, torch.Tensor]
 
 
 def _check(reduction: str) -> Reduction:
-    if reduction not in ("none", "sum", "mean"):
-        raise ValueError(f"reduction must be 'none', 'sum' or 'mean', got {reduction!r}")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     return reduction  # type: ignore[return-value]
 
 
 def weighted_reduce(
     per_keypoint: torch.Tensor, weights: torch.Tensor | None, reduction: Reduction
 ) -> torch.Tensor:
-    """Apply weights (N, K) and ``reduction`` to per-keypoint losses (N, K)."""
+    """Apply weights (N, K) and ``reduction`` to per-keypoint losses (N, K).
+
+    The values are taken as the elements, so "sum" and "keypoint_sum" agree here; the
+    losses below get PyTorch's "sum" from :func:`_reduce_elements`.
+    """
     _check(reduction)
     if weights is None:
         w = torch.ones_like(per_keypoint)
@@ -51,7 +64,7 @@ def weighted_reduce(
     if reduction == "none":
         return loss
     total = loss.sum()
-    if reduction == "sum":
+    if reduction in ("sum", "keypoint_sum"):
         return total
     return total / (w > 0).sum().clamp(min=1).to(total.dtype)
 
@@ -61,9 +74,14 @@ def _f32(output: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torc
     return output.to(dtype), target.to(dtype)
 
 
-def _per_keypoint(elementwise: torch.Tensor) -> torch.Tensor:
-    """(N, K, ...) -> (N, K): mean over everything after the keypoint axis."""
-    return elementwise.flatten(2).mean(-1)
+def _reduce_elements(
+    elementwise: torch.Tensor, weights: torch.Tensor | None, reduction: Reduction
+) -> torch.Tensor:
+    """Elementwise losses (N, K, ...) -> ``reduction``; per keypoint = mean of its elements."""
+    flat = elementwise.flatten(2)
+    if _check(reduction) == "sum":  # PyTorch's sum: every element, not every keypoint mean
+        return weighted_reduce(flat.sum(-1), weights, "sum")
+    return weighted_reduce(flat.mean(-1), weights, reduction)
 
 
 def keypoint_mse_loss(
@@ -74,9 +92,7 @@ def keypoint_mse_loss(
 ) -> torch.Tensor:
     """Heatmap MSE: per keypoint, the mean over pixels of (output - target)^2, (N, K, h, w)."""
     output, target = _f32(output, target)
-    return weighted_reduce(
-        _per_keypoint(F.mse_loss(output, target, reduction="none")), weights, reduction
-    )
+    return _reduce_elements(F.mse_loss(output, target, reduction="none"), weights, reduction)
 
 
 def keypoint_l1_loss(
@@ -87,9 +103,7 @@ def keypoint_l1_loss(
 ) -> torch.Tensor:
     """L1 on coordinates (N, K, 2) (normalised, as RegressionCodec): mean |error| of x and y."""
     output, target = _f32(output, target)
-    return weighted_reduce(
-        _per_keypoint(F.l1_loss(output, target, reduction="none")), weights, reduction
-    )
+    return _reduce_elements(F.l1_loss(output, target, reduction="none"), weights, reduction)
 
 
 def keypoint_smooth_l1_loss(
@@ -106,7 +120,7 @@ def keypoint_smooth_l1_loss(
     """
     output, target = _f32(output, target)
     elementwise = F.smooth_l1_loss(output, target, reduction="none", beta=beta)
-    return weighted_reduce(_per_keypoint(elementwise), weights, reduction)
+    return _reduce_elements(elementwise, weights, reduction)
 
 
 def simcc_loss(
@@ -128,6 +142,7 @@ def simcc_loss(
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
     per_kp = sum(_kl_bins(o, t, beta, label_smoothing) for o, t in zip(output, target, strict=True))
+    # per_kp already sums its bins, so "sum" here is the elementwise sum, as in PyTorch
     return weighted_reduce(per_kp, weights, reduction)  # type: ignore[arg-type]
 
 
@@ -163,7 +178,7 @@ def adaptive_wing_loss(
     c = theta * a - omega * torch.log1p(ratio**power)
     small = omega * torch.log1p((delta / epsilon) ** power)
     elementwise = torch.where(delta < theta, small, a * delta - c)
-    return weighted_reduce(_per_keypoint(elementwise), weights, reduction)
+    return _reduce_elements(elementwise, weights, reduction)
 
 
 class _KeypointLoss(nn.Module):

@@ -77,7 +77,8 @@ class Skeleton:
         return self.names.index(name)
 
     def validate(self, source: str | None = None) -> None:
-        """Raise :class:`DataError` if edges, flip pairs or sigmas name unknown keypoints."""
+        """Raise :class:`DataError` if edges, flip pairs or sigmas name unknown keypoints, or a
+        flip pair pairs a keypoint with itself."""
         k = len(self.names)
         if k == 0:
             raise DataError("the skeleton has no keypoints", source)
@@ -90,6 +91,11 @@ class Skeleton:
                     raise DataError(
                         f"{kind} ({a}, {b}) names a keypoint outside 0..{k - 1}", source
                     )
+        for a, b in self.flip_pairs:
+            if a == b:  # a typo for another index: the flip would leave its partner unswapped
+                raise DataError(
+                    f"flip pair ({a}, {b}) pairs keypoint {self.names[a]!r} with itself", source
+                )
         if self.sigmas is not None and len(self.sigmas) != k:
             raise DataError(f"{len(self.sigmas)} OKS sigmas for {k} keypoints", source)
 

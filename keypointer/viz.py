@@ -120,12 +120,15 @@ def save_gallery(images: Sequence[np.ndarray], path: str | Path, cols: int = 4) 
     return write_image(path, grid)
 
 
-def _figure(ncols: int = 1, size: tuple[float, float] = (6.0, 4.0)) -> tuple[Any, Any]:
+def _figure(
+    ncols: int = 1, size: tuple[float, float] = (6.0, 4.0), rows: int = 1
+) -> tuple[Any, Any]:
+    """A figure of ``rows`` x ``ncols`` panels of ``size`` inches; its axes, flat, row-major."""
     # A bare Figure (no pyplot): no global state, no window, rendered by Agg on savefig.
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(size[0] * ncols, size[1]), layout="constrained")
-    return fig, fig.subplots(1, ncols, squeeze=False)[0]
+    fig = Figure(figsize=(size[0] * ncols, size[1] * rows), layout="constrained")
+    return fig, fig.subplots(rows, ncols, squeeze=False).ravel()
 
 
 def _save(fig: Any, out_png: str | Path) -> Path:
@@ -154,30 +157,59 @@ def _column(rows: list[dict], key: str) -> np.ndarray:
     return np.asarray(values)
 
 
-def plot_curves(metrics: str | Path | Iterable[dict], out_png: str | Path) -> Path:
+# Panels of plot_curves, in order: (title, y-axis label, does a column belong here).
+# One quantity (and unit) per panel, so PCK in [0, 1] is not flattened by ~60 samples/s.
+_PANELS: tuple[tuple[str, str, Any], ...] = (
+    ("loss", "loss (mean per labelled keypoint)", lambda n: "loss" in n),
+    ("validation PCK", "PCK (fraction of keypoints, 0-1)", lambda n: "pck" in n or "auc" in n),
+    ("validation error", "error (px)", lambda n: "px" in n.split("_")),
+    ("training throughput", "samples/s", lambda n: n.endswith("per_s")),
+    ("other", "value", lambda n: True),
+)
+
+
+def curves_figure(metrics: str | Path | Iterable[dict]) -> Any:
     """Training curves from a metrics CSV (or its rows as dicts), one row per epoch.
 
-    Left: every column whose name contains "loss". Right: every other numeric
-    column (validation metrics), except bookkeeping such as epoch, lr and time.
-    The x axis is the "epoch" column, else the row number.
+    One panel per kind of quantity, each with its own y axis and unit (see ``_PANELS``):
+    losses, PCK (0 to 1), pixel errors, throughput (samples/s), anything else; only panels
+    with data are drawn, two to a row. Bookkeeping columns (epoch, lr, time) are left out.
+    The x axis is the "epoch" column, else the row number. Returns a matplotlib Figure.
     """
+    from matplotlib.ticker import MaxNLocator
+
     rows = _read_rows(metrics)
     keys = list(dict.fromkeys(k for row in rows for k in row))
     x = _column(rows, "epoch") if "epoch" in keys else np.arange(1, len(rows) + 1, dtype=float)
     curves = {k: _column(rows, k) for k in keys if k.lower() not in _NOT_CURVES}
     curves = {k: v for k, v in curves.items() if np.isfinite(v).any()}
-    fig, (ax_loss, ax_metric) = _figure(2)
-    for name, y in curves.items():
-        ax = ax_loss if "loss" in name.lower() else ax_metric
-        ok = np.isfinite(y)
-        ax.plot(x[ok], y[ok], marker="o", markersize=3, label=name)
-    for ax, title in ((ax_loss, "loss"), (ax_metric, "validation")):
-        ax.set_xlabel("epoch")
-        ax.set_title(title)
+    groups: dict[int, list[str]] = {}
+    for name in curves:
+        i = next(i for i, (_, _, belongs) in enumerate(_PANELS) if belongs(name.lower()))
+        groups.setdefault(i, []).append(name)
+    panels = sorted(groups) or [0]  # an empty loss panel when there is nothing to draw
+    ncols = min(2, len(panels))
+    fig, axes = _figure(ncols, rows=math.ceil(len(panels) / ncols))
+    for ax in axes[len(panels) :]:
+        ax.remove()  # the empty cell of an odd panel count
+    for ax, i in zip(axes, panels, strict=False):
+        title, ylabel, _ = _PANELS[i]
+        for name in groups.get(i, []):
+            ok = np.isfinite(curves[name])
+            ax.plot(x[ok], curves[name][ok], marker="o", markersize=3, label=name)
+        if title == "validation PCK":
+            ax.set_ylim(0, 1.02)
+        ax.set(title=title, xlabel="epoch", ylabel=ylabel)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         if ax.has_data():
             ax.legend(fontsize="small")
-    return _save(fig, out_png)
+    return fig
+
+
+def plot_curves(metrics: str | Path | Iterable[dict], out_png: str | Path) -> Path:
+    """Draw :func:`curves_figure` of ``metrics`` to ``out_png``; returns its path."""
+    return _save(curves_figure(metrics), out_png)
 
 
 def plot_pck_curve(alphas: Any, values: Any, out_png: str | Path, auc: float | None = None) -> Path:

@@ -126,9 +126,11 @@ def test_flip_on_a_graph_without_it_averages_coordinates(exported, synth):
     crops = synth_crops(synth)[:2]
     symmetric = np.concatenate([crops[:, :, :32], crops[:, :, :32][:, :, ::-1]], axis=2)
     kp, scores = onnx_model(np.ascontiguousarray(symmetric), flip=True)
+    # The crops and their mirrors (the same pixels) run in different batch slots, which need
+    # not give bit-identical float32 results: TOLERANCE_PX, and 1e-4 on scores in [0, 1].
     for a, b in onnx_model.skeleton.flip_pairs:
-        np.testing.assert_allclose(kp[:, a, 0], 63 - kp[:, b, 0], atol=1e-3)
-        np.testing.assert_allclose(scores[:, a], scores[:, b], atol=1e-6)
+        np.testing.assert_allclose(kp[:, a, 0], 63 - kp[:, b, 0], atol=TOLERANCE_PX)
+        np.testing.assert_allclose(scores[:, a], scores[:, b], atol=1e-4)
 
 
 def test_verify_detects_a_wrong_graph(exported, model, monkeypatch):

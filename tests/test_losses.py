@@ -23,7 +23,7 @@ from keypointer.losses import (
     make_loss,
 )
 
-REDUCTIONS = ["none", "sum", "mean"]
+REDUCTIONS = ["none", "sum", "mean", "keypoint_sum"]
 
 
 # --- hand-written per-keypoint references, float64 numpy, (N, K) ---
@@ -66,11 +66,14 @@ def ref_awing(o, t, alpha=2.1, omega=14.0, eps=1.0, theta=0.5):
     return out.mean(axis=(2, 3))
 
 
-def ref_reduce(per_kp, w, reduction):
+def ref_reduce(per_kp, w, reduction, elements=1):
+    """``elements``: how many elements each per-keypoint value is the mean of."""
     loss = per_kp * w
     if reduction == "none":
         return loss
     if reduction == "sum":
+        return loss.sum() * elements
+    if reduction == "keypoint_sum":
         return loss.sum()
     return loss.sum() / max((w > 0).sum(), 1)
 
@@ -97,6 +100,11 @@ def _np(x):
     return tuple(_np(v) for v in x) if isinstance(x, tuple) else x.double().numpy()
 
 
+def _elements(name, output):
+    """Elements per keypoint value: heatmap pixels, 2 coordinates, or 1 (SimCC sums bins)."""
+    return 1 if name.startswith("simcc") else math.prod(output.shape[2:])
+
+
 CASES = {
     "mse": (KeypointMSELoss, {}, _heatmap_case, ref_mse),
     "l1": (KeypointL1Loss, {}, _coord_case, ref_l1),
@@ -116,7 +124,8 @@ def test_equals_hand_written_reference(name, reduction):
     cls, kwargs, case, ref = CASES[name]
     output, target = case()
     got = cls(reduction=reduction, **kwargs)(output, target, WEIGHTS)
-    want = ref_reduce(ref(_np(output), _np(target)), WEIGHTS.double().numpy(), reduction)
+    per_kp, w = ref(_np(output), _np(target)), WEIGHTS.double().numpy()
+    want = ref_reduce(per_kp, w, reduction, _elements(name, output))
     assert got.shape == ((3, 4) if reduction == "none" else ())
     np.testing.assert_allclose(got.detach().double().numpy(), want, rtol=1e-5, atol=1e-6)
 
@@ -163,7 +172,8 @@ def test_empty_batch_and_single_keypoint(name):
     for leaf in leaves:
         leaf.requires_grad_(True)
     assert cls(reduction="none", **kwargs)(output, target, torch.zeros(0, 4)).shape == (0, 4)
-    assert cls(reduction="sum", **kwargs)(output, target, torch.zeros(0, 4)) == 0
+    for reduction in ("sum", "keypoint_sum"):
+        assert cls(reduction=reduction, **kwargs)(output, target, torch.zeros(0, 4)) == 0
     mean = cls(**kwargs)(output, target, torch.zeros(0, 4))
     assert mean == 0 and not torch.isnan(mean)
     mean.backward()
@@ -179,16 +189,67 @@ def test_nothing_labelled_gives_zero_not_nan():
     assert loss == 0 and (output.grad == 0).all()
 
 
-def test_all_labelled_matches_pytorch_reductions():
-    output, target = _heatmap_case(h=6, w=3)
-    torch.testing.assert_close(KeypointMSELoss()(output, target), F.mse_loss(output, target))
-    none = KeypointMSELoss("none")(output, target)
-    torch.testing.assert_close(KeypointMSELoss("sum")(output, target), none.sum())
-    co, ct = _coord_case()
-    torch.testing.assert_close(KeypointL1Loss()(co, ct), F.l1_loss(co, ct))
-    torch.testing.assert_close(
-        KeypointSmoothL1Loss(beta=0.2)(co, ct), F.smooth_l1_loss(co, ct, beta=0.2)
-    )
+def _torch_simcc(output, target, reduction, beta=1.0, eps=0.0):
+    """SimCC through F.kl_div on (N*K, bins) rows; its "mean" is "batchmean" (true KL)."""
+    total = 0.0
+    for logits, label in zip(output, target, strict=True):
+        p = label / label.sum(-1, keepdim=True)
+        p = (1 - eps) * p + eps / label.shape[-1]
+        log_q = F.log_softmax(logits * beta, -1)
+        if reduction == "none":
+            total = total + F.kl_div(log_q, p, reduction="none").sum(-1)
+            continue
+        rows = (log_q.flatten(0, 1), p.flatten(0, 1))
+        total = total + F.kl_div(*rows, reduction="batchmean" if reduction == "mean" else "sum")
+    return total
+
+
+def _awing_elementwise(output, target):
+    """Adaptive Wing, elementwise (N, K, h, w), from the per-keypoint reference on 1x1 maps."""
+    o, t = _np(output), _np(target)
+    n, k, h, w = o.shape
+    flat = ref_awing(o.reshape(n, k * h * w, 1, 1), t.reshape(n, k * h * w, 1, 1))
+    return torch.from_numpy(flat.reshape(n, k, h, w)).float()
+
+
+_TORCH_REDUCE = {"none": lambda e: e, "sum": torch.sum, "mean": torch.mean}
+TORCH_LOSSES = {
+    "mse": lambda o, t, r: F.mse_loss(o, t, reduction=r),
+    "l1": lambda o, t, r: F.l1_loss(o, t, reduction=r),
+    "smooth_l1": lambda o, t, r: F.smooth_l1_loss(o, t, reduction=r, beta=0.3),
+    # no PyTorch function: the hand-written elementwise loss with PyTorch's own reductions
+    "awing": lambda o, t, r: _TORCH_REDUCE[r](_awing_elementwise(o, t)),
+}
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+@pytest.mark.parametrize("name", list(CASES))
+def test_unweighted_reductions_match_pytorch(name, reduction):
+    """No weights (None) and all-ones weights both give PyTorch's own "none"/"sum"/"mean"."""
+    cls, kwargs, case, _ = CASES[name]
+    output, target = case()
+    if name.startswith("simcc"):
+        smooth = {"beta": kwargs.get("beta", 1.0), "eps": kwargs.get("label_smoothing", 0.0)}
+        want = _torch_simcc(output, target, reduction, **smooth)
+    else:
+        want = TORCH_LOSSES[name](output, target, reduction)
+        if reduction == "none":  # one value per keypoint: the mean of its elements
+            want = want.flatten(2).mean(-1)
+    loss = cls(reduction=reduction, **kwargs)
+    torch.testing.assert_close(loss(output, target), want)
+    torch.testing.assert_close(loss(output, target, torch.ones(3, 4)), want)
+
+
+def test_sum_is_pytorch_sum_not_sum_of_keypoint_means():
+    """Issue 9's example: (4, 5, 8, 6) heatmaps, where the two differ by the 48 pixels."""
+    g = torch.Generator().manual_seed(1)
+    p, t = torch.randn(4, 5, 8, 6, generator=g), torch.randn(4, 5, 8, 6, generator=g)
+    ones = torch.ones(4, 5)
+    got = KeypointMSELoss(reduction="sum")(p, t, ones)
+    torch.testing.assert_close(got, F.mse_loss(p, t, reduction="sum"))
+    keypoint_sum = KeypointMSELoss(reduction="keypoint_sum")(p, t, ones)
+    torch.testing.assert_close(keypoint_sum * 48, got)
+    torch.testing.assert_close(keypoint_sum / 20, KeypointMSELoss()(p, t, ones))
 
 
 def test_keypoints_off_the_map_contribute_nothing():
@@ -223,6 +284,7 @@ def test_modules_compose_and_validate():
         KeypointL1Loss(reduction="avg")
     with pytest.raises(ValueError):
         keypoint_mse_loss(*_heatmap_case(), reduction="batchmean")
+    assert "reduction='keypoint_sum'" in repr(KeypointMSELoss("keypoint_sum"))
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ import pytest
 
 from keypointer.skeleton import Skeleton
 from keypointer.viz import (
+    curves_figure,
     draw_keypoints,
     keypoint_colors,
     plot_curves,
@@ -131,6 +132,46 @@ def test_plot_curves_from_csv_with_missing_validation(tmp_path):
     _assert_nontrivial_png(out, (300, 900))
     rows = [{"epoch": 1, "loss": 0.5}, {"epoch": 2, "loss": 0.3}]
     _assert_nontrivial_png(plot_curves(rows, tmp_path / "rows.png"))
+
+
+def _run_history(epochs=12, val_every=2):
+    """Rows as training writes them: validation every ``val_every`` epochs."""
+    rows = []
+    for e in range(1, epochs + 1):
+        val = e % val_every == 0
+        rows.append({
+            "epoch": e, "train_loss": 2e-3 / e, "lr": 1e-3, "seconds": 20.0,
+            "samples_per_s": 60.0 + e, "val_pck": 1 - 1 / (e + 1) if val else "",
+            "val_mean_px": 10.0 / e if val else "",
+        })  # fmt: skip
+    return rows
+
+
+def test_curves_give_each_quantity_its_own_axis_with_units(tmp_path):
+    """Issue 9: PCK (0-1) must not share an axis with pixel errors or ~60 samples/s."""
+    fig = curves_figure(_run_history())
+    panels = {ax.get_title(): ax for ax in fig.axes}
+    assert len(fig.axes) == 4
+    lines = {title: [ln.get_label() for ln in ax.get_lines()] for title, ax in panels.items()}
+    assert lines == {
+        "loss": ["train_loss"],
+        "validation PCK": ["val_pck"],
+        "validation error": ["val_mean_px"],
+        "training throughput": ["samples_per_s"],
+    }
+    ylabels = {title: ax.get_ylabel() for title, ax in panels.items()}
+    assert "0-1" in ylabels["validation PCK"] and "(px)" in ylabels["validation error"]
+    assert ylabels["training throughput"] == "samples/s" and "loss" in ylabels["loss"]
+    assert panels["validation PCK"].get_ylim() == pytest.approx((0, 1.02))
+    assert all(ax.get_xlabel() == "epoch" for ax in fig.axes)
+    _assert_nontrivial_png(plot_curves(_run_history(), tmp_path / "curves.png"), (700, 1100))
+
+
+def test_curves_draw_only_panels_with_data():
+    fig = curves_figure([{"epoch": 1, "train_loss": 0.5, "val_pck": ""}])
+    assert [ax.get_title() for ax in fig.axes] == ["loss"]
+    fig = curves_figure([{"epoch": 1, "loss": 0.5, "val_pck": 0.4, "custom": 3.0}])
+    assert [ax.get_title() for ax in fig.axes] == ["loss", "validation PCK", "other"]
 
 
 def test_plot_pck_curve_and_per_keypoint_bars(tmp_path):

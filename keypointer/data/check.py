@@ -4,8 +4,11 @@ Fatal problems raise :class:`DataError` naming the label file and the record: no
 missing (or, when images are read, unreadable) image file, duplicate image ids, a keypoint
 count that differs from the skeleton, a visibility other than 0/1/2, a labelled point or a
 box with NaN/infinite coordinates, a labelled point more than the image's size outside it, an
-image smaller than 8x8 pixels, edges or flip pairs naming unknown keypoints, nothing
-labelled at all. Everything else is a warning, and :func:`validate` returns a cleaned copy
+image smaller than 8x8 pixels, edges or flip pairs naming unknown keypoints (a flip pair
+of a keypoint with itself too), a box entirely outside its image or one that holds none of
+its instance's labelled keypoints (wrong units, or another instance's box: training would
+crop the wrong region), nothing labelled at all. Everything else is a warning (the readers'
+own warnings and an image file listed under two ids, whose labels then count twice, too), and :func:`validate` returns a cleaned copy
 for training: labelled points outside the image become unlabelled (the image spans
 [-0.5, size - 0.5] in pixel-centre coordinates; half a pixel more is tolerated), boxes with
 no area are dropped (the dataset uses the keypoints' extent), instances with no labelled
@@ -36,6 +39,7 @@ NO_LABELS = "instances with no labelled keypoint (not trained on)"
 NO_INSTANCES = "images with no usable instance (not trained on)"
 BAD_BOX = "boxes with no area (keypoints' extent used instead)"
 UNREAD = "images not read (size unknown)"
+SAME_IMAGE = "image files listed again under another id (labels count twice)"
 PROGRESS_FROM = 100  # images; fewer are read without a progress bar
 MIN_SIDE = 8  # pixels; a smaller image is a placeholder or a broken file, not a training image
 
@@ -69,6 +73,9 @@ def validate(kset: KeypointSet, check_images: bool = True, progress: bool = Fals
     _check_fatal(kset)
     counts: Counter[str] = Counter(kset.dropped)
     sizes, warnings = _read_sizes(kset, check_images, progress, counts)
+    same = _same_images(kset)
+    counts[SAME_IMAGE] += len(same)
+    warnings = [*kset.warnings, *same, *warnings]
     samples = [
         _clean(s, size, kset, warnings, counts) for s, size in zip(kset.samples, sizes, strict=True)
     ]
@@ -132,6 +139,23 @@ def _check_ids(kset: KeypointSet) -> None:
                 _where(sample),
             )
         seen[sample.id] = _where(sample)
+
+
+def _same_images(kset: KeypointSet) -> list[str]:
+    """One warning per sample whose image file an earlier sample already lists."""
+    first: dict[str, Sample] = {}
+    warnings = []
+    for sample in kset.samples:
+        # abspath, not resolve: no file-system call per image for large sets.
+        key = os.path.normcase(os.path.abspath(sample.image))
+        if key in first:
+            warnings.append(
+                f"{_where(sample)}: image file {sample.image.name} is also listed as "
+                f"{_where(first[key])}; its labels count twice"
+            )
+        else:
+            first[key] = sample
+    return warnings
 
 
 def _check_instance(inst: Instance, sample: Sample, kset: KeypointSet) -> None:
@@ -244,6 +268,8 @@ def _clean(
         if box is not None and (box[2] <= 0 or box[3] <= 0):
             counts[BAD_BOX] += 1
             box = None
+        if box is not None:
+            _check_box(box, kp, size, sample, inst, kset)
         if not (kp[:, 2] > 0).any():
             counts[NO_LABELS] += 1
             continue
@@ -263,6 +289,40 @@ def _check_far(
         raise DataError(
             f"keypoint {kset.skeleton.names[i]!r} is labelled at ({x[i]:g}, {y[i]:g}), far "
             f"outside the {w}x{h} image (wrong units or image?)",
+            kset.source,
+            _where(sample, inst),
+        )
+
+
+def _check_box(
+    box: tuple[float, float, float, float],
+    kp: np.ndarray,
+    size: tuple[int, int],
+    sample: Sample,
+    inst: Instance,
+    kset: KeypointSet,
+) -> None:
+    """A box that misses the image, or all of its own labelled keypoints, is in other units or
+    belongs to another instance; training would crop the wrong region: fatal."""
+    bx, by, bw, bh = (float(b) for b in box)
+    shown = "[" + ", ".join(f"{b:g}" for b in (bx, by, bw, bh)) + "]"
+    w, h = size
+    # The image spans [-0.5, size - 0.5] in pixel-centre coordinates.
+    if w and h and (bx > w - 0.5 or by > h - 0.5 or bx + bw < -0.5 or by + bh < -0.5):
+        raise DataError(
+            f"the box {shown} lies entirely outside the {w}x{h} image", kset.source,
+            _where(sample, inst),
+        )  # fmt: skip
+    labelled = kp[kp[:, 2] > 0, :2]
+    # Keypoints may stick out of a tight box (COCO's by up to 8% of its side): grow it first.
+    mx, my = 1 + 0.1 * bw, 1 + 0.1 * bh
+    inside = (
+        (labelled[:, 0] >= bx - mx) & (labelled[:, 0] <= bx + bw + mx)
+        & (labelled[:, 1] >= by - my) & (labelled[:, 1] <= by + bh + my)
+    )  # fmt: skip
+    if len(labelled) and not inside.any():
+        raise DataError(
+            f"the box {shown} holds none of the instance's {len(labelled)} labelled keypoints",
             kset.source,
             _where(sample, inst),
         )

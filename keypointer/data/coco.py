@@ -1,8 +1,11 @@
 """COCO keypoint JSON, as COCO and MMPose write it: reader and writer.
 
 Read: ``images`` (``id``, ``file_name``, optional ``width``/``height``), ``annotations``
-(``keypoints`` as flat x, y, v triplets, optional ``bbox``, ``iscrowd``) and ``categories``
-(``keypoints`` names, optional; 1-based ``skeleton``). Other fields are ignored. Crowd
+(``keypoints`` as flat x, y, v triplets or, as some MMPose sets write them, a list of
+``[x, y, v]`` lists; optional ``bbox``, ``iscrowd``) and ``categories`` (``keypoints`` names,
+optional; 1-based ``skeleton``). Other fields are ignored. Skeleton edges that name a keypoint
+the category does not have are dropped with one warning (they only draw lines); flip pairs
+that do are fatal (they change the training targets). Crowd
 annotations and annotations without a ``keypoints`` field are dropped and counted in
 ``KeypointSet.dropped``. Annotations whose keypoints are all unlabelled are kept (``validate``
 leaves them out of training and counts them).
@@ -29,6 +32,7 @@ from keypointer.data.types import (
     path_exists,
     read_text,
     writable_instance,
+    write_text_atomic,
 )
 from keypointer.errors import DataError
 from keypointer.skeleton import Skeleton, guess_flip_pairs
@@ -63,10 +67,10 @@ def read_coco(
     anns = [_annotation(a, i, path) for i, a in enumerate(data["annotations"])]
     cats = _categories(data.get("categories", []), anns, path)
     chosen = _choose(cats, category, path)
-    skeleton = _skeleton(chosen, path)
+    skeleton, warnings = _skeleton(chosen, path)
     samples = _samples(data["images"], path, images)
     dropped = _assign(anns, samples, chosen, path)
-    return KeypointSet(skeleton, samples, path, dropped)
+    return KeypointSet(skeleton, samples, path, dropped, warnings)
 
 
 def _assign(anns: list[dict], samples: list[Sample], chosen: list[dict], path: Path) -> dict:
@@ -108,15 +112,26 @@ def _id(value: Any, what: str, path: Path, record: str) -> int | str:
     return value
 
 
-def _numbers(value: Any, what: str, path: Path, record: str) -> np.ndarray:
+def _numbers(
+    value: Any, what: str, path: Path, record: str, expected: str = "a list of numbers"
+) -> np.ndarray:
     """A flat list of JSON numbers as a float64 array; anything else -> DataError."""
     try:
         arr = np.asarray(value) if isinstance(value, list) else None
     except (ValueError, TypeError, OverflowError):
         arr = None
     if arr is None or arr.ndim != 1 or arr.dtype.kind not in "biuf":
-        raise DataError(f"'{what}' must be a list of numbers, not {value!r:.60}", path, record)
+        raise DataError(f"'{what}' must be {expected}, not {value!r:.60}", path, record)
     return arr.astype(np.float64)
+
+
+def _keypoints(value: Any, path: Path, record: str) -> np.ndarray:
+    """Flat x, y, v numbers, or ``[[x, y, v], ...]`` (MMPose's RHD hand set writes that)."""
+    if isinstance(value, list) and value and all(isinstance(t, list) for t in value):
+        if all(len(t) == 3 for t in value):
+            value = [n for t in value for n in t]
+    expected = "a list of numbers or of [x, y, v] triplets"
+    return _numbers(value, "keypoints", path, record, expected)
 
 
 def _annotation(ann: Any, index: int, path: Path) -> dict:
@@ -130,7 +145,7 @@ def _annotation(ann: Any, index: int, path: Path) -> dict:
     cid = ann.get("category_id")
     out["category_id"] = None if cid is None else _id(cid, "category_id", path, record)
     if "keypoints" in ann:
-        kp = _numbers(ann["keypoints"], "keypoints", path, record)
+        kp = _keypoints(ann["keypoints"], path, record)
         if kp.size == 0 or kp.size % 3:
             raise DataError(
                 f"'keypoints' has {kp.size} numbers; expected x, y, v triplets", path, record
@@ -195,16 +210,15 @@ def _choose(cats: list[dict], category: int | str | None, path: Path) -> list[di
     return used
 
 
-def _skeleton(chosen: list[dict], path: Path) -> Skeleton:
+def _skeleton(chosen: list[dict], path: Path) -> tuple[Skeleton, list[str]]:
+    """The skeleton of the chosen category, and a warning when edges had to be dropped."""
     cat = next((c for c in chosen if c["names"]), chosen[0])
     k = cat["k"]
     names = tuple(cat["names"]) or tuple(f"kp{i}" for i in range(k))
     raw = cat["raw"]
     try:
         pairs = [(int(a), int(b)) for a, b in cat["skeleton"]]
-        # The standard is 1-based; a skeleton that uses index 0 can only be 0-based.
-        base = 0 if pairs and min(min(p) for p in pairs) == 0 else 1
-        edges = [(a - base, b - base) for a, b in pairs]
+        edges, warnings = _edges(pairs, k, path, cat)
         flips = raw.get("flip_pairs")
         flips = guess_flip_pairs(names) if flips is None else [(int(a), int(b)) for a, b in flips]
         sigmas = raw.get("sigmas")
@@ -220,7 +234,25 @@ def _skeleton(chosen: list[dict], path: Path) -> Skeleton:
         skeleton.validate()
     except DataError as err:
         raise DataError(err.message, path, cat["record"]) from None
-    return skeleton
+    return skeleton, warnings
+
+
+def _edges(
+    pairs: list[tuple[int, int]], k: int, path: Path, cat: dict
+) -> tuple[list[tuple[int, int]], list[str]]:
+    """0-based edges inside 0..k-1. Edges only draw lines, so those naming a keypoint the
+    category lacks (CrowdPose files that carry COCO's 17-keypoint skeleton) are dropped with
+    one warning instead of refusing the whole dataset."""
+    # The standard is 1-based; a skeleton that uses index 0 can only be 0-based.
+    base = 0 if pairs and min(min(p) for p in pairs) == 0 else 1
+    inside = [0 <= a - base < k and 0 <= b - base < k for a, b in pairs]
+    edges = [(a - base, b - base) for (a, b), ok in zip(pairs, inside, strict=True) if ok]
+    bad = [f"[{a}, {b}]" for (a, b), ok in zip(pairs, inside, strict=True) if not ok]
+    if not bad:
+        return edges, []
+    where = f"{path} ({cat['record']} {cat['name']!r})"
+    listing = ", ".join(bad)
+    return edges, [f"{where}: dropped skeleton edges naming keypoints beyond its {k}: {listing}"]
 
 
 def _size(value: Any, what: str, path: Path, record: str) -> int:
@@ -291,7 +323,7 @@ def write_coco(kset: KeypointSet, path: str | Path, category: str = "object") ->
         "annotations": annotations,
         "categories": [_write_category(kset.skeleton, category)],
     }
-    path.write_text(json.dumps(doc, allow_nan=False), encoding="utf-8")
+    write_text_atomic(path, json.dumps(doc, allow_nan=False))
     return path
 
 

@@ -1,6 +1,8 @@
 """A plain CSV a person can write by hand: ``image,<name>_x,<name>_y[,<name>_v],...``.
 
-One row per labelled object. Several rows naming the same image are several instances of
+Comma-separated; a file whose header line has no comma but semicolons (as spreadsheets write
+CSV in locales with a decimal comma) or tabs is read with that separator. Empty trailing
+columns, as spreadsheets write them, are ignored. One row per labelled object. Several rows naming the same image are several instances of
 that image. An empty x and y means "not labelled"; ``<name>_v`` columns are optional (0
 unlabelled, 1 occluded, 2 visible; default 2 when x and y are given). Image paths are
 relative to the CSV's folder, or to ``images`` when given. The keypoint order is the
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keypointer.data.types import Instance, KeypointSet, Sample, read_text
+from keypointer.data.types import Instance, KeypointSet, Sample, read_text, write_text_atomic
 from keypointer.errors import DataError
 from keypointer.skeleton import Skeleton, guess_flip_pairs
 
@@ -32,13 +34,41 @@ def parse_cell(cell: str, path: Path, record: str, column: str) -> float | None:
     try:
         value = float(text)
     except ValueError:
-        raise DataError(f"column {column!r}: {text[:40]!r} is not a number", path, record) from None
+        hint = " (write decimals with a '.')" if _decimal_comma(text) else ""
+        raise DataError(
+            f"column {column!r}: {text[:40]!r} is not a number{hint}", path, record
+        ) from None
     return None if math.isnan(value) else value
+
+
+def _decimal_comma(text: str) -> bool:
+    try:
+        float(text.replace(",", ".", 1))
+    except ValueError:
+        return False
+    return True
+
+
+def trim_trailing(cells: list[str]) -> list[str]:
+    """``cells`` without the empty cells at its end (spreadsheets add empty columns)."""
+    end = len(cells)
+    while end and not cells[end - 1].strip():
+        end -= 1
+    return cells[:end]
+
+
+def _delimiter(text: str) -> str:
+    """',' unless the first line has none and has ';' or a tab instead."""
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    if "," in first:
+        return ","
+    return next((d for d in (";", "\t") if d in first), ",")
 
 
 def csv_rows(path: Path, what: str) -> Iterator[tuple[int, list[str]]]:
     """(line number, cells) for each non-blank row; csv-module errors become DataError."""
-    reader = csv.reader(io.StringIO(read_text(path, what), newline=""))
+    text = read_text(path, what)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
     while True:
         try:
             row = next(reader)
@@ -57,14 +87,15 @@ def read_csv(path: str | Path, images: str | Path | None = None) -> KeypointSet:
     first = next(rows, None)
     if first is None:
         raise DataError("the CSV file is empty", path)
-    names, columns = _header(first[1], path)
+    header = trim_trailing(first[1])
+    names, columns = _header(header, path)
     root = Path(images) if images is not None else path.parent
     samples: dict[str, Sample] = {}
     for line, row in rows:
         record = f"line {line}"
-        if len(row) > len(first[1]) and any(c.strip() for c in row[len(first[1]) :]):
-            raise DataError(f"{len(row)} cells; the header has {len(first[1])}", path, record)
-        row = row + [""] * (len(first[1]) - len(row))
+        if len(row) > len(header) and any(c.strip() for c in row[len(header) :]):
+            raise DataError(f"{len(row)} cells; the header has {len(header)}", path, record)
+        row = row + [""] * (len(header) - len(row))
         image = row[0].strip()
         if not image:
             raise DataError("the image cell is empty", path, record)
@@ -141,5 +172,5 @@ def write_csv(kset: KeypointSet, path: str | Path) -> Path:
                 x, y, v = inst.keypoints[k] if inst is not None else (0.0, 0.0, 0.0)
                 cells += [repr(float(x)), repr(float(y)), str(int(v))] if v > 0 else ["", "", "0"]
             writer.writerow(cells)
-    path.write_text(out.getvalue(), encoding="utf-8")
+    write_text_atomic(path, out.getvalue())
     return path

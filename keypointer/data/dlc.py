@@ -7,6 +7,9 @@ three cells ``labeled-data,<video>,<file>`` as newer DeepLabCut writes it) and x
 part; empty cells mean "not labelled". DeepLabCut has no occlusion flag, so a labelled point
 reads as v=2. The body-part order is config.yaml's (or the CSV's, without a config), never
 sorted. Frames have no box (``bbox`` None).
+
+A Lightning Pose project is read the same way: one DeepLabCut-style CSV at the folder's root
+(``CollectedData.csv``, image paths relative to the folder), no ``config.yaml``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from keypointer.data.csv_format import csv_rows, parse_cell
+from keypointer.data.csv_format import csv_rows, parse_cell, trim_trailing
 from keypointer.data.types import Instance, KeypointSet, Sample, path_exists, read_text
 from keypointer.errors import DataError
 from keypointer.skeleton import Skeleton, guess_flip_pairs
@@ -39,8 +42,17 @@ def is_dlc_csv(path: Path) -> bool:
     return head.lstrip(b"\xef\xbb\xbf").lower().startswith(b"scorer")
 
 
+def root_csvs(folder: Path) -> list[Path]:
+    """The DeepLabCut-style CSVs at a folder's root (where Lightning Pose keeps its labels)."""
+    try:
+        return sorted(p for p in folder.glob("*.csv") if p.is_file() and is_dlc_csv(p))
+    except OSError:
+        return []
+
+
 def read_dlc(path: str | Path, images: str | Path | None = None) -> KeypointSet:
-    """Read a project folder (or its config.yaml), or one ``CollectedData_*.csv`` file.
+    """Read a project folder (or its config.yaml), a Lightning Pose folder, or one
+    ``CollectedData_*.csv`` file.
 
     For a single CSV the names come from ``config.yaml`` two folders up when there is one,
     else from the CSV's header. ``images``: folder the CSV's image paths are relative to.
@@ -52,6 +64,9 @@ def read_dlc(path: str | Path, images: str | Path | None = None) -> KeypointSet:
         names, edges = read_config(config) if config.is_file() else (None, [])
         return _build([path], root, names, edges, images, path)
     root = path.parent if path.suffix.lower() in (".yaml", ".yml") else path
+    found = root_csvs(root) if not (root / "config.yaml").is_file() else []
+    if root == path and len(found) == 1:  # a Lightning Pose project
+        return _build(found, root, None, [], images, root)
     names, edges = read_config(root / "config.yaml")
     labeled = root / "labeled-data"
     files = sorted(labeled.glob("*/CollectedData_*.csv"))
@@ -141,7 +156,7 @@ def _find(image: str, root: Path, folder: Path, images: str | Path | None) -> Pa
 
 def _header(rows, path: Path) -> tuple[dict[str, dict[str, int]], int, int]:
     """Columns of each body part's x and y, the number of index columns, and of all columns."""
-    header = [next(rows, (0, []))[1] for _ in range(3)]
+    header = [trim_trailing(next(rows, (0, []))[1]) for _ in range(3)]
     first = [h[0].strip().lower() if h else "" for h in header]
     if "individuals" in first:
         raise DataError(MULTI_ANIMAL, path, f"line {first.index('individuals') + 1}")
@@ -170,7 +185,7 @@ def parse_csv(path: Path) -> tuple[list[str], list[tuple[int, str, np.ndarray]]]
     frames = []
     for line, row in rows:
         record = f"line {line}"
-        if len(row) > width:
+        if len(row) > width and any(c.strip() for c in row[width:]):
             raise DataError(f"{len(row)} cells; the header has {width}", path, record)
         row = row + [""] * (width - len(row))
         image = "/".join(c.strip() for c in row[:n_index] if c.strip())

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from keypointer.data.coco import read_coco, write_coco
 from keypointer.data.csv_format import read_csv, write_csv
-from keypointer.data.dlc import is_dlc_csv, read_dlc, write_dlc
+from keypointer.data.dlc import is_dlc_csv, read_dlc, root_csvs, write_dlc
 from keypointer.data.types import KeypointSet, path_exists
 from keypointer.data.yolo import is_yolo_yaml, read_yolo, write_yolo
 from keypointer.errors import DataError
@@ -18,8 +18,8 @@ from keypointer.errors import DataError
 FORMATS = ("coco", "dlc", "yolo", "csv")
 SUPPORTED = (
     "a COCO keypoint .json file, a DeepLabCut project folder (config.yaml + labeled-data/) "
-    "or CollectedData_*.csv, a YOLO pose data.yaml (or its folder), or a CSV with columns "
-    "image,<name>_x,<name>_y"
+    "or CollectedData_*.csv, a Lightning Pose folder (one CollectedData.csv at its root), a "
+    "YOLO pose data.yaml (or its folder), or a CSV with columns image,<name>_x,<name>_y"
 )
 
 __all__ = ["FORMATS", "convert", "detect_format", "load_dataset"]
@@ -38,6 +38,12 @@ def detect_format(path: str | Path) -> str:
             return "dlc"
         if any((path / n).is_file() for n in ("data.yaml", "data.yml")):
             return "yolo"
+        found = root_csvs(path)
+        if len(found) == 1:  # a Lightning Pose project: DeepLabCut-style labels, no config
+            return "dlc"
+        if found:
+            names = ", ".join(p.name for p in found)
+            raise DataError(f"several DeepLabCut-style CSVs ({names}); pass one of them", path)
     elif suffix == ".json":
         return "coco"
     elif suffix == ".csv":
@@ -85,10 +91,12 @@ def convert(
     to: str = "coco",
     format: str | None = None,
     images: str | Path | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Read ``src`` and write it as ``to``; returns what was written.
 
-    coco/csv: ``dst`` is the file (a folder gets ``annotations.json`` / ``labels.csv``);
+    coco/csv: ``dst`` is the file (a folder gets ``annotations.json`` / ``labels.csv``); an
+    existing one is replaced only with ``overwrite`` (never the input itself), atomically.
     yolo/dlc: ``dst`` is a new or empty folder, and the images are copied into it. The
     labels are checked first (the same fatal problems as ``keypointer check``, without
     reading every image); the data is written as read, not cleaned.
@@ -97,15 +105,25 @@ def convert(
 
     if to not in FORMATS:
         raise DataError(f"unknown target format {to!r}; choose one of {', '.join(FORMATS)}")
+    dst = _output(Path(src), Path(dst), to, overwrite)
     kset = load_dataset(src, format, images)
     validate(kset, check_images=False)
-    dst = Path(dst)
+    if to in ("coco", "csv"):
+        return write_coco(kset, dst) if to == "coco" else write_csv(kset, dst)
+    return write_yolo(kset, dst) if to == "yolo" else write_dlc(kset, dst)
+
+
+def _output(src: Path, dst: Path, to: str, overwrite: bool) -> Path:
+    """Where ``convert`` writes; refused before anything is read when it would destroy labels."""
     if to in ("coco", "csv"):
         if dst.suffix.lower() not in (".json", ".csv"):
             dst = dst / ("annotations.json" if to == "coco" else "labels.csv")
-        if path_exists(dst) and dst.resolve() == Path(src).resolve():
+        if path_exists(dst) and dst.resolve() == src.resolve():
             raise DataError("refusing to overwrite the input file", dst)
-        return write_coco(kset, dst) if to == "coco" else write_csv(kset, dst)
+        if path_exists(dst) and not overwrite:
+            # A user's labels are the one thing that must never be lost.
+            raise DataError("the output file exists; pass --overwrite to replace it", dst)
+        return dst
     if path_exists(dst) and (not dst.is_dir() or any(dst.iterdir())):
         raise DataError("the output folder exists and is not empty; choose a new one", dst)
-    return write_yolo(kset, dst) if to == "yolo" else write_dlc(kset, dst)
+    return dst

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+import warnings
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,7 +34,7 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         if hasattr(os, "fchmod"):  # mkstemp makes it owner-only; a checkpoint is a normal file
-            os.fchmod(fd, 0o666 & ~_umask())
+            os.fchmod(fd, plain_file_mode())
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
             f.flush()
@@ -44,10 +46,25 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     _fsync_dir(path.parent)
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
+# What only a resume needs: last.pt keeps it, best.pt (the file people deploy) does not.
+RESUME_ONLY = ("optimizer", "scheduler", "scaler", "ema_n_averaged", "rng_torch", "rng_cuda")
+
+
+def deployable(state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` without the resume-only entries (optimiser moments: 2x the weights with Adam).
+
+    Weights (raw and EMA), config, skeleton, epoch and history stay: enough for eval,
+    predict and export, and to start a new run from the weights.
+    """
+    return {k: v for k, v in state.items() if k not in RESUME_ONLY}
+
+
+def plain_file_mode() -> int:
+    """The mode ``open()`` gives a new file (0o666 less the umask), for files that are made
+    through ``tempfile.mkstemp`` (0600) and renamed into place, like every other output."""
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
     os.umask(mask)
-    return mask
+    return 0o666 & ~mask
 
 
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:
@@ -82,18 +99,65 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise CheckpointError(
-            f"{path}: refused to load: it contains objects other than tensors and plain values "
-            f"(possibly code). Only load checkpoints you trust. Detail: {str(err).splitlines()[0]}"
-        ) from None
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4" on a foreign file
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # a damaged file makes torch.load fail in many ways (fuzzed)
-        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint ({detail})") from None
+        raise _load_error(path, err) from None
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise CheckpointError(f"{path}: not a keypointer checkpoint (no model or config inside)")
     return state
+
+
+def _load_error(path: Path, err: Exception) -> CheckpointError:
+    """What to tell the user when ``torch.load`` failed on ``path`` with ``err``.
+
+    The file's form comes first: torch's own errors for a cut or foreign file ("101",
+    "[Errno 22] Invalid argument", "weights only load failed") do not say what is wrong.
+    """
+    problem = _damage(path)
+    if problem is not None:
+        return CheckpointError(f"{path}: {problem}")
+    if isinstance(err, pickle.UnpicklingError):  # an intact archive holding other objects
+        return CheckpointError(
+            f"{path}: refused to load: it contains objects other than tensors and plain values "
+            f"(possibly code). Only load checkpoints you trust. Detail: {str(err).splitlines()[0]}"
+        )
+    detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return CheckpointError(f"{path}: not a readable checkpoint ({detail})")
+
+
+def _damage(path: Path) -> str | None:
+    """What is wrong with the form of a file ``torch.load`` refused; None if nothing shows.
+
+    ``torch.save`` writes a zip archive, so: empty, not a zip, a zip cut short (its
+    directory, at the end, is missing), or a zip whose checksums fail.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as err:
+        return f"cannot read the file ({err.strerror or err})"
+    if not head:
+        return "not a readable checkpoint: the file is empty (an interrupted save or copy?)"
+    if head != b"PK\x03\x04":
+        return (
+            "not a keypointer checkpoint: not the zip archive that keypointer (torch.save) "
+            "writes (another kind of file, or one damaged from its first bytes)"
+        )
+    if not zipfile.is_zipfile(path):
+        return (
+            "not a readable checkpoint: the file is truncated or damaged (a zip archive whose "
+            "end is missing; an interrupted save, copy or download?)"
+        )
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()  # reads every member; only on this failure path
+    except Exception as err:  # zlib, EOF, bad headers: all mean a damaged archive
+        return f"not a readable checkpoint: the file is damaged ({err})"
+    if bad is not None:
+        return f"not a readable checkpoint: the file is damaged ({bad} fails its checksum)"
+    return None
 
 
 @contextmanager
@@ -103,6 +167,10 @@ def damaged(path: str | Path) -> Iterator[None]:
     try:
         yield
     except (RuntimeError, KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+        # A changed byte can still unpickle, into entries that do not fit: say so if it shows.
+        problem = _damage(Path(path)) if Path(path).is_file() else None
+        if problem is not None:
+            raise CheckpointError(f"{path}: {problem}") from None
         detail = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise CheckpointError(
             f"{path}: cannot restore from this checkpoint: it is damaged or does not match the "

@@ -66,6 +66,8 @@ def read_checked(
     is reported by the dataset and skipped.
     """
     kset = load_dataset(path, format=cfg.data.format, images=cfg.data.images, split=split)
+    for line in kset.warnings:  # what the reader tolerated, e.g. skeleton edges it dropped
+        log.warning("%s", line)
     return validate(kset, check_images=check_images, progress=progress).cleaned
 
 
@@ -125,6 +127,7 @@ def build_data(cfg: Config, device: torch.device, info: DistInfo) -> TrainData:
     )
     val_loader = make_loader(val_ds, loader_cfg, train=False, device=device, seed=seed)
     skeleton = train_kset.skeleton
-    # Summed here and divided by the global labelled count in the loop (see global_mean_loss).
-    loss_fn = make_loss(cfg, reduction="sum")
+    # Per-keypoint losses summed here, divided by the global labelled count in the loop
+    # (see global_mean_loss): the "mean" of one process holding the whole batch.
+    loss_fn = make_loss(cfg, reduction="keypoint_sum")
     return TrainData(skeleton, codec, loss_fn, train_ds, val_ds, train_loader, val_loader)

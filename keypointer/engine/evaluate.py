@@ -176,9 +176,12 @@ def evaluate_command(
     from keypointer.engine.checkpoint import load_model
     from keypointer.engine.train import resolve_device
     from keypointer.metrics import bbox_norm, evaluate_keypoints, pck_curve
+    from keypointer.output_paths import check_output_dir
 
     dev = resolve_device(device)
     model = load_model(checkpoint, dev)
+    out_dir = Path(out) if out is not None else default_eval_dir(checkpoint, data)
+    check_output_dir(out_dir)  # before the evaluation, not after it
     cfg, skeleton = model.config, model.skeleton
     kset = validate(load_dataset(data, format, images), check_images=False).cleaned
     if kset.skeleton.names != skeleton.names:
@@ -212,7 +215,6 @@ def evaluate_command(
         pck_curve={"alpha": alphas.tolist(), "pck": [_num(v) for v in curve]},
         worst=[_worst_entry(ds, pred, i) for i in worst],
     )  # fmt: skip
-    out_dir = Path(out) if out is not None else default_eval_dir(checkpoint, data)
     write_eval_outputs(out_dir, metrics, pred, ds, worst, alphas, curve)
     if not quiet:
         print_eval_table(metrics, out_dir)

@@ -319,23 +319,35 @@ def predict_command(
     """What ``keypointer predict`` does; returns a summary (frames, instances, files)."""
     from keypointer.engine import predict_io as io
     from keypointer.engine.train import resolve_device
+    from keypointer.output_paths import check_output_dir
 
+    check_output_dir(out)  # before any work: a wrong --out ends at once
     sources = io.collect_sources(inputs)
     detections = io.load_detections(boxes, sources, box_threshold) if boxes else None
     runner = load_runner(model, resolve_device(device))
     outputs = io.Outputs(Path(out), runner.skeleton, threshold, draw, detections is not None)
-    frames = instances = 0
     total = io.count_frames(sources)
+    stream = predict_frames(io.iter_frames(sources), runner, detections, batch_size, flip)
+    try:
+        frames, instances = _write_all(stream, outputs, total, quiet)
+        files = outputs.close()
+    except BaseException:
+        outputs.abort()  # no half-written video, no output folder of a failed run
+        raise
+    if not quiet:
+        print(f"{frames} images/frames, {instances} instances -> {out}")
+    return {"frames": frames, "instances": instances, "files": [str(f) for f in files]}
+
+
+def _write_all(stream: Iterable[tuple], outputs: Any, total: int, quiet: bool) -> tuple[int, int]:
+    """Feed :func:`predict_frames`' results to the outputs; returns (frames, instances)."""
+    frames = instances = 0
     with _progress(total, quiet or total < PROGRESS_FROM) as advance:
-        stream = predict_frames(io.iter_frames(sources), runner, detections, batch_size, flip)
         for frame, kp, scores, inst, image_id in stream:
             outputs.add(frame, kp, scores, inst, image_id)
             frames, instances = frames + 1, instances + len(kp)
             advance()
-    files = outputs.close()
-    if not quiet:
-        print(f"{frames} images/frames, {instances} instances -> {out}")
-    return {"frames": frames, "instances": instances, "files": [str(f) for f in files]}
+    return frames, instances
 
 
 PROGRESS_FROM = 20  # images or frames; fewer run without a progress bar

@@ -19,7 +19,9 @@ import cv2
 import numpy as np
 
 from keypointer.data.images import read_image
+from keypointer.engine.video import DrawnVideo, VideoWriteError, read_video
 from keypointer.errors import DataError
+from keypointer.output_paths import make_output_dir, remove_created
 from keypointer.skeleton import Skeleton
 
 log = logging.getLogger("keypointer")
@@ -104,23 +106,8 @@ def iter_frames(sources: Sequence[Source]) -> Iterator[Frame]:
 
 
 def _video_frames(source: Source) -> Iterator[Frame]:
-    cap = cv2.VideoCapture(str(source.path))
-    if not cap.isOpened():
-        raise DataError("cannot open this video (corrupt, or a codec OpenCV lacks)", source.path)
-    try:
-        fps = cap.get(cv2.CAP_PROP_FPS)
-        fps = fps if math.isfinite(fps) and fps > 0 else 25.0
-        number = 0
-        while True:
-            ok, bgr = cap.read()
-            if not ok:
-                break
-            yield Frame(source, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), number, fps)
-            number += 1
-    finally:
-        cap.release()
-    if number == 0:
-        raise DataError("no frame could be read from this video", source.path)
+    for number, image, fps in read_video(source.path):
+        yield Frame(source, image, number, fps)
 
 
 # --------------------------------------------------------------------------- boxes
@@ -215,7 +202,8 @@ class Outputs:
     score); ``out/images.json``: the image_id of every input image or frame; ``predictions.csv``
     for the images and ``<video>.csv`` per video, as DeepLabCut writes them (header rows scorer,
     [individuals,] bodyparts, coords; columns x, y, likelihood); drawn images under
-    ``out/drawn/`` and ``<video>.mp4`` per video.
+    ``out/drawn/`` and ``<video>.mp4`` per video. ``out`` is created at once (the drawn video
+    opens in it); :meth:`abort` takes away what a failed run wrote.
     """
 
     def __init__(
@@ -233,10 +221,11 @@ class Outputs:
         self.images: list[dict] = []
         self.tables: dict[str, _Table] = {}
         self._names: dict[tuple[Path, str], str] = {}
-        self._video: cv2.VideoWriter | None = None
+        self._video: DrawnVideo | None = None
         self._video_source: Path | None = None
         self._next_id = 1
         self.written: list[Path] = []
+        self._created = make_output_dir(self.out)
 
     def add(
         self,
@@ -286,17 +275,20 @@ class Outputs:
             self.written.append(write_image(self.out / "drawn" / self._name(src, ext), image))
             return
         if self._video_source != src:
-            self._close_video()
-            path = self.out / self._name(src, ".mp4")
-            h, w = image.shape[:2]
-            self._video = cv2.VideoWriter(
-                str(path), cv2.VideoWriter_fourcc(*"mp4v"), frame.fps, (w, h)
-            )
-            if not self._video.isOpened():
-                raise DataError("OpenCV cannot write an mp4v video here", path)
-            self._video_source = src
-            self.written.append(path)
-        self._video.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+            self._open_video(src, frame.fps, (image.shape[1], image.shape[0]))
+        if self._video is not None:
+            self._video.write(frame.number, image)
+
+    def _open_video(self, src: Path, fps: float, size: tuple[int, int]) -> None:
+        """Start ``src``'s drawn video; when OpenCV cannot, warn and go on without it (the
+        predictions matter more than the drawing)."""
+        self._close_video()
+        self._video_source = src
+        path = self.out / self._name(src, ".mp4")
+        try:
+            self._video = DrawnVideo(path, fps, size)
+        except VideoWriteError as err:
+            log.warning("%s: drawn video not written (%s); the predictions still are", path, err)
 
     def _name(self, src: Path, ext: str) -> str:
         """A file name for ``src`` with ``ext``, unique among the outputs (same stem, other
@@ -313,14 +305,20 @@ class Outputs:
 
     def _close_video(self) -> None:
         if self._video is not None:
-            self._video.release()
+            self.written.append(self._video.close())
+        self._video = None
+        self._video_source = None
+
+    def abort(self) -> None:
+        """After a failure: no half-written video, and no output folder this run created."""
+        if self._video is not None:
+            self._video.abort()
             self._video = None
-            self._video_source = None
+        remove_created(self._created)
 
     def close(self) -> list[Path]:
         """Finish videos, write the JSON and CSV files; returns every file written."""
         self._close_video()
-        self.out.mkdir(parents=True, exist_ok=True)
         for name, payload in (("predictions.json", self.results), ("images.json", self.images)):
             path = self.out / name
             path.write_text(json.dumps(payload), encoding="utf-8")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gc
 import math
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from keypointer.config import Config, ConfigError, from_dict, load_config, save_
 from keypointer.engine import distributed as dist
 from keypointer.engine.checkpoint import (
     damaged,
+    deployable,
     load_checkpoint,
     remove_stale_temporaries,
     save_checkpoint,
@@ -33,7 +33,7 @@ from keypointer.engine.data import build_data
 from keypointer.engine.evaluate import predict_loader, quick_metrics, to_device
 from keypointer.engine.optim import build_optimizer, build_scheduler
 from keypointer.engine.progress import TrainProgress
-from keypointer.engine.rundir import new_run_dir
+from keypointer.engine.rundir import new_run_dir, remove_run_dir
 from keypointer.engine.setup import (
     build_model_for,
     check_tensorboard,
@@ -189,7 +189,7 @@ def _train(
     except BaseException:
         if info.is_main and resume is None and not (run_dir / "last.pt").exists():
             # Nothing to resume from: leave no half-written run folder behind.
-            shutil.rmtree(run_dir, ignore_errors=True)
+            remove_run_dir(run_dir, cfg.run.root)
         raise
     finally:
         progress.close()
@@ -198,7 +198,7 @@ def _train(
         if frozen:
             gc.unfreeze()
     if info.is_main and not (run_dir / "best.pt").exists() and (run_dir / "last.pt").exists():
-        save_checkpoint(load_checkpoint(run_dir / "last.pt"), run_dir / "best.pt")
+        save_checkpoint(deployable(load_checkpoint(run_dir / "last.pt")), run_dir / "best.pt")
     return run
 
 
@@ -210,8 +210,8 @@ def record_epoch(
     best.pt is written first: last.pt is the commit point a resume starts from, so a kill
     between the two saves re-runs this epoch and writes best.pt again.
     """
-    if is_best:
-        save_checkpoint(state, run_dir / "best.pt")
+    if is_best:  # weights only: the optimiser state is for resuming, from last.pt
+        save_checkpoint(deployable(state), run_dir / "best.pt")
     save_checkpoint(state, run_dir / "last.pt")
     write_metrics(run_dir, history)
     if tensorboard is not None:

@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 from rich.console import Console
 
+from keypointer.cli import main
 from keypointer.data.check import (
     BAD_BOX,
     NO_INSTANCES,
     NO_LABELS,
     OUTSIDE,
+    SAME_IMAGE,
     UNREAD,
     run_check,
     validate,
@@ -111,6 +113,7 @@ def test_fatal_problems_name_the_record(toy_kset, change, message):
     [
         (Skeleton(("a", "b"), ((0, 2),)), r"edge \(0, 2\)"),
         (Skeleton(("a", "b"), (), ((1, 5),)), r"flip pair \(1, 5\)"),
+        (Skeleton(("a", "b"), (), ((1, 1),)), r"flip pair \(1, 1\) pairs keypoint 'b' with itself"),
         (Skeleton(("a", "a")), "duplicate keypoint names"),
     ],
 )
@@ -196,3 +199,68 @@ def test_many_images_with_progress(tmp_path, png):
     ]
     report = validate(KeypointSet(Skeleton(("p",)), samples, tmp_path / "l.csv"), progress=True)
     assert report.num_instances == 150
+
+
+def test_a_box_that_misses_the_image_or_its_keypoints_is_fatal(toy_kset):
+    inst = toy_kset.samples[0].instances[0]  # image a: 64x48, keypoints near (10, 11)
+    inst.bbox = (500.0, 500.0, 20.0, 20.0)
+    with pytest.raises(
+        DataError, match=r"box \[500, 500, 20, 20\] lies entirely outside the 64x48"
+    ):
+        validate(toy_kset)
+    inst.bbox = (40.0, 30.0, 20.0, 15.0)  # inside the image, away from every keypoint
+    with pytest.raises(DataError, match="holds none of the instance's 3 labelled keypoints") as e:
+        validate(toy_kset)
+    assert e.value.record == "image a, r1"
+    inst.bbox = (11.0, 13.0, 2.0, 2.0)  # tight: the keypoints just outside it are fine
+    assert validate(toy_kset).warnings == []
+
+
+def test_the_same_image_under_two_ids_is_a_warning(toy_kset):
+    toy_kset.samples[2].image = toy_kset.samples[0].image.parent / ".." / "cam1" / "a.png"
+    toy_kset.samples[2].width, toy_kset.samples[2].height = 64, 48
+    report = validate(toy_kset)
+    assert report.warnings == [
+        "image c: image file a.png is also listed as image a; its labels count twice"
+    ]
+    assert report.counts == {SAME_IMAGE: 1}
+    assert report.num_instances == 3
+
+
+def _cli_check(path, capsys) -> tuple[int, str]:
+    capsys.readouterr()
+    try:
+        main(["check", str(path)])
+        code = 0
+    except SystemExit as stop:
+        code = stop.code
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def _person_file(tmp_path, png, keypoints, skeleton) -> object:
+    png(tmp_path / "a.png", 64, 48)
+    doc = {
+        "images": [{"id": 1, "file_name": "a.png", "width": 64, "height": 48}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "keypoints": keypoints}],
+        "categories": [{"id": 1, "name": "person", "keypoints": [f"p{i}" for i in range(14)],
+                        "skeleton": skeleton}],
+    }  # fmt: skip
+    path = tmp_path / "labels.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_cli_check_reads_nested_triplets_and_warns_once_about_edges(tmp_path, png, capsys):
+    nested = [[10 + i, 20, 2] for i in range(14)]
+    code, out = _cli_check(_person_file(tmp_path, png, nested, [[1, 2]]), capsys)
+    assert code == 0, out
+    assert "no problems found" in out
+    coco17 = [[16, 14], [14, 12], [17, 15], [15, 13], [1, 2]]
+    path = _person_file(tmp_path, png, [v for t in nested for v in t], coco17)
+    code, out = _cli_check(path, capsys)
+    assert code == 0, out
+    warnings = [line for line in out.splitlines() if line.startswith("warning")]
+    assert len(warnings) == 1, out
+    flat = " ".join(out.split())  # rich wraps long lines
+    assert "category id 1 'person'" in flat and "[17, 15]" in flat and "OK: 1 warning" in flat

@@ -4,6 +4,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from keypointer.data.coco import CROWD, NO_KEYPOINTS, OTHER_CATEGORY, read_coco, write_coco
 from keypointer.data.formats import detect_format, load_dataset
@@ -123,7 +125,14 @@ def test_several_categories_merge_or_ask(tmp_path):
         (lambda d: d["images"][1].update(id=3), "image id 3 (000002.jpg)", "duplicate image id"),
         (lambda d: d["images"][0].update(width="wide"), "image id 3 (000001.jpg)", "'width'"),
         (lambda d: d["images"][0].pop("file_name"), "image id 3", "file_name"),
-        (lambda d: d["categories"][0].update(skeleton=[[1, 9]]), "category id 1", "outside"),
+        (lambda d: d["categories"][0].update(flip_pairs=[[0, 9]]), "category id 1", "outside"),
+        (lambda d: d["categories"][0].update(flip_pairs=[[1, 1]]), "category id 1", "with itself"),
+        (lambda d: d["annotations"][0].update(keypoints=[[1, 2], [3, 4], [5, 6]]),
+         "annotation id 7", "list of numbers or of \\[x, y, v\\] triplets"),
+        (lambda d: d["annotations"][0].update(keypoints=[[1, 2, 2], 3, 4, 5]),
+         "annotation id 7", "list of numbers"),
+        (lambda d: d["annotations"][0].update(keypoints=[[1, 2, "v"], [1, 2, 2], [0, 0, 0]]),
+         "annotation id 7", "list of numbers"),
         (lambda d: d["categories"][0].update(keypoints="abc"), "category id 1", "list of names"),
     ],
 )  # fmt: skip
@@ -135,6 +144,52 @@ def test_bad_records_name_file_and_record(tmp_path, change, record, message):
         read_coco(path)
     assert err.value.file == str(path)
     assert err.value.record == record
+
+
+TRIPLET = st.tuples(
+    st.floats(-1e6, 1e6, allow_nan=False) | st.integers(-1000, 1000),
+    st.floats(-1e6, 1e6, allow_nan=False) | st.integers(-1000, 1000),
+    st.sampled_from([0, 1, 2]),
+)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(TRIPLET, min_size=1, max_size=6))
+def test_nested_triplets_read_as_the_flat_list(tmp_path_factory, triplets):
+    """MMPose's RHD hand set writes [[x, y, v], ...]: it reads exactly as the flat form."""
+    tmp = tmp_path_factory.mktemp("nested")
+    names = [f"p{i}" for i in range(len(triplets))]
+    doc = coco_doc(categories=[{"id": 1, "name": "hand", "keypoints": names}])
+    doc["annotations"] = [doc["annotations"][0]]
+    doc["annotations"][0]["keypoints"] = [list(t) for t in triplets]
+    nested = read_coco(dump(tmp, doc, "nested.json"))
+    doc["annotations"][0]["keypoints"] = [v for t in triplets for v in t]
+    flat = read_coco(dump(tmp, doc, "flat.json"))
+    a, b = nested.samples[0].instances[0], flat.samples[0].instances[0]
+    np.testing.assert_array_equal(a.keypoints, b.keypoints)
+    np.testing.assert_array_equal(a.keypoints, np.array(triplets, dtype=float))
+
+
+def test_skeleton_edges_beyond_the_keypoints_are_dropped_with_one_warning(tmp_path):
+    """A 14-keypoint CrowdPose file carrying COCO's 17-keypoint skeleton (1-based)."""
+    names = [f"kp{i}" for i in range(14)]
+    coco17 = [[16, 14], [14, 12], [17, 15], [15, 13], [12, 13], [6, 12], [1, 2]]
+    cat = {"id": 1, "name": "person", "keypoints": names, "skeleton": coco17}
+    doc = coco_doc(categories=[cat])
+    for ann in doc["annotations"]:
+        ann["keypoints"] = [5, 6, 2] * 14
+    path = dump(tmp_path, doc)
+    kset = read_coco(path)
+    assert kset.skeleton.edges == ((13, 11), (11, 12), (5, 11), (0, 1))
+    assert kset.warnings == [
+        f"{path} (category id 1 'person'): dropped skeleton edges naming keypoints beyond "
+        "its 14: [16, 14], [17, 15], [15, 13]"
+    ]
+    assert read_coco(dump(tmp_path, coco_doc())).warnings == []
+    # Flip pairs change the training targets: one naming a missing keypoint stays fatal.
+    cat["flip_pairs"] = [[1, 2], [13, 14]]
+    with pytest.raises(DataError, match=r"flip pair \(13, 14\) names a keypoint outside 0..13"):
+        read_coco(dump(tmp_path, doc))
 
 
 def test_invalid_json_reports_line_and_column(tmp_path):

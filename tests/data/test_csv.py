@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from keypointer.data.csv_format import read_csv, write_csv
 from keypointer.data.formats import convert, detect_format, load_dataset
@@ -55,6 +57,9 @@ def test_bom_and_crlf_are_fine(tmp_path):
         ("image,a_x,a_y\nf.png,1,2\ng.png,1,two\n", "line 3", "'a_y'"),
         ("image,a_x,a_y\n,1,2\n", "line 2", "image cell is empty"),
         ("image,a_x,a_y\nf.png,1,2,3\n", "line 2", "4 cells"),
+        ("image,a_x,a_y,,\nf.png,1,2,,3\n", "line 2", "5 cells; the header has 3"),
+        ("image,,a_x,a_y\nf.png,,1,2\n", "line 1", "column ''"),
+        ("image;a_x;a_y\nf.png;1,5;2\n", "line 2", "'1,5' is not a number \\(write decimals"),
         ("image,a_x,a_y,a_v\nf.png,,,2\n", "line 2", "no x, y"),
     ],
 )
@@ -87,3 +92,39 @@ def test_round_trip(tmp_path, toy_kset, same_points):
     assert convert(path, tmp_path / "c", to="csv") == tmp_path / "c" / "labels.csv"
     with pytest.raises(DataError, match="overwrite"):
         convert(path, path, to="csv")
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    sep=st.sampled_from([",", ";", "\t"]),
+    trailing=st.integers(0, 3),
+    newline=st.sampled_from(["\n", "\r\n"]),
+)
+def test_separators_and_trailing_empty_columns_read_alike(tmp_path_factory, sep, trailing, newline):
+    """Spreadsheets write ';' (decimal-comma locales) or tabs, and empty columns at the end."""
+    tmp = tmp_path_factory.mktemp("dialect")
+    want = read_csv(write(tmp))
+    lines = [line.replace(",", sep) + sep * trailing for line in CSV.splitlines()]
+    got = read_csv(write(tmp, newline.join(lines) + newline, "dialect.csv"))
+    assert got.skeleton == want.skeleton
+    assert [s.id for s in got.samples] == [s.id for s in want.samples]
+    for a, b in zip(got.samples, want.samples, strict=True):
+        for ia, ib in zip(a.instances, b.instances, strict=True):
+            np.testing.assert_array_equal(ia.keypoints, ib.keypoints)
+            assert ia.record == ib.record
+
+
+def test_convert_refuses_an_existing_output_file_unless_told(tmp_path, toy_kset):
+    src = write_csv(toy_kset, tmp_path / "src" / "in.csv")
+    for name in ("mine.json", "mine.csv"):
+        dst = tmp_path / name
+        dst.write_text("my own labels")
+        with pytest.raises(DataError, match="exists; pass --overwrite") as err:
+            convert(src, dst, to="coco" if name.endswith("json") else "csv")
+        assert err.value.file == str(dst)
+        assert dst.read_text() == "my own labels"
+        convert(src, dst, to="coco" if name.endswith("json") else "csv", overwrite=True)
+        assert load_dataset(dst).num_instances == toy_kset.num_instances
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.csv", "mine.json", "src"]
+    with pytest.raises(DataError, match="refusing to overwrite the input"):
+        convert(src, src, to="csv", overwrite=True)

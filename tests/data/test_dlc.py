@@ -75,6 +75,32 @@ def test_single_csv_inside_a_project_uses_its_config(tmp_path):
     assert kset.samples[0].image == root / "labeled-data/v1/img1.png"
 
 
+def test_lightning_pose_folder_is_read_from_its_root_csv(tmp_path):
+    """Lightning Pose: DeepLabCut-style CollectedData.csv at the root, no config.yaml."""
+    (tmp_path / "labeled-data" / "v1").mkdir(parents=True)
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "CollectedData.csv").write_text(CSV)
+    (tmp_path / "notes.csv").write_text("a,b\n1,2\n")  # not DeepLabCut-style: not counted
+    assert detect_format(tmp_path) == "dlc"
+    kset = load_dataset(tmp_path)
+    assert kset.skeleton.names == ("alpha", "zeta", "mid")  # the CSV's order
+    assert kset.samples[0].image == tmp_path / "labeled-data/v1/img1.png"
+    assert kset.samples[1].record == "CollectedData.csv line 5"
+    assert kset.source == tmp_path
+    (tmp_path / "CollectedData_new.csv").write_text(CSV)
+    with pytest.raises(DataError, match="several DeepLabCut-style CSVs") as err:
+        detect_format(tmp_path)
+    assert "CollectedData.csv, CollectedData_new.csv" in err.value.message
+
+
+def test_trailing_empty_columns_are_ignored(tmp_path):
+    ragged = "\n".join(line + "," * (i % 3) for i, line in enumerate(CSV.splitlines())) + "\n"
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    a, b = read_dlc(project(tmp_path / "a")), read_dlc(project(tmp_path / "b", csv=ragged))
+    for sa, sb in zip(a.samples, b.samples, strict=True):
+        np.testing.assert_array_equal(sa.instances[0].keypoints, sb.instances[0].keypoints)
+
+
 def test_several_videos(tmp_path):
     root = project(tmp_path)
     project(tmp_path, csv=CSV.replace("v1", "v2"), video="v2")

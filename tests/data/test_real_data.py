@@ -103,3 +103,16 @@ def test_real_data_converts(shared_data, tmp_path, same_points):
     # A YOLO reader lists the image folder, in file-name order.
     by_name = sorted(range(len(a)), key=lambda i: a.samples[i].image.name)
     same_points(a.subset(by_name), b, atol=1e-3)
+
+
+def test_lightning_pose_folder(shared_data):
+    root = shared_data / "lp-mirror-mouse"
+    kset = load_dataset(root)
+    assert len(kset) == 90 and kset.skeleton.num_keypoints == 17
+    assert kset.skeleton.names[:2] == ("paw1LH_top", "paw2LF_top")
+    assert kset.samples[0].image == root / "labeled-data/img01.png"
+    np.testing.assert_allclose(kset.samples[0].instances[0].keypoints[0], (77.25, 36.25, 2))
+    report = validate(kset)
+    assert report.image_sizes == (396, 406, 396, 406)
+    single = load_dataset(root / "CollectedData.csv")
+    assert [s.image for s in single.samples] == [s.image for s in kset.samples]

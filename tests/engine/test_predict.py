@@ -26,6 +26,13 @@ from keypointer.engine.predict_io import collect_sources, load_detections
 from keypointer.errors import DataError
 
 K = 11  # synthetic skeleton
+# Two forward passes that are not the very same computation (a batch of one vs of two, or one
+# image in two batch slots) may run different convolution kernels or summation orders, so
+# float32 outputs differ in their last bits; DARK decoding (a log and a Hessian of the heatmap)
+# magnifies that to ~2e-4 px seen on a CPU without bf16. These bounds allow for it and still
+# catch any real disagreement (a wrong crop or flip is off by a pixel or more).
+KP_ATOL_PX = 1e-3
+SCORE_ATOL = 1e-4
 
 
 @pytest.fixture(scope="module")
@@ -74,11 +81,12 @@ def _symmetric(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate([half, half[:, ::-1]], axis=1))
 
 
-def _assert_mirrored(kp, scores, pairs, width, atol=1e-3):
+def _assert_mirrored(kp, scores, pairs, width):
+    """The image and its mirror (the same pixels) run in two batch slots: see KP_ATOL_PX."""
     for a, b in pairs:
-        np.testing.assert_allclose(kp[a, 0], (width - 1) - kp[b, 0], atol=atol)
-        np.testing.assert_allclose(kp[a, 1], kp[b, 1], atol=atol)
-        np.testing.assert_allclose(scores[a], scores[b], atol=1e-6)
+        np.testing.assert_allclose(kp[a, 0], (width - 1) - kp[b, 0], atol=KP_ATOL_PX)
+        np.testing.assert_allclose(kp[a, 1], kp[b, 1], atol=KP_ATOL_PX)
+        np.testing.assert_allclose(scores[a], scores[b], atol=SCORE_ATOL)
 
 
 def test_flip_tta_on_a_symmetric_image_gives_mirrored_pairs(model, synth):
@@ -97,10 +105,10 @@ def test_flip_tta_of_a_regression_head_centres_unpaired_keypoints(model, synth):
     reg.skeleton, reg.config = model.skeleton, cfg
     image = _symmetric(read_image(synth.parent / "images" / "000001.png"))
     kp, scores = predict_image(reg, image, flip=True)
-    _assert_mirrored(kp, scores, model.skeleton.flip_pairs, 64, atol=1e-4)
+    _assert_mirrored(kp, scores, model.skeleton.flip_pairs, 64)
     paired = {i for p in model.skeleton.flip_pairs for i in p}
     for j in set(range(K)) - paired:  # its own mirror: exactly on the axis
-        assert kp[j, 0] == pytest.approx(31.5, abs=1e-4)
+        assert kp[j, 0] == pytest.approx(31.5, abs=KP_ATOL_PX)
 
 
 def test_predict_image_single_and_list_agree(model, synth):
@@ -109,8 +117,9 @@ def test_predict_image_single_and_list_agree(model, synth):
     kp_a, sc_a = predict_image(model, a)
     kp, sc = predict_image(model, [a, b])
     assert kp.shape == (2, K, 2) and sc.shape == (2, K)
-    np.testing.assert_allclose(kp[0], kp_a, atol=1e-4)
-    np.testing.assert_allclose(sc[0], sc_a, atol=1e-6)
+    # A batch of one vs a batch of two: not bit-identical (see KP_ATOL_PX).
+    np.testing.assert_allclose(kp[0], kp_a, atol=KP_ATOL_PX)
+    np.testing.assert_allclose(sc[0], sc_a, atol=SCORE_ATOL)
     # Letterboxed: 96x40 -> the crop spans 96x96 centred, so y stays within the bars' span.
     assert np.all(np.isfinite(kp[1]))
 
@@ -154,6 +163,7 @@ def test_predict_batch_size_does_not_change_results(checkpoint, synth, tmp_path)
     assert a["frames"] == b["frames"] == 8
     ra = json.loads((tmp_path / "a" / "predictions.json").read_text())
     rb = json.loads((tmp_path / "b" / "predictions.json").read_text())
+    # Batches of 1 vs 8 (see KP_ATOL_PX), plus the JSON's 4-decimal rounding, with room.
     np.testing.assert_allclose(
         [r["keypoints"] for r in ra], [r["keypoints"] for r in rb], atol=2e-3
     )

@@ -57,7 +57,9 @@ def test_classifier_of_another_size_is_ignored(tmp_path):
 
 def test_mismatching_file_names_the_first_tensor(tmp_path):
     path, _ = _saved(tmp_path, "regnetx_002")
-    with pytest.raises(ConfigError, match=r"does not fit resnet18: it has no tensor 'conv1.weight'"):
+    with pytest.raises(
+        ConfigError, match=r"does not fit resnet18: it has no tensor 'conv1.weight'"
+    ):
         create_backbone("resnet18", str(path))
 
 
@@ -65,7 +67,10 @@ def test_wrong_shape_names_the_tensor_and_both_shapes(tmp_path):
     path, sd = _saved(tmp_path, "resnet18")
     sd = dict(sd, **{"layer1.0.conv1.weight": torch.zeros(64, 64, 1, 1)})
     save_file(sd, str(path))
-    with pytest.raises(ConfigError, match=r"'layer1.0.conv1.weight' is \[64, 64, 1, 1\] in the file, \[64, 64, 3, 3\]"):
+    with pytest.raises(
+        ConfigError,
+        match=r"'layer1.0.conv1.weight' is \[64, 64, 1, 1\] in the file, \[64, 64, 3, 3\]",
+    ):
         create_backbone("resnet18", str(path))
 
 

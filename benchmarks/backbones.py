@@ -18,7 +18,9 @@ import math
 import statistics
 import time
 
-import keypointer  # noqa: F401  (first: tunes malloc before torch allocates; see _malloc.py)
+from keypointer._malloc import tune_malloc
+
+tune_malloc()  # first: before torch allocates; see keypointer/_malloc.py
 
 # isort: split
 import cv2

@@ -20,10 +20,13 @@ import os
 import platform
 import re
 import statistics
+import sys
 import time
 from pathlib import Path
 
-import keypointer  # noqa: F401  (first: tunes malloc before torch allocates; see _malloc.py)
+from keypointer._malloc import tune_malloc
+
+tune_malloc()  # first: before torch allocates; see keypointer/_malloc.py
 
 # isort: split
 import cv2
@@ -32,7 +35,9 @@ import torch
 from _results import RESULTS, write_section
 
 from keypointer.codecs import HeatmapCodec
-from keypointer.codecs._seed_notes import notes_gauss_heatmap
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "codecs"))
+from seed_notes import notes_gauss_heatmap  # the seed notes' code, kept as a test fixture
 
 N, K, W, H, SIGMA = 64, 17, 48, 64, 2  # heatmap 64x48 (h x w), COCO's 256x192 input
 INPUT = (192, 256)

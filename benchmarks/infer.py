@@ -25,7 +25,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import keypointer  # noqa: F401  (first: tunes malloc before torch allocates)
+from keypointer._malloc import tune_malloc
+
+tune_malloc()  # first: before torch allocates; see keypointer/_malloc.py
 
 # isort: split
 import numpy as np

@@ -30,7 +30,9 @@ import threading
 import time
 from pathlib import Path
 
-import keypointer  # noqa: F401  (first: tunes malloc before torch allocates; see _malloc.py)
+from keypointer._malloc import tune_malloc
+
+tune_malloc()  # first: before torch allocates; see keypointer/_malloc.py
 
 # isort: split
 import numpy as np
@@ -38,7 +40,7 @@ import torch
 
 from keypointer.config import load_config
 from keypointer.data.synthetic import generate
-from keypointer.engine.train import train
+from keypointer.training.loop import train
 
 MIB = 1024 * 1024
 

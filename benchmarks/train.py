@@ -19,19 +19,26 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
+from types import SimpleNamespace
 
+from keypointer._malloc import tune_malloc
+
+tune_malloc()  # first: before torch allocates; see keypointer/_malloc.py
+
+# isort: split
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-import keypointer  # noqa: F401  (tunes malloc before torch allocates; see keypointer/_malloc.py)
 from keypointer.codecs import make_codec
 from keypointer.config import Config
-from keypointer.engine import distributed as dist
-from keypointer.engine.progress import TrainProgress
-from keypointer.engine.train import make_autocast, resolve_amp, train_one_epoch
+from keypointer.device import make_autocast, resolve_amp
 from keypointer.losses import make_loss
 from keypointer.models.model import build_model
+from keypointer.training import distributed as dist
+from keypointer.training.loop import TrainState, train_one_epoch
+from keypointer.training.progress import TrainProgress
 
 K = 17
 
@@ -87,10 +94,12 @@ def engine_loop(model, batches, optimizer, cfg, autocast) -> list[float]:
     progress = TrainProgress(len(batches), quiet=True, enabled=False)
     loss_fn = make_loss(cfg, reduction="keypoint_sum")
     device = torch.device("cpu")
-    train_one_epoch(
-        model, loader, loss_fn, optimizer, sched, scaler, None, autocast, cfg, device,
-        dist.DistInfo(), progress, 0,
+    data = SimpleNamespace(train_loader=loader, loss_fn=loss_fn)  # only what the loop reads
+    state = TrainState(
+        cfg, device, dist.DistInfo(), data, model, model, optimizer, sched, scaler, None,
+        autocast, progress, run_dir=Path("."),
     )  # fmt: skip
+    train_one_epoch(state, 0)
     return loader.times
 
 

@@ -5,41 +5,49 @@ Python API::
     import keypointer
     cfg = keypointer.load_config("configs/default.yaml", ["data.path=labels.json"])
     run = keypointer.train(cfg)                  # -> Run (folder, metrics, best checkpoint)
-    model = keypointer.load(run.best)            # -> KeypointModel
-    keypoints, scores = model.predict(images)    # (N, K, 2) input pixels, (N, K)
+    predictor = keypointer.load(run.best)        # -> Predictor (.model, .skeleton, .config)
+    keypoints, scores = predictor.predict(rgb)   # (K, 2) in rgb's own pixels, (K,)
+
+``predict`` also takes a list of images ((N, K, 2), (N, K)), COCO ``boxes`` for one image,
+and ``flip=True`` for flip test-time augmentation. ``keypointer.load`` opens exported
+``.onnx`` files too. ``predictor.model`` is the plain ``nn.Module``: normalised tensors
+(N, 3, H, W) in, keypoints (N, K, 2) in input pixels and scores (N, K) out.
+
+Importing keypointer changes no process-wide setting; ``keypointer.train`` and the CLI tune
+malloc (see ``keypointer/_malloc.py``).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from keypointer._malloc import tune_malloc
-
-__version__ = "0.1.0"
-
-tune_malloc()  # before torch allocates anything; see _malloc.py
+from keypointer._version import __version__
 
 if TYPE_CHECKING:
     from keypointer.config import Config
-    from keypointer.engine.train import Run
-    from keypointer.models.model import KeypointModel
+    from keypointer.inference.predictor import Predictor
+    from keypointer.training.loop import Run
+
+__all__ = ["__version__", "load", "load_config", "train"]
 
 
 def train(config: Config) -> Run:
-    """Train a model; see :func:`keypointer.engine.train.train`."""
-    from keypointer.engine.train import train as _train
+    """Train a model; see :func:`keypointer.training.loop.train`."""
+    from keypointer.training.loop import train as _train
 
     return _train(config)
 
 
-def load(checkpoint: Any, device: str = "cpu") -> KeypointModel:
-    """Load a trained model from a checkpoint file (``weights_only=True``)."""
-    from keypointer.engine.checkpoint import load_model
+def load(path: Any, device: str = "cpu") -> Predictor:
+    """A :class:`~keypointer.inference.Predictor` for a checkpoint (``.pt`` or run folder,
+    loaded with ``weights_only=True``) or an exported ``.onnx`` file."""
+    from keypointer.inference.predictor import Predictor
 
-    return load_model(checkpoint, device=device)
+    return Predictor.load(path, device=device)
 
 
 def load_config(path: Any = None, overrides: list[str] | None = None) -> Config:
+    """A validated config from a YAML file (None: the defaults) and ``key=value`` overrides."""
     from keypointer.config import load_config as _load
 
     return _load(path, overrides)

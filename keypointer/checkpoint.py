@@ -7,22 +7,21 @@ never runs code. A file that needs anything else is refused.
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
+from keypointer._files import atomic_path
+from keypointer.config import from_dict
 from keypointer.errors import CheckpointError
-
-if TYPE_CHECKING:
-    from keypointer.models.model import KeypointModel
+from keypointer.models.model import KeypointModel, build_model
+from keypointer.skeleton import Skeleton
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
@@ -30,20 +29,8 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
 
     A kill at any moment leaves either the old file or the new one, never a torn one.
     """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        if hasattr(os, "fchmod"):  # mkstemp makes it owner-only; a checkpoint is a normal file
-            os.fchmod(fd, plain_file_mode())
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    with atomic_path(path, durable=True) as tmp, open(tmp, "wb") as f:
+        torch.save(state, f)
 
 
 # What only a resume needs: last.pt keeps it, best.pt (the file people deploy) does not.
@@ -59,14 +46,6 @@ def deployable(state: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in state.items() if k not in RESUME_ONLY}
 
 
-def plain_file_mode() -> int:
-    """The mode ``open()`` gives a new file (0o666 less the umask), for files that are made
-    through ``tempfile.mkstemp`` (0600) and renamed into place, like every other output."""
-    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     """Delete the temporary files of saves that a kill interrupted (``.last.pt.*.tmp`` ...).
 
@@ -76,19 +55,6 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     for p in stale:
         p.unlink(missing_ok=True)
     return stale
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -183,10 +149,6 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> Keypoint
 
     Uses the EMA weights when the run kept them (they are what was validated).
     """
-    from keypointer.config import from_dict
-    from keypointer.models.model import build_model
-    from keypointer.skeleton import Skeleton
-
     state = load_checkpoint(path, map_location="cpu")
     cfg = from_dict(state["config"], source=f"{path} (stored config)")
     with damaged(path):

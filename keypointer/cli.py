@@ -13,7 +13,8 @@ from typing import Annotated
 
 import typer
 
-from keypointer import __version__
+from keypointer._malloc import tune_malloc
+from keypointer._version import __version__
 from keypointer.errors import KeypointerError
 
 app = typer.Typer(
@@ -62,7 +63,7 @@ def check(
     images: ImagesOpt = None,
 ) -> None:
     """Load and validate a dataset, and print a summary of it and of any problems."""
-    from keypointer.data.check import run_check
+    from keypointer.commands.check import run_check
 
     run_check(path, format=format, images=images)
 
@@ -82,10 +83,9 @@ def convert(
     ] = False,
 ) -> None:
     """Convert labels from one format to another."""
-    from keypointer.data.formats import convert as _convert
+    from keypointer.commands.convert import convert_command
 
-    out = _convert(src, dst, to=to, format=format, images=images, overwrite=overwrite)
-    typer.echo(f"wrote {out}")
+    convert_command(src, dst, to=to, format=format, images=images, overwrite=overwrite)
 
 
 @app.command()
@@ -96,10 +96,9 @@ def synth(
     size: Annotated[int, typer.Option("--size", min=32, help="Image side in pixels.")] = 128,
 ) -> None:
     """Render a synthetic dataset with exactly known keypoints."""
-    from keypointer.data.synthetic import generate
+    from keypointer.commands.synth import synth_command
 
-    path = generate(out, num_images=num_images, seed=seed, size=size)
-    typer.echo(f"wrote {num_images} images and {path}")
+    synth_command(out, num_images=num_images, seed=seed, size=size)
 
 
 @app.command()
@@ -113,7 +112,7 @@ def train(
     ] = False,
 ) -> None:
     """Train a keypoint model; the run goes to runs/<name>/<YYYY-MM-DD-HH-MM>/."""
-    from keypointer.engine.train import train_command
+    from keypointer.commands.train import train_command
 
     train_command(data=data, config=config, overrides=set_ or [], resume=resume, quiet=quiet)
 
@@ -126,7 +125,7 @@ def demo(
     quiet: Annotated[bool, typer.Option("--quiet")] = False,
 ) -> None:
     """Synthesise data, train the default model, evaluate it and draw its predictions."""
-    from keypointer.engine.demo import run_demo
+    from keypointer.commands.demo import run_demo
 
     run_demo(out, quiet=quiet)
 
@@ -155,7 +154,7 @@ def eval_(
     device: DeviceOpt = "auto",
 ) -> None:
     """Score a model on labelled data: table, eval.json, PCK curve, worst predictions."""
-    from keypointer.engine.evaluate import evaluate_command
+    from keypointer.commands.eval import evaluate_command
 
     evaluate_command(
         checkpoint, data, out, format=format, images=images, alpha=alpha, pcutoff=pcutoff,
@@ -187,7 +186,7 @@ def predict(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar or summary.")] = False,
 ) -> None:
     """Predict keypoints: COCO results JSON, DeepLabCut-style CSV, drawn images/videos."""
-    from keypointer.engine.predict import predict_command
+    from keypointer.commands.predict import predict_command
 
     predict_command(
         model, inputs, out, boxes=boxes, flip=flip, threshold=threshold, batch_size=batch_size,
@@ -207,7 +206,7 @@ def export(
     ] = False,
 ) -> None:
     """Export to one ONNX file with decoding inside; checked against PyTorch after export."""
-    from keypointer.export import export_command
+    from keypointer.commands.export import export_command
 
     export_command(checkpoint, format=format, out=out, flip=flip)
 
@@ -223,6 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     # FFmpeg prints a line per damaged packet of a video; predict names the unreadable frames
     # in one warning instead. -8 is AV_LOG_QUIET.
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    tune_malloc()  # before torch allocates: training steps fault far less; see _malloc.py
     try:
         app(args=argv)
     except KeypointerError as err:

@@ -22,6 +22,9 @@ from pydantic import (
 
 from keypointer.errors import ConfigError
 
+BOX_MARGIN = 1.25
+"""Default growth of an instance box into its crop (training, eval and predict alike)."""
+
 
 class _Section(BaseModel):
     # allow_inf_nan=False: every float field (tuples included) refuses inf and nan up front,
@@ -103,7 +106,7 @@ class AugmentConfig(_Section):
     """Probability of cropping to the upper or lower half of the keypoints."""
     erase: float = Field(0.0, ge=0, le=1)
     """Probability of random erasing."""
-    box_margin: float = Field(1.25, ge=1.0)
+    box_margin: float = Field(BOX_MARGIN, ge=1.0)
     """Crop size relative to the box (or to the keypoints' extent when there is no box)."""
 
 

@@ -42,3 +42,11 @@ class ConfigError(KeypointerError):
 
 class CheckpointError(KeypointerError):
     """A checkpoint that cannot be loaded safely."""
+
+
+class TrainingError(KeypointerError):
+    """Training cannot go on (for example the loss is no longer finite)."""
+
+
+class ExportError(KeypointerError):
+    """The exported graph does not reproduce the PyTorch model."""

@@ -16,7 +16,7 @@ keypoint. ``reduction``:
   PyTorch's ``reduction="sum"``;
 - ``"keypoint_sum"``: the sum of the weighted per-keypoint losses (``none.sum()``), i.e.
   "mean" before the division by the labelled count. Training uses it and divides by the
-  labelled count of the global batch (see ``keypointer.engine.train.global_mean_loss``).
+  labelled count of the global batch (see ``keypointer.training.loop.global_mean_loss``).
 
 A keypoint with weight 0 contributes exactly 0 to the value (even if its own loss is not
 finite) and to the gradient. Losses are computed in at least float32, so bf16/fp16 outputs of

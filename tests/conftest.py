@@ -34,7 +34,7 @@ def synth(tmp_path_factory) -> Path:
 def checkpoint(synth, tmp_path_factory) -> Path:
     """best.pt of a one-epoch 64x64 run on ``synth``, trained once per test session."""
     from keypointer.config import load_config
-    from keypointer.engine.train import train
+    from keypointer.training.loop import train
 
     root = tmp_path_factory.mktemp("runs")
     cfg = load_config(
@@ -50,6 +50,6 @@ def checkpoint(synth, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def model(checkpoint):
-    from keypointer.engine.checkpoint import load_model
+    from keypointer.checkpoint import load_model
 
     return load_model(checkpoint)

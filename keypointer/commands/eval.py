@@ -1,138 +1,35 @@
-"""Run a model over a dataset and score it, in original-image pixels: ``keypointer eval``.
+"""``keypointer eval``: score a model on labelled data, in original-image pixels.
 
-``predict_loader`` is shared by validation during training and by
-``keypointer eval``: predictions in input pixels are mapped back through each
-sample's affine, so metrics are in the pixels of the user's own images.
-``evaluate_command`` adds the metrics of :mod:`keypointer.metrics` (OKS AP included),
-a table, ``eval.json``, plots and a gallery of the worst predictions.
+Predictions come from :func:`keypointer.inference.loader.predict_loader`; the metrics are
+:mod:`keypointer.metrics`' (OKS AP included); this module adds a table, ``eval.json``,
+plots and a gallery of the worst predictions.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
-import torch
-from torch import nn
-from torch.utils.data import DataLoader
+from rich.console import Console
+from rich.table import Table
 
+from keypointer._files import write_text_atomic
+from keypointer.checkpoint import load_model
+from keypointer.data import transforms as T
+from keypointer.data.check import validate
+from keypointer.data.dataset import KeypointDataset, make_loader
+from keypointer.data.formats import load_dataset
+from keypointer.data.images import read_image
+from keypointer.device import resolve_device
 from keypointer.errors import DataError
-
-
-@dataclass
-class Predictions:
-    """Everything needed to score a dataset; M instances, K keypoints, original pixels."""
-
-    keypoints: np.ndarray  # (M, K, 2) predicted
-    scores: np.ndarray  # (M, K)
-    gt: np.ndarray  # (M, K, 2)
-    visible: np.ndarray  # (M, K) bool: labelled ground truth
-    bboxes: np.ndarray  # (M, 4) x, y, w, h of the instance box
-    index: np.ndarray  # (M,) dataset index of each instance
-    image_ids: np.ndarray | None = None  # (M,) position of each instance's image in the set
-
-
-def apply_affine(points: torch.Tensor, affine: torch.Tensor) -> torch.Tensor:
-    """Map (N, K, 2) points through (N, 2, 3) affine matrices."""
-    a = affine.to(torch.float64)
-    p = points.to(torch.float64)
-    return p @ a[:, :, :2].transpose(1, 2) + a[:, None, :, 2]
-
-
-def to_device(batch: dict, device: torch.device, channels_last: bool = False) -> dict:
-    out = {}
-    for key, value in batch.items():
-        if isinstance(value, torch.Tensor):
-            value = value.to(device, non_blocking=True)
-            if key == "image" and channels_last:
-                value = value.contiguous(memory_format=torch.channels_last)
-        elif isinstance(value, (tuple, list)) and value and isinstance(value[0], torch.Tensor):
-            value = type(value)(v.to(device, non_blocking=True) for v in value)
-        out[key] = value
-    return out
-
-
-@torch.inference_mode()
-def predict_loader(
-    model: nn.Module,
-    loader: DataLoader,
-    device: torch.device,
-    autocast: contextlib.AbstractContextManager | None = None,
-    channels_last: bool = False,
-    flip_index: Sequence[int] | None = None,
-) -> Predictions:
-    """Predict every instance of ``loader``'s dataset and map results to original pixels.
-
-    ``flip_index`` (the skeleton's): flip test-time augmentation, see
-    :func:`keypointer.engine.predict.flip_average`. Boxes are the batch's "bbox" when the
-    dataset gives one, else the instance's box, else the box around its labelled keypoints.
-    """
-    from keypointer.engine.predict import flip_average
-
-    was_training = model.training
-    model.eval()
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in Predictions.__dataclass_fields__}
-    try:
-        for batch in loader:
-            batch = to_device(batch, device, channels_last)
-            with autocast or contextlib.nullcontext():
-                if flip_index is None:
-                    kpts, scores = model.predict(batch["image"])
-                else:
-                    kpts, scores = flip_average(model, batch["image"], flip_index)
-            affine = batch["affine"]
-            index = batch["index"].cpu().numpy()
-            parts["keypoints"].append(apply_affine(kpts.float(), affine).cpu().numpy())
-            parts["gt"].append(apply_affine(batch["keypoints"], affine).cpu().numpy())
-            parts["scores"].append(scores.float().cpu().numpy())
-            parts["visible"].append(batch["visible"].cpu().numpy().astype(bool))
-            if "bbox" in batch:
-                parts["bboxes"].append(batch["bbox"].cpu().numpy().astype(np.float64))
-            else:
-                parts["bboxes"].append(instance_boxes(loader.dataset, index))
-            parts["index"].append(index)
-            if "image_id" in batch:
-                parts["image_ids"].append(batch["image_id"].cpu().numpy())
-    finally:
-        model.train(was_training)
-    return Predictions(**{k: np.concatenate(v) if v else _empty(k) for k, v in parts.items()})
-
-
-def _empty(key: str) -> np.ndarray | None:
-    return None if key == "image_ids" else np.zeros((0,))
-
-
-def instance_boxes(dataset, index: np.ndarray) -> np.ndarray:
-    """(M, 4) x, y, w, h original-pixel boxes of dataset items: the instance's box when it has
-    one with an area, else the box around its labelled keypoints (NaN when none)."""
-    from keypointer.metrics import bboxes_from_keypoints
-
-    boxes = np.full((len(index), 4), np.nan)
-    for row, i in enumerate(index):
-        _, inst = dataset.entry(int(i))
-        if inst.bbox is not None and inst.bbox[2] > 0 and inst.bbox[3] > 0:
-            boxes[row] = inst.bbox
-        else:
-            kp = np.asarray(inst.keypoints, np.float64)
-            boxes[row] = bboxes_from_keypoints(kp[None, :, :2], (kp[:, 2] > 0)[None])[0]
-    return boxes
-
-
-def quick_metrics(pred: Predictions, alpha: float) -> dict[str, float]:
-    """Validation metrics logged every epoch: PCK@alpha (box-size normaliser) and mean pixel error."""
-    from keypointer.metrics import bbox_norm, pck, pixel_errors
-
-    result = pck(pred.keypoints, pred.gt, pred.visible, bbox_norm(pred.bboxes), alpha)
-    errors = pixel_errors(pred.keypoints, pred.gt, pred.visible)
-    return {"pck": float(result.overall), "mean_px": float(errors["mean"])}
-
-
-# --------------------------------------------------------------------------- keypointer eval
+from keypointer.inference.crops import crop_matrix
+from keypointer.inference.loader import Predictions, predict_loader
+from keypointer.metrics import bbox_norm, evaluate_keypoints, pck_curve
+from keypointer.output_paths import check_output_dir
+from keypointer.viz import draw_keypoints, plot_pck_curve, plot_per_keypoint, save_gallery
 
 GENERIC_STEMS = {"annotations", "labels", "data", "instances", "person_keypoints", "config"}
 
@@ -170,13 +67,6 @@ def evaluate_command(
     dots, ground truth as rings) to ``out`` (default :func:`default_eval_dir`); prints a table.
     Returns the metrics dict that ``eval.json`` holds.
     """
-    from keypointer.data.check import validate
-    from keypointer.data.dataset import KeypointDataset, make_loader
-    from keypointer.data.formats import load_dataset
-    from keypointer.engine.checkpoint import load_model
-    from keypointer.engine.train import resolve_device
-    from keypointer.metrics import bbox_norm, evaluate_keypoints, pck_curve
-    from keypointer.output_paths import check_output_dir
 
     dev = resolve_device(device)
     model = load_model(checkpoint, dev)
@@ -225,9 +115,8 @@ def _num(v: float) -> float | None:
     return float(v) if np.isfinite(v) else None
 
 
-def normalised_errors(pred: Predictions) -> np.ndarray:
+def instance_errors(pred: Predictions) -> np.ndarray:
     """(M,) mean error over each instance's labelled keypoints / its box's longest side."""
-    from keypointer.metrics import bbox_norm
 
     err = np.linalg.norm(pred.keypoints - pred.gt, axis=-1)
     total = np.where(pred.visible, err, 0.0).sum(axis=1)
@@ -237,7 +126,7 @@ def normalised_errors(pred: Predictions) -> np.ndarray:
 
 def worst_instances(pred: Predictions, n: int) -> list[int]:
     """Rows of the ``n`` instances with the largest mean normalised error, worst first."""
-    err = normalised_errors(pred)
+    err = instance_errors(pred)
     order = np.argsort(-np.nan_to_num(err, nan=-np.inf), kind="stable")
     return [int(i) for i in order[:n] if np.isfinite(err[i])]
 
@@ -249,19 +138,16 @@ def _worst_entry(ds, pred: Predictions, row: int) -> dict[str, Any]:
         "image": str(sample.image),
         "record": inst.record,
         "mean_px": float(err.mean()) if err.size else None,
-        "normalised": _num(float(normalised_errors(pred)[row])),
+        "normalised": _num(float(instance_errors(pred)[row])),
     }
 
 
 def write_eval_outputs(
     out: Path, metrics: dict, pred: Predictions, ds, worst: list[int], alphas, curve
 ) -> None:
-    from keypointer.viz import plot_pck_curve, plot_per_keypoint, save_gallery
 
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / ".eval.json.tmp"
-    tmp.write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-    tmp.replace(out / "eval.json")
+    write_text_atomic(out / "eval.json", json.dumps(metrics, indent=2))
     plot_pck_curve(alphas, np.nan_to_num(curve), out / "pck_curve.png", metrics["pck_auc"])
     per = metrics["per_keypoint"]
     mean_px = [np.nan if r["mean_px"] is None else r["mean_px"] for r in per]
@@ -273,12 +159,6 @@ def write_eval_outputs(
 def draw_instance(ds, pred: Predictions, row: int, size: int = 256) -> np.ndarray:
     """A ``size`` x ``size`` view of one instance (its box, with a margin) with predictions
     (filled dots, score threshold 0) and the labels (rings) drawn, and its error written."""
-    import cv2
-
-    from keypointer.data import transforms as T
-    from keypointer.data.images import read_image
-    from keypointer.engine.predict import crop_matrix
-    from keypointer.viz import draw_keypoints
 
     sample, _ = ds.entry(int(pred.index[row]))
     image = read_image(sample.image)
@@ -298,8 +178,6 @@ def draw_instance(ds, pred: Predictions, row: int, size: int = 256) -> np.ndarra
 
 
 def print_eval_table(metrics: dict, out: Path) -> None:
-    from rich.console import Console
-    from rich.table import Table
 
     def fmt(v: Any, digits: int = 3) -> str:
         return "-" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)

@@ -1,4 +1,4 @@
-"""Validate a dataset and summarise it: ``keypointer check`` and the check before training.
+"""Validate a dataset and summarise it: for ``keypointer check`` and the check before training.
 
 Fatal problems raise :class:`DataError` naming the label file and the record: no images, a
 missing (or, when images are read, unreadable) image file, duplicate image ids, a keypoint
@@ -24,12 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from rich.console import Console
-from rich.markup import escape
 from rich.progress import Progress
-from rich.table import Table
 
-from keypointer.data.formats import detect_format, load_dataset
 from keypointer.data.images import read_image
 from keypointer.data.types import Instance, KeypointSet, Sample, path_exists
 from keypointer.errors import DataError
@@ -326,46 +322,3 @@ def _check_box(
             kset.source,
             _where(sample, inst),
         )
-
-
-def run_check(
-    path: str | Path,
-    format: str | None = None,
-    images: str | Path | None = None,
-    console: Console | None = None,
-) -> CheckReport:
-    """``keypointer check``: load, validate (reading every image) and print a summary."""
-    console = console or Console()
-    fmt = format or detect_format(path)
-    kset = load_dataset(path, fmt, images)
-    report = validate(kset, check_images=True, progress=True)
-    _print(report, Path(path), fmt, console)
-    return report
-
-
-def _print(report: CheckReport, path: Path, fmt: str, console: Console) -> None:
-    summary = Table(title=f"{path} ({fmt})", show_header=False, title_justify="left")
-    summary.add_row("images", str(report.num_images))
-    summary.add_row(
-        "instances", f"{report.num_instances} to train on ({report.total_instances} in the labels)"
-    )
-    if report.image_sizes:
-        w0, h0, w1, h1 = report.image_sizes
-        summary.add_row(
-            "image sizes", f"{w0}x{h0}" if (w0, h0) == (w1, h1) else f"{w0}x{h0} .. {w1}x{h1}"
-        )
-    for reason, n in report.counts.items():
-        summary.add_row(reason, str(n))
-    console.print(summary)
-    kps = Table("keypoint", "labelled", "%", title="labelled per keypoint", title_justify="left")
-    for name, n in report.labelled.items():
-        kps.add_row(name, str(n), f"{100 * n / max(report.num_instances, 1):.0f}")
-    console.print(kps)
-    shown = report.warnings[:20]
-    for w in shown:
-        console.print(f"[yellow]warning[/yellow] {escape(w)}", highlight=False)
-    if len(report.warnings) > len(shown):
-        console.print(f"... and {len(report.warnings) - len(shown)} more warnings")
-    n = len(report.warnings)
-    verdict = f"{n} warning{'s' if n > 1 else ''}" if n else "no problems found"
-    console.print(f"[green]OK[/green]: {verdict}")

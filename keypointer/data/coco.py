@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from keypointer._files import write_text_atomic
 from keypointer.data.types import (
     Instance,
     KeypointSet,
@@ -32,7 +33,6 @@ from keypointer.data.types import (
     path_exists,
     read_text,
     writable_instance,
-    write_text_atomic,
 )
 from keypointer.errors import DataError
 from keypointer.skeleton import Skeleton, guess_flip_pairs

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from keypointer.data.types import Instance, KeypointSet, Sample, read_text, write_text_atomic
+from keypointer._files import write_text_atomic
+from keypointer.data.types import Instance, KeypointSet, Sample, read_text
 from keypointer.errors import DataError
 from keypointer.skeleton import Skeleton, guess_flip_pairs
 

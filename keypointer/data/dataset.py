@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
-from keypointer.config import AugmentConfig, LoaderConfig
+from keypointer.config import BOX_MARGIN, AugmentConfig, LoaderConfig
 from keypointer.data import transforms as T
 from keypointer.data.images import read_image
 from keypointer.data.types import Instance, KeypointSet, Sample
@@ -55,7 +55,7 @@ class KeypointDataset(Dataset):
         augment: AugmentConfig | None = None,
         *,
         train: bool = True,
-        box_margin: float = 1.25,
+        box_margin: float = BOX_MARGIN,
     ):
         self.kset = kset
         self.codec = codec

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from keypointer.data.check import validate
 from keypointer.data.coco import read_coco, write_coco
 from keypointer.data.csv_format import read_csv, write_csv
 from keypointer.data.dlc import is_dlc_csv, read_dlc, root_csvs, write_dlc
@@ -101,8 +102,6 @@ def convert(
     labels are checked first (the same fatal problems as ``keypointer check``, without
     reading every image); the data is written as read, not cleaned.
     """
-    from keypointer.data.check import validate  # check imports this module
-
     if to not in FORMATS:
         raise DataError(f"unknown target format {to!r}; choose one of {', '.join(FORMATS)}")
     dst = _output(Path(src), Path(dst), to, overwrite)

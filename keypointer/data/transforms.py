@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -92,10 +93,14 @@ def crop_affine(
     return np.hstack([lin, (np.asarray(center, np.float64) - lin @ c_in)[:, None]])
 
 
-def apply_affine(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """Map points (..., 2) through a (2, 3) matrix."""
+def apply_affine(points: Any, matrix: Any) -> np.ndarray:
+    """Map points (..., 2) through one (2, 3) matrix, or points (N, K, 2) through one matrix
+    per row, matrices (N, 2, 3). Float64 numpy in and out (lists and CPU tensors welcome)."""
     pts = np.asarray(points, np.float64)
-    return pts @ matrix[:, :2].T + matrix[:, 2]
+    m = np.asarray(matrix, np.float64)
+    if m.ndim == 2:
+        return pts @ m[:, :2].T + m[:, 2]
+    return pts @ m[:, :, :2].transpose(0, 2, 1) + m[:, None, :, 2]
 
 
 def invert_affine(matrix: np.ndarray) -> np.ndarray:

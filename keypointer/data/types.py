@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -111,18 +110,6 @@ def read_text(path: Path, what: str = "file") -> str:
         raise DataError(
             f"the {what} is not UTF-8 text (save it as UTF-8)", path, f"line {line}"
         ) from None
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write a label file through a temporary file beside it and a rename: a failure (disk
-    full, Ctrl-C) leaves the old file whole, never half of the new one. Opened as a plain
-    file, so it gets the usual permissions (umask), unlike ``tempfile``'s private 0600."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def writable_instance(

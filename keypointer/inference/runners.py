@@ -1,20 +1,14 @@
-"""Inference on whole images or boxes: crops, flip test-time augmentation, runners, the command.
+"""Runners: a KeypointModel (PyTorch) or an exported ONNX file behind one call, uint8 crops in,
+keypoints in crop pixels out; and on top of them keypoints in the pixels of whole images or
+boxes (:func:`predict_image`) and of a stream of frames (:func:`predict_frames`).
 
-Three layers, each usable on its own:
-
-- :func:`flip_average` / :func:`predict_batch`: a batch of normalised crops (N, 3, H, W) ->
-  keypoints (N, K, 2) in input pixels and scores (N, K), optionally with flip TTA. Shared by
-  ``keypointer eval``, ``keypointer predict`` and the ONNX export (so all three flip alike).
-- :func:`crop_matrix` / :func:`predict_image`: RGB uint8 images of any size -> keypoints in
-  that image's pixels (the whole image letterboxed into the input, or given boxes).
-- :func:`predict_command`: files, folders and videos -> COCO results JSON, DeepLabCut-style
-  CSV and drawn images/videos (the I/O lives in :mod:`keypointer.engine.predict_io`).
+A runner is called as ``runner(crops (N, H, W, 3) uint8, flip) -> keypoints (N, K, 2) input px,
+scores (N, K)`` (numpy) and has ``skeleton``, ``input_size`` and ``margin``.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,147 +16,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from keypointer.codecs import HeatmapCodec
+from keypointer.checkpoint import load_model
+from keypointer.config import BOX_MARGIN
 from keypointer.data import transforms as T
-
-# --------------------------------------------------------------------------- flip TTA
-
-
-def flip_heatmaps_back(heatmaps: torch.Tensor, flip_index: Sequence[int]) -> torch.Tensor:
-    """UDP heatmaps (N, K, h, w) of horizontally flipped inputs -> those of the original inputs.
-
-    Channels are swapped by ``flip_index`` and the maps mirrored. With UDP, input x maps to
-    heatmap column ``x (w-1)/(W-1)``, so input mirroring ``x -> W-1-x`` is exactly column
-    mirroring ``u -> w-1-u``. (With the plain stride the mirrored map is off by ``1 - w/W``
-    columns; re-sampling it is exact inside but wrong within a few columns of the border,
-    where the column beyond the edge is missing, so :func:`decode_output` averages decoded
-    coordinates for such codecs instead.)
-    """
-    return heatmaps[:, list(flip_index)].flip(-1)
-
-
-def flip_average(
-    model: nn.Module, images: torch.Tensor, flip_index: Sequence[int] | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decode ``model`` on normalised images (N, 3, H, W), with flip TTA when ``flip_index``.
-
-    The batch and its mirror image run as one batch of 2N (see :func:`decode_output`). Pure
-    tensor ops without data-dependent branches (the ONNX export traces this). Returns
-    keypoints (N, K, 2) in input pixels and scores (N, K).
-    """
-    if flip_index is not None:
-        images = torch.cat([images, images.flip(-1)])
-    return decode_output(model.codec, _to_float(model(images)), flip_index)
-
-
-def decode_output(
-    codec: Any, output: Any, flip_index: Sequence[int] | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Raw model output -> keypoints (N, K, 2) input px, scores (N, K).
-
-    With ``flip_index`` the output is of 2N images, the N originals then their mirror
-    images. Heatmap heads average the heatmaps (mirrored back, channels swapped) and decode
-    once (UDP codecs, where mirroring is exact); other heads and plain-stride heatmaps decode
-    both halves and average the mirrored-back coordinates and the scores.
-    """
-    if flip_index is None:
-        return codec.decode(output)
-    if averages_heatmaps(codec, output):
-        return codec.decode(average_heatmaps(output, flip_index))
-    keypoints, scores = codec.decode(output)
-    n = keypoints.shape[0] // 2
-    mirrored = keypoints[n:, list(flip_index)]
-    x = (codec.input_size[0] - 1) - mirrored[..., 0]
-    mirrored = torch.stack([x, mirrored[..., 1]], dim=-1)
-    return (keypoints[:n] + mirrored) * 0.5, (scores[:n] + scores[n:, list(flip_index)]) * 0.5
-
-
-def averages_heatmaps(codec: Any, output: Any) -> bool:
-    """Whether flip TTA averages heatmaps (UDP heatmap codecs) rather than coordinates."""
-    return isinstance(codec, HeatmapCodec) and codec.unbiased and isinstance(output, torch.Tensor)
-
-
-def average_heatmaps(heatmaps: torch.Tensor, flip_index: Sequence[int]) -> torch.Tensor:
-    """(2N, K, h, w) UDP heatmaps of N images then their mirror images -> (N, K, h, w) mean."""
-    n = heatmaps.shape[0] // 2
-    return (heatmaps[:n] + flip_heatmaps_back(heatmaps[n:], flip_index)) * 0.5
-
-
-def _to_float(out: Any) -> Any:
-    if isinstance(out, (tuple, list)):
-        return tuple(o.float() for o in out)
-    return out.float()
-
-
-def predict_batch(
-    model: nn.Module, images: torch.Tensor, flip_index: Sequence[int] | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`flip_average` in eval mode under ``torch.inference_mode`` (mode restored after).
-
-    Without flip TTA it is exactly ``model.predict(images)``.
-    """
-    if flip_index is None:
-        return model.predict(images)
-    if images.dim() == 3:
-        images = images.unsqueeze(0)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            return flip_average(model, images, flip_index)
-    finally:
-        model.train(was_training)
-
-
-# --------------------------------------------------------------------------- crops
-
-
-def crop_matrix(
-    image_size: tuple[int, int],
-    input_size: tuple[int, int],
-    box: Sequence[float] | None = None,
-    margin: float = 1.25,
-) -> np.ndarray:
-    """(2, 3) float64 matrix mapping input pixels to image pixels.
-
-    ``image_size`` and ``input_size`` are (width, height). No ``box``: the whole image,
-    letterboxed (aspect kept, centred, black bars). A COCO ``box`` (x, y, w, h): the box grown
-    to the input's aspect ratio and by ``margin``, as the training crops are.
-    """
-    if box is None:
-        center, size = T.image_crop(*image_size)
-        return T.crop_affine(center, T.fit_aspect(size, input_size), input_size)
-    center, size = T.bbox_crop(box)
-    return T.crop_affine(center, T.fit_aspect(size, input_size, margin), input_size)
-
-
-def make_crops(
-    image: np.ndarray,
-    input_size: tuple[int, int],
-    boxes: Sequence[Sequence[float]] | None = None,
-    margin: float = 1.25,
-) -> tuple[np.ndarray, np.ndarray]:
-    """RGB (H, W, 3) uint8 -> crops (M, H_in, W_in, 3) uint8 and matrices (M, 2, 3).
-
-    One crop for the whole image when ``boxes`` is None, else one per box.
-    """
-    size = (image.shape[1], image.shape[0])
-    regions = [None] if boxes is None else list(boxes)
-    mats = [crop_matrix(size, input_size, b, margin) for b in regions]
-    crops = [T.warp_image(image, m, input_size) for m in mats]
-    w, h = input_size
-    if not crops:
-        return np.zeros((0, h, w, 3), np.uint8), np.zeros((0, 2, 3))
-    return np.stack(crops), np.stack(mats)
-
-
-def map_to_image(keypoints: np.ndarray, matrices: np.ndarray) -> np.ndarray:
-    """Keypoints (M, K, 2) in input pixels -> image pixels through matrices (M, 2, 3)."""
-    kp = np.asarray(keypoints, np.float64)
-    return np.einsum("mkj,mij->mki", kp, matrices[:, :, :2]) + matrices[:, None, :, 2]
-
-
-# --------------------------------------------------------------------------- runners
+from keypointer.export.onnx_model import OnnxModel
+from keypointer.inference.crops import make_crops
+from keypointer.models.flip import predict_batch
+from keypointer.skeleton import Skeleton
 
 
 class TorchRunner:
@@ -173,13 +33,11 @@ class TorchRunner:
         self.device = torch.device(device)
         self.skeleton = getattr(model, "skeleton", None)
         if self.skeleton is None:  # a model from build_model: no names, no flip pairs
-            from keypointer.skeleton import Skeleton
-
             k = (model.build_info or {}).get("num_keypoints", 0)
             self.skeleton = Skeleton(tuple(f"keypoint{i}" for i in range(k)))
         self.input_size = tuple(model.codec.input_size)
         cfg = getattr(model, "config", None)
-        self.margin = cfg.augment.box_margin if cfg is not None else 1.25
+        self.margin = cfg.augment.box_margin if cfg is not None else BOX_MARGIN
 
     def __call__(self, crops: np.ndarray, flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Crops (N, H, W, 3) uint8 RGB -> keypoints (N, K, 2) input px, scores (N, K)."""
@@ -192,15 +50,11 @@ class TorchRunner:
 def load_runner(path: str | Path, device: str | torch.device = "cpu") -> Any:
     """A runner for a checkpoint (``.pt`` or run folder) or an exported ``.onnx`` file."""
     if Path(path).suffix.lower() == ".onnx":
-        from keypointer.export import OnnxModel
-
         return OnnxModel(path)
-    from keypointer.engine.checkpoint import load_model
-
     return TorchRunner(load_model(path, device), device)
 
 
-def _as_runner(model: Any) -> Any:
+def as_runner(model: Any) -> Any:
     if isinstance(model, nn.Module):
         return TorchRunner(model, next(model.parameters()).device)
     return model  # an OnnxModel or TorchRunner already
@@ -223,7 +77,7 @@ def predict_image(
         one image: (K, 2) keypoints and (K,) scores (with boxes: (M, K, 2) and (M, K));
         a list: (N, K, 2) and (N, K).
     """
-    runner = _as_runner(model)
+    runner = as_runner(model)
     single = isinstance(images, np.ndarray) and images.ndim == 3
     batch = [images] if single else list(images)
     if boxes is not None and not single:
@@ -237,7 +91,7 @@ def predict_image(
         k = runner.skeleton.num_keypoints
         return np.zeros((0, k, 2)), np.zeros((0, k))
     kp, scores = runner(crops_all, flip)
-    kp = map_to_image(kp, mats_all)
+    kp = T.apply_affine(kp, mats_all)
     if single and boxes is None:
         return kp[0], scores[0]
     return kp, scores
@@ -250,9 +104,6 @@ def _rgb(image: np.ndarray) -> np.ndarray:
     return image
 
 
-# --------------------------------------------------------------------------- the command
-
-
 def predict_frames(
     frames: Iterable[Any],
     runner: Any,
@@ -260,7 +111,7 @@ def predict_frames(
     batch_size: int = 16,
     flip: bool = False,
 ) -> Iterator[tuple[Any, np.ndarray, np.ndarray, np.ndarray, Any]]:
-    """Frames (:class:`~keypointer.engine.predict_io.Frame`) -> per frame, in order:
+    """Frames (:class:`~keypointer.inference.sources.Frame`) -> per frame, in order:
     (frame, keypoints (M, K, 2) image px, scores (M, K), instance scores (M,), image_id).
 
     Crops of several frames run together, ``batch_size`` at a time. With ``detections``
@@ -295,73 +146,9 @@ def _run_pending(pending: list, runner: Any, batch_size: int, flip: bool) -> Ite
     start = 0
     for frame, c, mats, dets in pending:
         end = start + len(c)
-        frame_kp = map_to_image(kp[start:end], mats) if end > start else kp[start:end]
+        frame_kp = T.apply_affine(kp[start:end], mats) if end > start else kp[start:end]
         frame_scores = scores[start:end]
         box_scores = np.array([d[1] for d in dets]) if dets else np.ones(end - start)
         image_id = dets[0][2] if dets else None
         yield frame, frame_kp, frame_scores, frame_scores.mean(-1) * box_scores, image_id
         start = end
-
-
-def predict_command(
-    model: str | Path,
-    inputs: Sequence[str | Path],
-    out: str | Path,
-    boxes: str | Path | None = None,
-    flip: bool = False,
-    threshold: float = 0.3,
-    batch_size: int = 16,
-    draw: bool = True,
-    device: str = "auto",
-    quiet: bool = False,
-    box_threshold: float = 0.0,
-) -> dict[str, Any]:
-    """What ``keypointer predict`` does; returns a summary (frames, instances, files)."""
-    from keypointer.engine import predict_io as io
-    from keypointer.engine.train import resolve_device
-    from keypointer.output_paths import check_output_dir
-
-    check_output_dir(out)  # before any work: a wrong --out ends at once
-    sources = io.collect_sources(inputs)
-    detections = io.load_detections(boxes, sources, box_threshold) if boxes else None
-    runner = load_runner(model, resolve_device(device))
-    outputs = io.Outputs(Path(out), runner.skeleton, threshold, draw, detections is not None)
-    total = io.count_frames(sources)
-    stream = predict_frames(io.iter_frames(sources), runner, detections, batch_size, flip)
-    try:
-        frames, instances = _write_all(stream, outputs, total, quiet)
-        files = outputs.close()
-    except BaseException:
-        outputs.abort()  # no half-written video, no output folder of a failed run
-        raise
-    if not quiet:
-        print(f"{frames} images/frames, {instances} instances -> {out}")
-    return {"frames": frames, "instances": instances, "files": [str(f) for f in files]}
-
-
-def _write_all(stream: Iterable[tuple], outputs: Any, total: int, quiet: bool) -> tuple[int, int]:
-    """Feed :func:`predict_frames`' results to the outputs; returns (frames, instances)."""
-    frames = instances = 0
-    with _progress(total, quiet or total < PROGRESS_FROM) as advance:
-        for frame, kp, scores, inst, image_id in stream:
-            outputs.add(frame, kp, scores, inst, image_id)
-            frames, instances = frames + 1, instances + len(kp)
-            advance()
-    return frames, instances
-
-
-PROGRESS_FROM = 20  # images or frames; fewer run without a progress bar
-
-
-@contextlib.contextmanager
-def _progress(total: int, quiet: bool) -> Iterator[Callable[[], None]]:
-    if quiet:
-        yield lambda: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    columns = ("predicting", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True)) as bar:
-        task = bar.add_task("predict", total=total or None)
-        yield lambda: bar.advance(task)

@@ -2,7 +2,7 @@
 
 Pure functions on (N, K, 2) predictions and ground truth in image pixels and an
 (N, K) bool mask of labelled keypoints (numpy arrays, lists or torch tensors).
-OKS AP/AR through pycocotools lives in :mod:`keypointer.oks`.
+OKS AP/AR through pycocotools lives in :mod:`keypointer.metrics.oks`.
 
 Conventions (they matter when comparing numbers with other tools):
 
@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 
 from keypointer.errors import ConfigError
+from keypointer.metrics.arrays import to_numpy
+from keypointer.metrics.oks import oks_ap
 from keypointer.skeleton import Skeleton
 
 DEFAULT_AUC_MAX_ALPHA = 0.2
@@ -67,19 +69,6 @@ class MetricResult:
         return float(valid.mean()) if valid.size else float("nan")
 
 
-PCKResult = MetricResult
-
-
-def to_numpy(x: Any, dtype: Any = np.float64) -> np.ndarray:
-    """A numpy array from a numpy array, a list or a torch tensor (any device or dtype)."""
-    if hasattr(x, "detach"):
-        x = x.detach().cpu()
-        if x.is_floating_point():
-            x = x.double()  # bf16/fp16 tensors have no numpy twin
-        x = x.numpy()
-    return np.asarray(x, dtype=dtype)
-
-
 def keypoint_errors(pred: Any, gt: Any) -> np.ndarray:
     """(N, K) Euclidean distances in pixels between (N, K, 2) predictions and ground truth."""
     pred, gt = to_numpy(pred), to_numpy(gt)
@@ -97,7 +86,7 @@ def _valid_mask(gt: np.ndarray, visible: Any) -> np.ndarray:
     return vis & np.isfinite(gt).all(-1)
 
 
-def _normalised_errors(pred: Any, gt: Any, visible: Any, norm: Any) -> np.ndarray:
+def _errors_over_norm(pred: Any, gt: Any, visible: Any, norm: Any) -> np.ndarray:
     """(N, K) distances / norm, NaN where not counted (unlabelled, or norm not > 0)."""
     gt, norm = to_numpy(gt), to_numpy(norm)
     norm = np.full(len(gt), float(norm)) if norm.ndim == 0 else norm
@@ -241,7 +230,7 @@ def pck(pred: Any, gt: Any, visible: Any, norm: Any, alpha: float = 0.05) -> Met
     Args:
         pred, gt: (N, K, 2) pixels. visible: (N, K) bool. norm: (N,) pixels or a scalar.
     """
-    d = _normalised_errors(pred, gt, visible, norm)
+    d = _errors_over_norm(pred, gt, visible, norm)
     return _summarise(np.where(np.isnan(d), np.nan, (d <= alpha).astype(float)))
 
 
@@ -252,7 +241,7 @@ def pck_curve(
     if alphas is None:
         alphas = np.linspace(0.0, DEFAULT_AUC_MAX_ALPHA, DEFAULT_AUC_STEPS)
     alphas = np.asarray(alphas, dtype=np.float64)
-    d = _normalised_errors(pred, gt, visible, norm)
+    d = _errors_over_norm(pred, gt, visible, norm)
     d = np.sort(d[~np.isnan(d)])
     if d.size == 0:
         return alphas, np.full(alphas.shape, np.nan)
@@ -277,7 +266,7 @@ def pck_auc(
 
 def nme(pred: Any, gt: Any, visible: Any, norm: Any) -> MetricResult:
     """Normalised mean error: mean of ``distance / norm`` over counted keypoints (MMPose's)."""
-    return _summarise(_normalised_errors(pred, gt, visible, norm))
+    return _summarise(_errors_over_norm(pred, gt, visible, norm))
 
 
 def pixel_errors(
@@ -378,8 +367,6 @@ def evaluate_keypoints(
         table["mean_px_pcutoff"] = cut["per_keypoint_mean"]
         table["count_pcutoff"] = cut["per_keypoint_count"]
     if bboxes is not None or areas is not None:
-        from keypointer.oks import oks_ap
-
         sigmas = skeleton.oks_sigmas
         out["oks"] = oks_ap(pred, scores, gt, visible, sigmas, bboxes, areas, image_ids)
     out["per_keypoint"] = [{key: col[j] for key, col in table.items()} for j in range(len(gt[0]))]

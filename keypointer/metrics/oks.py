@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from keypointer.metrics import to_numpy
+from keypointer.metrics.arrays import to_numpy
 
 OKS_STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 

@@ -1,17 +1,18 @@
 """KeypointModel = timm backbone + head + codec, and :func:`build_model`, the one place a
-model is put together from a config (the engine calls it again to rebuild a checkpoint)."""
+model is put together from a config (:mod:`keypointer.checkpoint` calls it again to rebuild one)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
+from keypointer.codecs import make_codec
 from keypointer.config import Config
 from keypointer.models.backbones import FeatureSpec, create_backbone, probe_features
+from keypointer.models.flip import predict_batch
 from keypointer.models.heads import HeatmapHead, IntegralHead, RegressionHead, SimCCHead
 
 Output = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
@@ -23,7 +24,7 @@ class KeypointModel(nn.Module):
     ``forward`` returns the head's raw output (what losses and ``codec.encode`` targets match);
     ``predict`` decodes it to keypoints in input pixels. ``codec`` is a plain frozen object, not a
     module, so it is not part of the state_dict. Images must already be resized/cropped to the
-    model's input size; reading and cropping image files is the engine's predict module's job.
+    model's input size; reading and cropping image files is :mod:`keypointer.inference`'s job.
     """
 
     def __init__(self, backbone: nn.Module, head: nn.Module, codec: Any) -> None:
@@ -32,50 +33,28 @@ class KeypointModel(nn.Module):
         self.head = head
         self.codec = codec
         self.build_info: dict[str, Any] | None = None
-        """Set by :func:`build_model`: ``{"config": cfg dict, "num_keypoints": K}``."""
+        """Set by :func:`build_model`: ``{"num_keypoints": K}`` (checkpoints store the config)."""
 
     def forward(self, images: torch.Tensor) -> Output:
         return self.head(self.backbone(images))
 
-    def predict(self, images: torch.Tensor | np.ndarray | list[np.ndarray], flip: bool = False):
-        """Keypoints and scores, for a normalised tensor batch or for plain RGB images.
-
-        - Tensor (N, 3, H, W) normalised as in training (or one (3, H, W) image): returns
-          keypoints (N, K, 2) in input pixels and scores (N, K), as tensors.
-        - An (H, W, 3) uint8 RGB image of any size, or a list of them: each is letterboxed
-          whole into the input; returns numpy keypoints in that image's own pixels
-          (see :func:`keypointer.engine.predict.predict_image`).
+    def predict(
+        self, images: torch.Tensor, flip: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised images (N, 3, H, W) as in training (or one (3, H, W) image) -> keypoints
+        (N, K, 2) in input pixels and scores (N, K), as tensors.
 
         ``flip`` averages with the horizontally flipped input (needs ``self.skeleton``,
-        which :func:`keypointer.load` sets). Runs in eval mode under ``torch.inference_mode``;
-        the caller's mode is restored. Outputs are decoded in float32 even under autocast.
+        which :func:`keypointer.checkpoint.load_model` sets). Runs in eval mode under
+        ``torch.inference_mode``; the caller's mode is restored. Outputs are decoded in float32
+        even under autocast. For plain RGB images of any size use
+        :class:`keypointer.inference.Predictor` (``keypointer.load``).
         """
-        if isinstance(images, (list, np.ndarray)):
-            from keypointer.engine.predict import predict_image
-
-            return predict_image(self, images, flip=flip)
-        if flip:
-            from keypointer.engine.predict import predict_batch
-
-            return predict_batch(self, images, self.skeleton.flip_index())
-        if images.dim() == 3:
-            images = images.unsqueeze(0)
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.inference_mode():
-                return self.codec.decode(_to_float(self(images)))
-        finally:
-            self.train(was_training)
+        flip_index = self.skeleton.flip_index() if flip else None
+        return predict_batch(self, images, flip_index)
 
 
 HEATMAP_OUTPUT_SCALE = 0.1  # see HeatmapHead: escapes the all-zeros plateau of heatmap MSE
-
-
-def _to_float(out: Output) -> Output:
-    if isinstance(out, tuple):
-        return tuple(o.float() for o in out)  # type: ignore[return-value]
-    return out.float()
 
 
 def _heatmap(
@@ -140,9 +119,7 @@ def build_model(
     specs = probe_features(backbone, m.input_size)
     head = _HEADS[m.head](specs, num_keypoints, cfg)
     if codec is None:
-        from keypointer.codecs import make_codec
-
         codec = make_codec(cfg)
     model = KeypointModel(backbone, head, codec)
-    model.build_info = {"config": cfg.to_dict(), "num_keypoints": int(num_keypoints)}
+    model.build_info = {"num_keypoints": int(num_keypoints)}
     return model

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from keypointer.codecs import all_keypoints_heatmap, gaussian_heatmap, gaussian_kernel
-from keypointer.codecs._seed_notes import (
+from seed_notes import (
     notes_all_kps_gauss_heatmap,
     notes_gauss_heatmap,
     notes_gauss_kernel,
 )
+
+from keypointer.codecs import all_keypoints_heatmap, gaussian_heatmap, gaussian_kernel
 
 
 @pytest.mark.parametrize("sigma", [1, 2, 3])

@@ -10,6 +10,7 @@ import pytest
 from rich.console import Console
 
 from keypointer.cli import main
+from keypointer.commands.check import run_check
 from keypointer.data.check import (
     BAD_BOX,
     NO_INSTANCES,
@@ -17,7 +18,6 @@ from keypointer.data.check import (
     OUTSIDE,
     SAME_IMAGE,
     UNREAD,
-    run_check,
     validate,
 )
 from keypointer.data.coco import CROWD, write_coco

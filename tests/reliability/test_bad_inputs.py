@@ -81,7 +81,7 @@ def tiny_config(data: Path, root: Path):
 
 
 def test_failure_in_the_first_epoch_leaves_no_run_folder(bases, tmp_path, monkeypatch):
-    import keypointer.engine.train as engine
+    import keypointer.training.loop as engine
 
     def poisoned(*args):
         loss, _ = real(*args)
@@ -99,8 +99,8 @@ def test_image_that_goes_bad_during_training_is_reported_and_skipped(
     bases, tmp_path, monkeypatch, caplog
 ):
     """Validation decodes every image; one that breaks after it is logged by path and skipped."""
-    import keypointer.engine.data as engine_data
-    import keypointer.engine.train as engine
+    import keypointer.training.loaders as engine_data
+    import keypointer.training.loop as engine
 
     folder = copy_base(bases.coco, tmp_path / "coco")
     victim = folder / "images" / "000005.png"

@@ -23,10 +23,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from keypointer.config import Config, load_config
-from keypointer.data.check import run_check
+from keypointer.checkpoint import load_checkpoint
+from keypointer.commands.check import run_check
+from keypointer.config import Config, from_dict, load_config
 from keypointer.data.images import read_image
-from keypointer.engine.checkpoint import load_checkpoint
 from keypointer.errors import CheckpointError, ConfigError, DataError
 
 FUZZ = settings(
@@ -133,7 +133,19 @@ def load(path=None, overrides=None) -> None:
         cfg = load_config(path, overrides)
     except ConfigError:
         return
-    assert isinstance(cfg, Config)
+    # Whatever was accepted is a valid config: it survives a round trip through its dict
+    # (what a checkpoint stores) unchanged, and every number in it is finite.
+    d = cfg.to_dict()
+    assert from_dict(d).to_dict() == d
+    assert all(np.isfinite(v) for v in _numbers(d))
+
+
+def _numbers(x) -> list[float]:
+    if isinstance(x, dict):
+        return [v for value in x.values() for v in _numbers(value)]
+    if isinstance(x, (list, tuple)):
+        return [v for value in x for v in _numbers(value)]
+    return [x] if isinstance(x, (int, float)) and not isinstance(x, bool) else []
 
 
 @FUZZ

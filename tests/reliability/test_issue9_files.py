@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from keypointer.engine.checkpoint import RESUME_ONLY, deployable, load_checkpoint, load_model
+from keypointer.checkpoint import RESUME_ONLY, deployable, load_checkpoint, load_model
 
 
 @pytest.fixture

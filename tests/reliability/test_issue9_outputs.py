@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from keypointer.config import Config, load_config
-from keypointer.engine.video import FrameGaps, frame_ranges
 from keypointer.errors import ConfigError
+from keypointer.inference.video import FrameGaps, frame_ranges
 
 from .conftest import run_folders, run_subprocess, train_args
 from .corpus import Bad, overrides
@@ -116,7 +116,7 @@ def test_predict_video_into_a_new_nested_folder(any_model, cli, tmp_path, caplog
 def test_video_opencv_cannot_write_is_a_warning_and_predictions_are_kept(
     checkpoint, cli, tmp_path, monkeypatch, caplog
 ):
-    import keypointer.engine.video as video_module
+    import keypointer.inference.video as video_module
 
     monkeypatch.setattr(video_module, "FOURCC", "XXXX")  # no such encoder
     video = write_video(tmp_path / "clip.mp4", "mp4v")
@@ -237,7 +237,7 @@ def test_predict_out_is_an_existing_file(checkpoint, synth, cli, tmp_path, draw)
 def test_eval_out_is_an_existing_file_fails_before_evaluating(
     checkpoint, synth, cli, tmp_path, monkeypatch
 ):
-    import keypointer.engine.evaluate as evaluate
+    import keypointer.commands.eval as evaluate
 
     def no_evaluation(*args, **kwargs):
         raise AssertionError("the evaluation ran before --out was checked")
@@ -321,7 +321,7 @@ def test_float_fields_are_found():
 def test_first_epoch_failure_leaves_no_empty_runs_folder(bases, tmp_path, monkeypatch):
     """A run that fails before its first checkpoint removes its folder and the empty
     ``<root>/<name>`` and ``<root>`` it created."""
-    import keypointer.engine.train as engine
+    import keypointer.training.loop as engine
 
     def poisoned(*args):
         loss, _ = real(*args)

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from keypointer.engine.checkpoint import load_checkpoint
+from keypointer.checkpoint import load_checkpoint
 
 from .conftest import TINY
 
@@ -156,9 +156,9 @@ def test_sigkill_and_resume_gives_the_uninterrupted_weights(bases, tmp_path):
 
 
 def test_resume_clears_what_a_killed_save_left(tmp_path):
+    from keypointer.checkpoint import save_checkpoint
     from keypointer.config import Config
-    from keypointer.engine.checkpoint import save_checkpoint
-    from keypointer.engine.train import open_run_dir
+    from keypointer.training.loop import open_run_dir
 
     run = tmp_path / "run"
     run.mkdir()
@@ -171,7 +171,7 @@ def test_resume_clears_what_a_killed_save_left(tmp_path):
 
 def test_checkpoints_get_the_usual_file_permissions(tmp_path):
     """mkstemp makes owner-only files; a saved checkpoint follows the umask like any file."""
-    from keypointer.engine.checkpoint import save_checkpoint
+    from keypointer.checkpoint import save_checkpoint
 
     mask = os.umask(0o022)
     try:

@@ -11,19 +11,21 @@ import numpy as np
 import pytest
 import torch
 
+from keypointer.commands.export import export_command
+from keypointer.commands.predict import predict_command
 from keypointer.data import transforms as T
 from keypointer.data.images import read_image
-from keypointer.engine.predict import TorchRunner, make_crops, predict_command
 from keypointer.errors import CheckpointError, KeypointerError
 from keypointer.export import (
     TOLERANCE_PX,
     ExportError,
     OnnxModel,
-    export_command,
     export_onnx,
     ill_conditioned,
     verify_onnx,
 )
+from keypointer.inference.crops import make_crops
+from keypointer.inference.runners import TorchRunner
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")

@@ -1,6 +1,6 @@
 from datetime import datetime
 
-from keypointer.engine.rundir import new_run_dir
+from keypointer.training.run_dir import new_run_dir
 
 
 def test_run_folder_uses_the_seed_time_format_and_suffixes_collisions(tmp_path):

@@ -7,7 +7,17 @@ import shutil
 import time
 from pathlib import Path
 
+import torch
+
+from keypointer.checkpoint import load_model
 from keypointer.config import Config
+from keypointer.data.dataset import KeypointDataset, make_loader
+from keypointer.data.formats import load_dataset
+from keypointer.data.images import read_image
+from keypointer.data.synthetic import generate
+from keypointer.inference.loader import predict_loader, quick_metrics
+from keypointer.training.loop import train
+from keypointer.viz import draw_keypoints, save_gallery, write_image
 
 DEMO_TRAIN_IMAGES = 1000
 DEMO_TEST_IMAGES = 200
@@ -30,9 +40,6 @@ def demo_config(out: Path, quiet: bool) -> Config:
 
 def run_demo(out: Path, quiet: bool = False) -> dict:
     """Generate data, train, evaluate on held-out images and draw predictions; returns the metrics."""
-    from keypointer.data.synthetic import generate
-    from keypointer.engine.train import train
-
     t0 = time.perf_counter()
     out = Path(out)
     data = out / "data"
@@ -64,16 +71,7 @@ def run_demo(out: Path, quiet: bool = False) -> dict:
 
 def evaluate_held_out(checkpoint: Path, labels: Path, pictures: Path, n_draw: int = 8) -> dict:
     """PCK@0.05 (box-size normaliser) and mean pixel error on ``labels``; draws ``n_draw`` images."""
-    import torch
-
-    from keypointer import load
-    from keypointer.data.dataset import KeypointDataset, make_loader
-    from keypointer.data.formats import load_dataset
-    from keypointer.data.images import read_image
-    from keypointer.engine.evaluate import predict_loader, quick_metrics
-    from keypointer.viz import draw_keypoints, save_gallery, write_image
-
-    model = load(checkpoint)
+    model = load_model(checkpoint)
     kset = load_dataset(labels)
     ds = KeypointDataset(kset, model.codec, model.config.model.input_size, None)
     loader = make_loader(ds, model.config.loader, train=False, device="cpu")

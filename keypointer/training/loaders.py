@@ -21,10 +21,10 @@ from keypointer.data.check import validate
 from keypointer.data.dataset import KeypointDataset, make_loader
 from keypointer.data.formats import detect_format, load_dataset
 from keypointer.data.types import KeypointSet
-from keypointer.engine.distributed import DistInfo
 from keypointer.errors import DataError
 from keypointer.losses import make_loss
 from keypointer.skeleton import Skeleton
+from keypointer.training.distributed import DistInfo
 
 log = logging.getLogger("keypointer")
 

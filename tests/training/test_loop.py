@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from keypointer.checkpoint import load_checkpoint
 from keypointer.config import Config, load_config
-from keypointer.engine.checkpoint import load_checkpoint
-from keypointer.engine.train import TrainingError, train
+from keypointer.errors import TrainingError
+from keypointer.training.loop import train
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +93,7 @@ def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoin
 ):
     cfg = tiny_config(tiny_data, tmp_path, epochs=2)
     run = train(cfg, stop_after=1)
-    import keypointer.engine.train as engine
+    import keypointer.training.loop as engine
 
     real = engine.global_mean_loss
 

@@ -1,10 +1,11 @@
-"""Training set-up: device, precision, seeding, backends, model wrapping (DDP, EMA), TensorBoard."""
+"""The parts :func:`keypointer.training.loop.setup` assembles: seeding, backends, the model and
+its wrappers (DDP, EMA), TensorBoard."""
 
 from __future__ import annotations
 
-import contextlib
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,58 +14,16 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from keypointer.config import Config, ConfigError
-from keypointer.engine import distributed as dist
-from keypointer.engine.data import TrainData
+from keypointer.models.model import KeypointModel, build_model
+from keypointer.training import distributed as dist
+from keypointer.training.loaders import TrainData
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(
-            f"train.device: {name!r} is not a device; use auto, cpu, cuda or cuda:<index>"
-        ) from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device: {name!r} asked for, but CUDA is not available here")
-    return device
-
-
-def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
-    """auto: bf16 on GPUs that support it (else fp16), and on CPUs with native bf16
-    instructions (AVX512-BF16 or AMX), where it about doubles training throughput;
-    off on other CPUs, where bf16 would be emulated."""
-    if mode == "off":
-        return None
-    if device.type != "cuda":
-        if mode == "fp16":
-            raise ConfigError("train.amp: fp16 needs CUDA; use bf16 or off on the CPU")
-        return torch.bfloat16 if mode == "bf16" or cpu_has_native_bf16() else None
-    if mode == "fp16" or (mode == "auto" and not torch.cuda.is_bf16_supported()):
-        return torch.float16
-    return torch.bfloat16
-
-
-def cpu_has_native_bf16() -> bool:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            flags = set(f.read().split())
-    except OSError:
-        return False
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
-
-
-def make_autocast(device: torch.device, dtype: torch.dtype | None):
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
-
-
-def open_tensorboard(cfg: Config, run_dir: Path):
+def open_tensorboard(cfg: Config, run_dir: Path) -> Any:
+    """A TensorBoard SummaryWriter on ``run_dir`` when ``run.tensorboard``, else None."""
     if not cfg.run.tensorboard:
         return None
-    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard import SummaryWriter  # optional: tensorboard installed
 
     return SummaryWriter(str(run_dir))
 
@@ -95,9 +54,7 @@ def configure_backends(cfg: Config, device: torch.device) -> None:
         torch.backends.cudnn.benchmark = cfg.train.cudnn_benchmark
 
 
-def build_model_for(cfg: Config, data: TrainData, device: torch.device) -> nn.Module:
-    from keypointer.models.model import build_model
-
+def build_model_for(cfg: Config, data: TrainData, device: torch.device) -> KeypointModel:
     model = build_model(cfg, data.skeleton.num_keypoints, data.codec).to(device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)

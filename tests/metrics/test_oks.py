@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from keypointer.oks import OKS_STAT_NAMES, oks_ap
+from keypointer.metrics.oks import OKS_STAT_NAMES, oks_ap
 from keypointer.skeleton import COCO_BODY_SIGMAS
 
 COCO_THRESHOLDS = np.linspace(0.5, 0.95, 10)

@@ -10,15 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from keypointer.commands.eval import default_eval_dir, evaluate_command, worst_instances
 from keypointer.data.types import Instance, Sample
-from keypointer.engine.evaluate import (
-    Predictions,
-    default_eval_dir,
-    evaluate_command,
-    instance_boxes,
-    worst_instances,
-)
 from keypointer.errors import DataError
+from keypointer.inference.loader import Predictions, instance_boxes
 
 
 @pytest.fixture(scope="module")

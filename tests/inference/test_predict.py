@@ -14,16 +14,14 @@ import pytest
 import torch
 
 from keypointer.codecs import HeatmapCodec
+from keypointer.commands.predict import predict_command
 from keypointer.config import load_config
 from keypointer.data.images import read_image
-from keypointer.engine.predict import (
-    crop_matrix,
-    flip_heatmaps_back,
-    predict_command,
-    predict_image,
-)
-from keypointer.engine.predict_io import collect_sources, load_detections
 from keypointer.errors import DataError
+from keypointer.inference.crops import crop_matrix
+from keypointer.inference.runners import predict_image
+from keypointer.inference.sources import collect_sources, load_detections
+from keypointer.models.flip import flip_heatmaps_back
 
 K = 11  # synthetic skeleton
 # Two forward passes that are not the very same computation (a batch of one vs of two, or one
@@ -120,8 +118,11 @@ def test_predict_image_single_and_list_agree(model, synth):
     # A batch of one vs a batch of two: not bit-identical (see KP_ATOL_PX).
     np.testing.assert_allclose(kp[0], kp_a, atol=KP_ATOL_PX)
     np.testing.assert_allclose(sc[0], sc_a, atol=SCORE_ATOL)
-    # Letterboxed: 96x40 -> the crop spans 96x96 centred, so y stays within the bars' span.
+    # Letterboxed: 96x40 -> the crop spans 96x96 centred on (47.5, 19.5), so x stays within
+    # the image's width and y within the bars' span [-28.5, 67.5] (+ a pixel for decoding).
     assert np.all(np.isfinite(kp[1]))
+    assert (kp[1, :, 0] >= -1.5).all() and (kp[1, :, 0] <= 96.5).all()
+    assert (kp[1, :, 1] >= -29.5).all() and (kp[1, :, 1] <= 68.5).all()
 
 
 # --------------------------------------------------------------------------- the command

@@ -4,7 +4,7 @@ import pickle
 import pytest
 import torch
 
-from keypointer.engine.checkpoint import load_checkpoint, save_checkpoint
+from keypointer.checkpoint import load_checkpoint, save_checkpoint
 from keypointer.errors import CheckpointError
 
 

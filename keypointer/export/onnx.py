@@ -1,4 +1,4 @@
-"""ONNX export with decoding inside the graph, its check against PyTorch, and ONNX Runtime.
+"""ONNX export with decoding inside the graph, and its check against PyTorch.
 
 The exported graph (one ``.onnx`` file, opset 18+, dynamic batch) is::
 
@@ -29,27 +29,25 @@ import numpy as np
 import torch
 from torch import nn
 
-from keypointer import __version__
+from keypointer._files import plain_file_mode
+from keypointer._tensors import to_float
+from keypointer._version import __version__
 from keypointer.codecs import HeatmapCodec
 from keypointer.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from keypointer.engine.checkpoint import plain_file_mode
-from keypointer.engine.predict import (
-    average_heatmaps,
-    averages_heatmaps,
+from keypointer.errors import ExportError, KeypointerError
+from keypointer.export.onnx_model import OnnxModel
+from keypointer.models.flip import (
+    average_flipped_heatmaps,
+    decode_batch,
     decode_output,
-    flip_average,
+    flips_heatmaps,
 )
-from keypointer.errors import CheckpointError, KeypointerError
 from keypointer.skeleton import Skeleton
 
 log = logging.getLogger("keypointer")
 
 TOLERANCE_PX = 1e-3
 INPUT_FORMAT = "float32 NCHW RGB 0-255"
-
-
-class ExportError(KeypointerError):
-    """The exported graph does not reproduce the PyTorch model."""
 
 
 class ExportWrapper(nn.Module):
@@ -68,7 +66,7 @@ class ExportWrapper(nn.Module):
         return (images - self.mean) * self.inv_std
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return flip_average(self.model, self.normalise(images), self.flip_index)
+        return decode_batch(self.model, self.normalise(images), self.flip_index)
 
 
 def default_onnx_path(checkpoint: str | Path) -> Path:
@@ -229,7 +227,7 @@ def ill_conditioned(
     model.eval()
     x = torch.cat([images, images.flip(-1)]) if flip_index is not None else images
     out = model(x)
-    out = tuple(o.float() for o in out) if isinstance(out, tuple) else out.float()
+    out = to_float(out)
     codec = model.codec
     ref, _ = decode_output(codec, out, flip_index)
     gen = torch.Generator().manual_seed(0)
@@ -251,8 +249,8 @@ def _perturb(out: Any, rel: float, gen: torch.Generator) -> Any:
 
 
 def _near_ties(codec: Any, out: Any, flip_index: list[int] | None, rel: float) -> torch.Tensor:
-    if flip_index is not None and averages_heatmaps(codec, out):
-        return _tie(average_heatmaps(out, flip_index).flatten(2), rel)
+    if flip_index is not None and flips_heatmaps(codec, out):
+        return _tie(average_flipped_heatmaps(out, flip_index).flatten(2), rel)
     if isinstance(codec, HeatmapCodec) and isinstance(out, torch.Tensor):
         tie = _tie(out.flatten(2), rel)
         return tie if flip_index is None else _pair_halves(tie, flip_index)
@@ -273,107 +271,3 @@ def _tie(values: torch.Tensor, rel: float) -> torch.Tensor:
     """(N, K, L) -> (N, K): the two largest values closer than ``rel`` x the largest magnitude."""
     top = values.topk(2, dim=-1).values
     return (top[..., 0] - top[..., 1]) <= 2 * rel * values.abs().amax(-1)
-
-
-# --------------------------------------------------------------------------- runtime
-
-
-class OnnxModel:
-    """An exported model in ONNX Runtime (CPU), with the same uses as a KeypointModel.
-
-    ``predict(images)`` takes what ``KeypointModel.predict`` takes (normalised (N, 3, H, W),
-    tensor or array) and returns torch tensors; ``run(images)`` takes the graph's own input
-    (0-255 float) and returns numpy arrays; calling it on uint8 crops (N, H, W, 3) is the
-    runner protocol of :mod:`keypointer.engine.predict`. ``skeleton``, ``input_size``,
-    ``config`` and ``flip_in_graph`` come from the file's metadata.
-    """
-
-    def __init__(self, path: str | Path, threads: int | None = None, spin: bool | None = None):
-        """``threads``: intra-op threads (None: ORT's choice); ``spin`` False: idle threads
-        sleep instead of spin-waiting (better on a machine shared with other jobs)."""
-        import onnxruntime as ort
-
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise CheckpointError(f"ONNX model not found: {self.path}")
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            options.intra_op_num_threads = int(threads)
-        if spin is not None:
-            options.add_session_config_entry("session.intra_op.allow_spinning", str(int(spin)))
-        try:
-            self.session = ort.InferenceSession(
-                str(self.path), options, providers=["CPUExecutionProvider"]
-            )
-            meta = self.session.get_modelmeta().custom_metadata_map
-            self.skeleton = Skeleton.from_dict(json.loads(meta["skeleton"]))
-            self.input_size = tuple(int(v) for v in json.loads(meta["input_size"]))
-            self.flip_in_graph = bool(json.loads(meta.get("flip_tta", "false")))
-            config = json.loads(meta.get("config", "null"))
-        except (KeyError, ValueError) as err:
-            raise CheckpointError(
-                f"{self.path}: not a keypointer ONNX export (metadata: {err})"
-            ) from None
-        except Exception as err:  # onnxruntime raises its own exception types
-            raise CheckpointError(f"{self.path}: not a readable ONNX model ({err})") from None
-        self.config = config
-        self.margin = float(((config or {}).get("augment") or {}).get("box_margin", 1.25))
-        self._warned = False
-
-    def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """0-255 float RGB (N, 3, H, W) -> keypoints (N, K, 2) input px, scores (N, K)."""
-        x = np.ascontiguousarray(images, dtype=np.float32)
-        keypoints, scores = self.session.run(None, {"images": x})
-        return keypoints, scores
-
-    def __call__(self, crops: np.ndarray, flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """uint8 RGB crops (N, H, W, 3) -> keypoints (N, K, 2) input px, scores (N, K).
-
-        ``flip`` on a graph exported without flip TTA runs the mirrored crops too and averages
-        the decoded coordinates (export with ``--flip`` for heatmap averaging, as PyTorch does).
-        """
-        x = np.ascontiguousarray(crops.transpose(0, 3, 1, 2), dtype=np.float32)
-        if not flip or self.flip_in_graph:
-            return self.run(x)
-        kp, scores = self.run(np.concatenate([x, x[..., ::-1]]))
-        n, index = len(x), self.skeleton.flip_index()
-        mirrored = kp[n:, index].copy()
-        mirrored[..., 0] = (self.input_size[0] - 1) - mirrored[..., 0]
-        return (kp[:n] + mirrored) * 0.5, (scores[:n] + scores[n:, index]) * 0.5
-
-    def predict(self, images: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """Like ``KeypointModel.predict``: normalised images (N, 3, H, W) or (3, H, W)."""
-        x = images.detach().cpu().float().numpy() if hasattr(images, "detach") else images
-        x = np.asarray(x, dtype=np.float32)
-        if x.ndim == 3:
-            x = x[None]
-        std = np.array(IMAGENET_STD, np.float32).reshape(1, 3, 1, 1) * 255.0
-        mean = np.array(IMAGENET_MEAN, np.float32).reshape(1, 3, 1, 1) * 255.0
-        kp, scores = self.run(x * std + mean)
-        return torch.from_numpy(kp), torch.from_numpy(scores)
-
-
-def export_command(
-    checkpoint: Path, format: str = "onnx", out: Path | None = None, flip: bool = False
-) -> dict[str, Any]:
-    """What ``keypointer export`` does: load, export, check, print a summary."""
-    from keypointer.engine.checkpoint import load_model
-    from keypointer.output_paths import check_output_file
-
-    if format != "onnx":
-        raise KeypointerError(f"unknown export format {format!r}; supported: onnx")
-    path = Path(out) if out is not None else default_onnx_path(checkpoint)
-    check_output_file(path, example=default_onnx_path(checkpoint).name)
-    model = load_model(checkpoint, "cpu")
-    report = export_onnx(model, path, flip=flip)
-    w, h = model.codec.input_size
-    print(
-        f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {report['exporter']} exporter)\n"
-        f"input: images {INPUT_FORMAT}, (N, 3, {h}, {w}); outputs: keypoints (N, "
-        f"{model.skeleton.num_keypoints}, 2) input px, scores (N, {model.skeleton.num_keypoints})"
-        f"{'; flip TTA included' if flip else ''}\n"
-        f"checked against PyTorch: max difference {report['max_diff_px']:.2e} px over "
-        f"{report['compared']} of {report['total']} keypoints (the rest ill-conditioned)"
-    )
-    return report

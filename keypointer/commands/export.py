@@ -1,0 +1,33 @@
+"""``keypointer export``: load a checkpoint, write one ONNX file, check it, print a summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from keypointer.checkpoint import load_model
+from keypointer.errors import KeypointerError
+from keypointer.export.onnx import INPUT_FORMAT, default_onnx_path, export_onnx
+from keypointer.output_paths import check_output_file
+
+
+def export_command(
+    checkpoint: Path, format: str = "onnx", out: Path | None = None, flip: bool = False
+) -> dict[str, Any]:
+    """What ``keypointer export`` does: load, export, check, print a summary."""
+    if format != "onnx":
+        raise KeypointerError(f"unknown export format {format!r}; supported: onnx")
+    path = Path(out) if out is not None else default_onnx_path(checkpoint)
+    check_output_file(path, example=default_onnx_path(checkpoint).name)
+    model = load_model(checkpoint, "cpu")
+    report = export_onnx(model, path, flip=flip)
+    w, h = model.codec.input_size
+    print(
+        f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {report['exporter']} exporter)\n"
+        f"input: images {INPUT_FORMAT}, (N, 3, {h}, {w}); outputs: keypoints (N, "
+        f"{model.skeleton.num_keypoints}, 2) input px, scores (N, {model.skeleton.num_keypoints})"
+        f"{'; flip TTA included' if flip else ''}\n"
+        f"checked against PyTorch: max difference {report['max_diff_px']:.2e} px over "
+        f"{report['compared']} of {report['total']} keypoints (the rest ill-conditioned)"
+    )
+    return report

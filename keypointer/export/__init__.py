@@ -1,0 +1,26 @@
+"""Deployment: one ONNX file with decoding inside (:mod:`.onnx`), and running it in ONNX
+Runtime (:mod:`.onnx_model`)."""
+
+from keypointer.errors import ExportError
+from keypointer.export.onnx import (
+    INPUT_FORMAT,
+    TOLERANCE_PX,
+    ExportWrapper,
+    default_onnx_path,
+    export_onnx,
+    ill_conditioned,
+    verify_onnx,
+)
+from keypointer.export.onnx_model import OnnxModel
+
+__all__ = [
+    "INPUT_FORMAT",
+    "TOLERANCE_PX",
+    "ExportError",
+    "ExportWrapper",
+    "OnnxModel",
+    "default_onnx_path",
+    "export_onnx",
+    "ill_conditioned",
+    "verify_onnx",
+]

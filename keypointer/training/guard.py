@@ -1,0 +1,70 @@
+"""The learned-nothing guard: is the model any better than predicting the average pose?
+
+A model stuck on the heatmap loss's early plateau (too small an input, too few steps, a bad
+learning rate) predicts about the same place for every image. Its validation error then sits
+near that of the *mean-pose baseline*: each keypoint placed at its average position over the
+training instances, in each instance's own frame (the image for whole-image crops, else the
+box). When validation error stays near that baseline, the run says so once, with the causes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from keypointer.data.types import Instance, KeypointSet
+
+NEAR = 0.6  # validation error above this share of the baseline counts as "learned nothing"
+
+
+def _frames(ks: KeypointSet, whole_image: bool) -> list[tuple[Instance, np.ndarray]]:
+    """(instance, frame) pairs: frame = (x, y, w, h) the keypoints are normalised by."""
+    out = []
+    for s in ks.samples:
+        for inst in s.instances:
+            if whole_image and s.width and s.height:
+                frame = (0.0, 0.0, float(s.width), float(s.height))
+            elif inst.bbox is not None and inst.bbox[2] > 0 and inst.bbox[3] > 0:
+                frame = tuple(float(v) for v in inst.bbox)
+            else:
+                pts = inst.keypoints[inst.labelled, :2]
+                if len(pts) == 0:
+                    continue
+                lo, hi = pts.min(0), pts.max(0)
+                frame = (lo[0], lo[1], max(hi[0] - lo[0], 1.0), max(hi[1] - lo[1], 1.0))
+            out.append((inst, np.asarray(frame, np.float64)))
+    return out
+
+
+def mean_pose_error(train: KeypointSet, val: KeypointSet) -> float:
+    """Mean pixel error on ``val`` of the training set's average pose (NaN when undefined)."""
+    whole = all(len(s.instances) <= 1 for s in train.samples + val.samples) and not any(
+        i.bbox is not None for s in train.samples + val.samples for i in s.instances
+    )
+    k = train.skeleton.num_keypoints
+    total, count = np.zeros((k, 2)), np.zeros((k, 1))
+    for inst, f in _frames(train, whole):
+        lab = inst.labelled
+        total[lab] += (inst.keypoints[lab, :2] - f[:2]) / f[2:]
+        count[lab] += 1
+    mean = np.where(count > 0, total / np.maximum(count, 1), 0.5)
+    errors = []
+    for inst, f in _frames(val, whole):
+        lab = inst.labelled
+        guess = f[:2] + mean[lab] * f[2:]
+        errors.extend(np.linalg.norm(guess - inst.keypoints[lab, :2], axis=1))
+    return float(np.mean(errors)) if errors else float("nan")
+
+
+def learned_nothing_message(val_mean_px: float, baseline_px: float) -> str | None:
+    """The warning to give when ``val_mean_px`` is near the mean-pose ``baseline_px``."""
+    if not np.isfinite(baseline_px) or not np.isfinite(val_mean_px):
+        return None
+    if val_mean_px < NEAR * baseline_px:
+        return None
+    return (
+        f"the model has not learned yet: validation error {val_mean_px:.1f} px is close to the "
+        f"{baseline_px:.1f} px of always predicting the average pose. Likely causes: an input "
+        "too small for how close the keypoints are (model.input_size), too few steps "
+        "(--time MINUTES or train.epochs), or the learning rate (train.lr). Leave these unset "
+        "to let the recipe choose them from the data."
+    )

@@ -1,0 +1,198 @@
+"""The recipe: every training setting the user did not set, chosen from the data and the machine.
+
+A value the user set (in a config file, with ``--set`` or in Python) always wins: pydantic
+records which fields were given (``model_fields_set``), and only the others are filled here.
+Each choice comes with its reason, so ``keypointer train`` can print one table of them, and
+the run's ``config.yaml`` stores the resolved values.
+
+The rules were chosen on real labelled data (../shared/data; benchmarks/RESULTS.md, "Recipe"):
+
+- **Input size.** Neighbouring keypoints must stay apart on the stride-4 heatmap, else their
+  peaks merge (the snout and both ears collapsing onto one spot). The long side is set so
+  that the typical nearest-neighbour distance between keypoints is :data:`MIN_SEPARATION`
+  heatmap pixels, within [:data:`MIN_SIDE`, the budget's maximum], never above the crop's own
+  resolution, with the crop's aspect ratio, in multiples of 32.
+- **Length.** Counted in optimiser steps, with a floor: 50 images need as many steps as 500
+  to leave the heatmap loss's early plateau; large sets get a few passes more, up to a cap.
+- **Batch, learning rate, warm-up.** Small sets take small batches (more steps per pass).
+- **Sigma** follows the heatmap stride (4): 2 heatmap pixels.
+- **Augmentation.** Flip only with flip pairs; rotation as wide as the poses' own spread of
+  orientations (a camera looking down sees every heading; a side view sees few).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from keypointer.config import Config
+from keypointer.data.types import KeypointSet
+
+MIN_SEPARATION = 3.0  # heatmap pixels between neighbouring keypoints (1.5 sigma of 2)
+HEATMAP_STRIDE = 4
+MIN_SIDE = 192
+MAX_SIDE = {"cpu": 384, "cuda": 512}  # the compute budget's bound on the long side
+MIN_STEPS, MAX_STEPS, PASSES = 1500, 30000, 150  # steps = clamp(passes * images / batch)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One resolved setting: its dotted field, value, why, and whether the user set it."""
+
+    field: str
+    value: Any
+    reason: str
+    user: bool = False
+
+
+def plan(cfg: Config, train_set: KeypointSet, device_type: str = "cpu") -> list[Choice]:
+    """Fill ``cfg``'s unset recipe fields from ``train_set`` in place; returns every choice."""
+    rules = (_input_size, _batch_and_lr, _length, _sigma, _flip, _rotation, _schedule)
+    choices: list[Choice] = []
+    for rule in rules:
+        for dotted, value, reason in rule(cfg, train_set, device_type):
+            section, name = dotted.split(".")
+            part = getattr(cfg, section)
+            if name in part.model_fields_set:
+                choices.append(Choice(dotted, getattr(part, name), "set by you", user=True))
+                continue
+            setattr(part, name, value)
+            part.model_fields_set.discard(name)  # still the recipe's, should plan run again
+            choices.append(Choice(dotted, getattr(part, name), reason))
+    return choices
+
+
+# --------------------------------------------------------------------------- rules
+
+
+def _input_size(cfg: Config, ks: KeypointSet, device_type: str):
+    crop_w, crop_h = crop_size(ks, cfg.augment.box_margin)
+    sep = separation(ks) / max(crop_w, crop_h)  # nearest neighbour, as a fraction of the crop
+    cap = MAX_SIDE.get(device_type, MAX_SIDE["cpu"])
+    wanted = MIN_SEPARATION * HEATMAP_STRIDE / sep if sep > 0 else cap
+    native = max(crop_w, crop_h)
+    side = min(max(wanted, MIN_SIDE), cap, max(native, MIN_SIDE))
+    long_side = _round32(side)
+    if crop_w >= crop_h:
+        size = (long_side, max(_round32(long_side * crop_h / crop_w), 64))
+    else:
+        size = (max(_round32(long_side * crop_w / crop_h), 64), long_side)
+    reason = (
+        f"crop ~{crop_w:.0f}x{crop_h:.0f} px, keypoints ~{separation(ks):.0f} px apart: "
+        f"{MIN_SEPARATION:g} heatmap px apart needs {wanted:.0f} px (bounds {MIN_SIDE}-{cap})"
+    )
+    yield "model.input_size", size, reason
+
+
+def _batch_and_lr(cfg: Config, ks: KeypointSet, device_type: str):
+    n = ks.num_instances
+    batch = 8 if n < 200 else 16 if device_type == "cpu" else 32
+    batch = max(1, min(batch, n // 2 or 1))
+    yield "loader.batch_size", batch, f"{n} training instances ({device_type})"
+    yield "train.lr", 1e-3 * math.sqrt(batch / 16), "Adam 1e-3 at batch 16, scaled by sqrt(batch)"
+
+
+def _length(cfg: Config, ks: KeypointSet, device_type: str):
+    per_epoch = max(1, ks.num_instances // cfg.loader.batch_size)
+    steps = int(np.clip(PASSES * ks.num_instances / cfg.loader.batch_size, MIN_STEPS, MAX_STEPS))
+    epochs = max(1, math.ceil(steps / per_epoch))
+    yield (
+        "train.epochs",
+        epochs,
+        f"~{epochs * per_epoch} steps ({per_epoch} per epoch): at least {MIN_STEPS}, "
+        f"{PASSES} passes over the data, at most {MAX_STEPS}",
+    )
+    warmup = min(300, 0.05 * epochs * per_epoch) / per_epoch
+    yield "train.warmup_epochs", round(warmup, 3), "5% of the steps, at most 300"
+    yield "train.val_every", max(1, epochs // 15), "about 15 validations in a run"
+
+
+def _sigma(cfg: Config, ks: KeypointSet, device_type: str):
+    yield "codec.sigma", 2.0, "2 heatmap px at stride 4"
+
+
+def _flip(cfg: Config, ks: KeypointSet, device_type: str):
+    pairs = ks.skeleton.flip_pairs
+    yield (
+        "augment.flip",
+        0.5 if pairs else 0.0,
+        f"{len(pairs)} flip pairs" if pairs else "no flip pairs: a mirror image is another pose",
+    )
+
+
+def _rotation(cfg: Config, ks: KeypointSet, device_type: str):
+    spread = orientation_spread(ks)
+    degrees = 180.0 if spread >= 60 else float(max(30, 5 * round(2 * spread / 5)))
+    yield "augment.rotation", degrees, f"the poses' headings spread ~{spread:.0f} degrees"
+
+
+def _schedule(cfg: Config, ks: KeypointSet, device_type: str):
+    yield "train.schedule", "cosine", "cosine decay after warm-up (ends at the time budget)"
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def crop_size(ks: KeypointSet, margin: float) -> tuple[float, float]:
+    """Median (w, h) of what the model sees: the whole image for single unboxed instances
+    (as the dataset crops them), else the box or keypoints' extent grown by ``margin``."""
+    whole = all(len(s.instances) <= 1 for s in ks.samples) and not any(
+        i.bbox is not None for s in ks.samples for i in s.instances
+    )
+    sizes = []
+    for s in ks.samples:
+        for inst in s.instances:
+            if whole and s.width and s.height:
+                sizes.append((s.width, s.height))
+            elif inst.bbox is not None:
+                sizes.append((inst.bbox[2] * margin, inst.bbox[3] * margin))
+            elif inst.labelled.sum() >= 2:
+                pts = inst.keypoints[inst.labelled, :2]
+                sizes.append(tuple((pts.max(0) - pts.min(0)) * margin))
+    if not sizes:
+        return 256.0, 256.0
+    w, h = np.median(np.asarray(sizes, np.float64), axis=0)
+    return max(float(w), 16.0), max(float(h), 16.0)
+
+
+def separation(ks: KeypointSet) -> float:
+    """Typical distance (px) from a keypoint to its nearest labelled neighbour: the median
+    over instances of each instance's 25th percentile (a few touching points are normal)."""
+    per_instance = []
+    for s in ks.samples:
+        for inst in s.instances:
+            pts = inst.keypoints[inst.labelled, :2].astype(np.float64)
+            if len(pts) < 2:
+                continue
+            d = np.linalg.norm(pts[:, None] - pts[None], axis=-1)
+            np.fill_diagonal(d, np.inf)
+            per_instance.append(np.percentile(d.min(1), 25))
+    return float(np.median(per_instance)) if per_instance else 0.0
+
+
+def orientation_spread(ks: KeypointSet, min_count: int = 5) -> float:
+    """Circular standard deviation (degrees) of the direction between keypoint pairs, median
+    over pairs labelled together at least ``min_count`` times: how much the poses turn."""
+    points = [i.keypoints for s in ks.samples for i in s.instances]
+    if len(points) < min_count:
+        return 0.0
+    kp = np.stack(points).astype(np.float64)  # (M, K, 3)
+    k = kp.shape[1]
+    spreads = []
+    for a in range(k):
+        for b in range(a + 1, k):
+            both = (kp[:, a, 2] > 0) & (kp[:, b, 2] > 0)
+            v = kp[both, b, :2] - kp[both, a, :2]
+            v = v[np.linalg.norm(v, axis=1) > 1e-6]
+            if len(v) < min_count:
+                continue
+            r = abs(np.mean(np.exp(1j * np.arctan2(v[:, 1], v[:, 0]))))
+            spreads.append(math.degrees(math.sqrt(-2 * math.log(max(r, 1e-12)))))
+    return float(np.median(spreads)) if spreads else 0.0
+
+
+def _round32(x: float) -> int:
+    return max(32, math.floor(x / 32 + 0.5) * 32)

@@ -65,28 +65,35 @@ def env_for(threads: int | None) -> dict[str, str]:
     return env
 
 
-def run_ours(name: str, kind: str, minutes: float, work: Path, threads: int | None) -> dict:
+def run_ours(
+    name: str, kind: str, minutes: float, work: Path, threads: int | None, sets: list[str]
+) -> dict:
+    """``keypointer train`` on the training rows (no flags, or ``--time``; ``sets`` are extra
+    ``--set`` overrides for exploring), then ``keypointer eval`` of best.pt on the test rows."""
     train_csv, test_csv, _ = split(name, work / "splits")
-    root = work / f"runs-{name}-{kind}"
+    flags = (["--time", f"{minutes:g}"] if kind == "time" else []) + [
+        arg for s in sets for arg in ("--set", s)
+    ]
+    tag = "-".join([kind, *sets]).replace("/", "_")
+    root = work / f"runs-{name}-{tag}"
     cmd = [*KEYPOINTER, "train", "--data", str(train_csv), "--quiet", "--set", f"run.root={root}"]
-    if kind == "time":
-        cmd += ["--time", f"{minutes:g}"]
     t0 = time.perf_counter()
-    log = work / f"{name}-{kind}.log"
-    with open(log, "w") as f:
-        subprocess.run(cmd, check=True, stdout=f, stderr=subprocess.STDOUT, env=env_for(threads))
+    with open(work / f"{name}-{tag}.log", "w") as f:
+        subprocess.run(
+            cmd + flags, check=True, stdout=f, stderr=subprocess.STDOUT, env=env_for(threads)
+        )
     seconds = time.perf_counter() - t0
     best = sorted(root.glob("*/*/best.pt"))[-1]
-    out = work / f"eval-{name}-{kind}"
+    out = work / f"eval-{name}-{tag}"
     subprocess.run(
         [*KEYPOINTER, "eval", str(best), "--data", str(test_csv), "--out", str(out)],
         check=True, capture_output=True, env=env_for(threads),
     )  # fmt: skip
     result = json.loads((out / "eval.json").read_text())
     return {
-        "set": name, "run": f"keypointer {'--time ' + format(minutes, 'g') if kind == 'time' else '(no flags)'}",
+        "set": name, "run": "keypointer " + (" ".join(flags).replace("--set ", "") or "(no flags)"),
         "mean_px": result["mean_px"], "rmse_px": result["rmse_px"], "pck": result["pck"],
-        "train_min": seconds / 60, "command": " ".join(cmd[2:]),
+        "train_min": seconds / 60, "command": "keypointer train --data TRAIN " + " ".join(flags),
     }  # fmt: skip
 
 
@@ -129,6 +136,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/keypointer-accuracy"))
     ap.add_argument("--dlc-python", type=Path, default=ROOT.parent / "peers/dlc/bin/python")
     ap.add_argument("--write", action="store_true")
+    ap.add_argument("--set", action="append", default=[], help="extra config override (ours)")
     args = ap.parse_args()
     threads = args.threads or (
         max(1, (os.cpu_count() or 2) // args.jobs) if args.jobs > 1 else None
@@ -145,7 +153,11 @@ def main() -> None:
                 else:
                     print(f"skipping DeepLabCut: no {args.dlc_python}", file=sys.stderr)
             else:
-                jobs.append(lambda n=name, k=kind: run_ours(n, k, args.minutes, args.work, threads))
+                jobs.append(
+                    lambda n=name, k=kind: run_ours(
+                        n, k, args.minutes, args.work, threads, args.set
+                    )
+                )
     with ThreadPoolExecutor(args.jobs) as pool:
         rows = list(pool.map(lambda job: job(), jobs))
     text = table(rows)

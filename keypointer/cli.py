@@ -107,14 +107,21 @@ def train(
     config: Annotated[Path | None, typer.Option("--config", help="YAML config file.")] = None,
     set_: SetOpt = None,
     resume: Annotated[Path | None, typer.Option("--resume", help="Run folder to continue.")] = None,
+    time: Annotated[
+        float | None,
+        typer.Option("--time", help="Wall-clock budget in minutes (= --set train.time=M)."),
+    ] = None,
     quiet: Annotated[
-        bool, typer.Option("--quiet", help="No progress bar; a line per epoch.")
+        bool, typer.Option("--quiet", help="No progress bar; a line per validation.")
     ] = False,
 ) -> None:
-    """Train a keypoint model; the run goes to runs/<name>/<YYYY-MM-DD-HH-MM>/."""
+    """Train a keypoint model; the run goes to runs/<name>/<YYYY-MM-DD-HH-MM>/.
+
+    Settings you leave unset are chosen from the data (a table says which and why)."""
     from keypointer.commands.train import train_command
 
-    train_command(data=data, config=config, overrides=set_ or [], resume=resume, quiet=quiet)
+    overrides = (set_ or []) + ([f"train.time={time!r}"] if time is not None else [])
+    train_command(data=data, config=config, overrides=overrides, resume=resume, quiet=quiet)
 
 
 @app.command()

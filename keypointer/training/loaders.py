@@ -24,7 +24,9 @@ from keypointer.data.types import KeypointSet
 from keypointer.errors import DataError
 from keypointer.losses import make_loss
 from keypointer.skeleton import Skeleton
+from keypointer.training import recipe
 from keypointer.training.distributed import DistInfo
+from keypointer.training.guard import mean_pose_error
 
 log = logging.getLogger("keypointer")
 
@@ -38,6 +40,8 @@ class TrainData:
     val_set: KeypointDataset
     train_loader: DataLoader
     val_loader: DataLoader
+    choices: list[recipe.Choice]  # what the recipe chose, and why (empty when it did not run)
+    baseline_px: float  # validation error of always predicting the mean pose (guard.py)
 
     def set_epoch(self, epoch: int) -> None:
         """Reseed shuffling and augmentation for ``epoch`` (reproducible, worker-independent)."""
@@ -98,8 +102,13 @@ def split_data(cfg: Config, progress: bool = False) -> tuple[KeypointSet, Keypoi
     return train_set, train_set
 
 
-def build_data(cfg: Config, device: torch.device, info: DistInfo) -> TrainData:
+def build_data(
+    cfg: Config, device: torch.device, info: DistInfo, plan_recipe: bool = True
+) -> TrainData:
+    """Read, validate and split the labels; with ``plan_recipe`` (a new run with
+    ``train.recipe``) fill the unset recipe fields of ``cfg`` from the training split first."""
     train_kset, val_kset = split_data(cfg, progress=info.is_main and not cfg.run.quiet)
+    choices = recipe.plan(cfg, train_kset, device.type) if plan_recipe else []
     codec = make_codec(cfg)
     aug = cfg.augment
     train_ds = KeypointDataset(
@@ -130,4 +139,7 @@ def build_data(cfg: Config, device: torch.device, info: DistInfo) -> TrainData:
     # Per-keypoint losses summed here, divided by the global labelled count in the loop
     # (see global_mean_loss): the "mean" of one process holding the whole batch.
     loss_fn = make_loss(cfg, reduction="keypoint_sum")
-    return TrainData(skeleton, codec, loss_fn, train_ds, val_ds, train_loader, val_loader)
+    baseline = mean_pose_error(train_kset, val_kset)
+    return TrainData(
+        skeleton, codec, loss_fn, train_ds, val_ds, train_loader, val_loader, choices, baseline
+    )

@@ -35,6 +35,7 @@ from keypointer.device import make_autocast, resolve_amp, resolve_device
 from keypointer.errors import CheckpointError, TrainingError
 from keypointer.inference.loader import predict_loader, quick_metrics, to_device
 from keypointer.training import distributed as dist
+from keypointer.training.budget import TimeBudget
 from keypointer.training.components import (
     build_model_for,
     check_tensorboard,
@@ -45,9 +46,11 @@ from keypointer.training.components import (
     unwrap,
     wrap_ddp,
 )
+from keypointer.training.guard import learned_nothing_message
 from keypointer.training.loaders import TrainData, build_data
 from keypointer.training.optim import build_optimizer, build_scheduler
 from keypointer.training.progress import TrainProgress
+from keypointer.training.recipe import print_choices
 from keypointer.training.records import checkpoint_state, format_row, record_epoch, restore
 from keypointer.training.run_dir import new_run_dir, remove_run_dir
 
@@ -97,6 +100,10 @@ class TrainState:
     last_epoch: int = 0
     best: float = -1.0
     tensorboard: Any = None
+    total_steps: int = 0  # the run's planned length; a time budget re-plans it
+    done_steps: int = 0
+    budget: TimeBudget | None = None
+    warned: bool = False  # the learned-nothing warning was given
 
     @property
     def eval_model(self) -> nn.Module:
@@ -113,12 +120,16 @@ def train(cfg: Config, resume: str | Path | None = None, stop_after: int | None 
     if cfg.data.path is None:
         raise ConfigError("no training data: give --data PATH or set data.path in the config")
     tune_malloc()  # CPU steps spend far less time in page faults; see keypointer/_malloc.py
+    started = time.perf_counter()  # a time budget counts the set-up too
     device = resolve_device(cfg.train.device)
     info = dist.setup(device.type)
     try:
         if info.enabled and device.type == "cuda":
             device = torch.device("cuda", info.local_rank)
         state = setup(cfg, device, info, Path(resume) if resume else None, stop_after)
+        if cfg.train.time is not None:
+            spent = state.history[-1].get("elapsed_s", 0.0) if state.history else 0.0
+            state.budget = TimeBudget(cfg.train.time, spent + time.perf_counter() - started)
         fit(state)
         return Run(state.run_dir, cfg, state.history)
     finally:
@@ -153,7 +164,9 @@ def setup(
     check_tensorboard(cfg)
     seed_everything(cfg.train.seed)
     configure_backends(cfg, device)
-    data = build_data(cfg, device, info)
+    data = build_data(cfg, device, info, plan_recipe=cfg.train.recipe and resume is None)
+    if info.is_main and data.choices:
+        print_choices(data.choices)
     model = build_model_for(cfg, data, device)
     optimizer = build_optimizer(model, cfg.train)
     scheduler = build_scheduler(optimizer, cfg.train, len(data.train_loader))
@@ -168,15 +181,16 @@ def setup(
     wrapped = wrap_ddp(model, cfg, device, info)
     run_dir = open_run_dir(cfg, resume) if info.is_main else resume
     steps = len(data.train_loader)
-    progress = TrainProgress(
-        cfg.train.epochs * steps, start_epoch * steps, quiet=cfg.run.quiet, enabled=info.is_main
-    )
+    done = int(history[-1].get("step", start_epoch * steps)) if history else 0
+    total = max(scheduler.lr_lambdas[0].total, done)  # a resumed run keeps its re-planned length
+    progress = TrainProgress(total, done, quiet=cfg.run.quiet, enabled=info.is_main)
     return TrainState(
         cfg, device, info, data, model, wrapped, optimizer, scheduler, scaler, ema,
         autocast=make_autocast(device, amp_dtype), progress=progress, run_dir=run_dir,
         resume=resume, history=history, start_epoch=start_epoch,
         last_epoch=min(cfg.train.epochs, stop_after) if stop_after else cfg.train.epochs,
         best=max((r["val_pck"] for r in history if "val_pck" in r), default=-1.0),
+        total_steps=total, done_steps=done,
     )  # fmt: skip
 
 
@@ -204,15 +218,22 @@ def fit(state: TrainState) -> None:
         if info.is_main:
             save_config(cfg, run_dir / "config.yaml")
             state.tensorboard = open_tensorboard(cfg, run_dir)
-        for epoch in range(state.start_epoch, state.last_epoch):
+        epoch = state.start_epoch
+        while epoch < state.last_epoch and state.done_steps < state.total_steps:
             state.data.set_epoch(epoch)
             row = {"epoch": epoch + 1, **train_one_epoch(state, epoch)}
-            if info.is_main and validation_due(cfg, epoch):
+            last = epoch + 1 == state.last_epoch or state.done_steps >= state.total_steps
+            finish = time.perf_counter()
+            if info.is_main and validation_due(cfg, epoch, last):
                 row.update(validate(state))
+            row.update(step=state.done_steps, elapsed_s=_elapsed(state, row))
             state.history.append(row)
-            if info.is_main:
+            if info.is_main and ("val_pck" in row or last):
                 save_epoch(state, row)
+            if state.budget is not None and "val_pck" in row:
+                state.budget.observe_finish(time.perf_counter() - finish)
             dist.barrier(info)
+            epoch += 1
             gc.collect()  # the epoch's cyclic garbage (a plot's figure): a flat memory profile
     except BaseException:
         if info.is_main and state.resume is None and not (run_dir / "last.pt").exists():
@@ -229,9 +250,17 @@ def fit(state: TrainState) -> None:
         save_checkpoint(deployable(load_checkpoint(run_dir / "last.pt")), run_dir / "best.pt")
 
 
-def validation_due(cfg: Config, epoch: int) -> bool:
-    """Validate every ``train.val_every`` epochs and after the last one."""
-    return (epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == cfg.train.epochs
+def validation_due(cfg: Config, epoch: int, last: bool = False) -> bool:
+    """Validate every ``train.val_every`` epochs and after the last one (``last``)."""
+    return (epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == cfg.train.epochs or last
+
+
+def _elapsed(state: TrainState, row: dict[str, Any]) -> float:
+    """Wall seconds of the run so far, across resumed sessions (what a time budget counts)."""
+    if state.budget is not None:
+        return state.budget.elapsed()
+    before = state.history[-1].get("elapsed_s", 0.0) if state.history else 0.0
+    return float(before) + row["seconds"]
 
 
 def validate(state: TrainState) -> dict[str, float]:
@@ -242,6 +271,12 @@ def validate(state: TrainState) -> dict[str, float]:
         cfg.train.channels_last,
     )  # fmt: skip
     m = quick_metrics(pred, cfg.train.pck_alpha)
+    # Judged from half-way on: the heatmap loss's early plateau is normal before that.
+    if not state.warned and state.done_steps >= state.total_steps // 2:
+        message = learned_nothing_message(m["mean_px"], state.data.baseline_px)
+        if message:
+            state.warned = True
+            state.progress.log(f"warning: {message}")
     return {"val_pck": m["pck"], "val_mean_px": m["mean_px"]}
 
 
@@ -277,14 +312,21 @@ def train_one_epoch(state: TrainState, epoch: int) -> dict[str, float]:
     """One pass over the training data; returns the mean loss, lr, time and throughput."""
     state.wrapped.train()
     total_loss, n_steps, n_samples = 0.0, 0, 0
-    t0 = time.perf_counter()
+    t0 = tick = time.perf_counter()
     for batch in state.data.train_loader:
         loss_value = train_step(state, batch, epoch, n_steps)
         n = batch["image"].shape[0] * state.info.world_size
         total_loss, n_steps, n_samples = total_loss + loss_value, n_steps + 1, n_samples + n
-        elapsed = time.perf_counter() - t0
+        state.done_steps += 1
+        now = time.perf_counter()
+        if state.budget is not None:
+            state.budget.observe_step(now - tick)
+            replan(state)
+        tick, elapsed = now, now - t0
         lr = state.optimizer.param_groups[0]["lr"]
         state.progress.step(epoch + 1, loss_value, lr, n_samples / elapsed)
+        if state.done_steps >= state.total_steps:
+            break
     seconds = time.perf_counter() - t0
     return {
         "train_loss": total_loss / max(n_steps, 1),
@@ -292,6 +334,24 @@ def train_one_epoch(state: TrainState, epoch: int) -> dict[str, float]:
         "seconds": seconds,
         "samples_per_s": n_samples / max(seconds, 1e-9),
     }
+
+
+def replan(state: TrainState) -> None:
+    """Re-plan the run's length from the time budget (the schedule stretches with it). Under
+    torchrun every process must stop at the same step: the main process's plan is shared,
+    every 10 steps so the exchange costs nothing."""
+    if state.info.enabled and state.done_steps % 10:
+        return
+    val_steps = len(state.data.val_loader) * 0.5  # a validation batch ~ half a training step
+    total = state.budget.total_steps(state.done_steps, val_steps) if state.info.is_main else 0
+    if state.info.enabled:
+        shared = torch.tensor([float(total or 0)], device=state.device)
+        total = int(dist.sum_across(shared, state.info)[0]) or None
+    if total is None:
+        return
+    state.total_steps = max(total, state.done_steps)
+    state.scheduler.lr_lambdas[0].set_total(state.total_steps)
+    state.progress.set_total(state.total_steps)
 
 
 def train_step(state: TrainState, batch: dict[str, Any], epoch: int, step: int) -> float:

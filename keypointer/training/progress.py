@@ -55,6 +55,11 @@ class TrainProgress:
         if self._bar is not None:
             self._bar.update(self._task, advance=1, epoch=epoch, loss=loss, lr=lr, speed=speed)
 
+    def set_total(self, total_steps: int) -> None:
+        """The run was re-planned (a time budget): the bar and its ETA follow."""
+        if self._bar is not None:
+            self._bar.update(self._task, total=total_steps)
+
     def log(self, message: str) -> None:
         if not self.enabled:
             return

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from rich.console import Console
+from rich.table import Table
 
 from keypointer.config import Config
 from keypointer.data.types import KeypointSet
@@ -63,6 +65,18 @@ def plan(cfg: Config, train_set: KeypointSet, device_type: str = "cpu") -> list[
             part.model_fields_set.discard(name)  # still the recipe's, should plan run again
             choices.append(Choice(dotted, getattr(part, name), reason))
     return choices
+
+
+def print_choices(choices: list[Choice]) -> None:
+    """The table ``keypointer train`` shows before training: each setting, value and why."""
+    table = Table(title="settings (recipe: from the data; yours win)", title_justify="left")
+    for column in ("setting", "value", "why"):
+        table.add_column(column)
+    for c in choices:
+        value = list(c.value) if isinstance(c.value, tuple) else c.value
+        value = f"{value:.3g}" if isinstance(value, float) else str(value)
+        table.add_row(c.field, value, c.reason, style="bold" if c.user else None)
+    Console(stderr=True, width=120).print(table)
 
 
 # --------------------------------------------------------------------------- rules

@@ -17,7 +17,10 @@ from keypointer.config import Config
 from keypointer.skeleton import Skeleton
 from keypointer.viz import plot_curves
 
-METRIC_COLUMNS = ("epoch", "train_loss", "lr", "val_pck", "val_mean_px", "seconds", "samples_per_s")
+METRIC_COLUMNS = (
+    "epoch", "step", "train_loss", "lr", "val_pck", "val_mean_px", "seconds", "samples_per_s",
+    "elapsed_s",
+)  # fmt: skip
 
 
 def checkpoint_state(
@@ -114,6 +117,8 @@ def format_row(row: dict) -> str:
     text = (
         f"epoch {row['epoch']}: loss {row['train_loss']:.4g}, {row['samples_per_s']:.0f} samples/s"
     )
+    if "step" in row:
+        text = f"{text}, step {row['step']}, {row['elapsed_s'] / 60:.1f} min"
     if "val_pck" in row:
         text += f", val PCK {row['val_pck']:.3f}, mean error {row['val_mean_px']:.2f} px"
     return text

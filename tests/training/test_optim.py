@@ -39,9 +39,9 @@ def test_milestones_in_epochs_and_as_fractions_count_from_the_start_of_training(
 
 
 def test_warm_up_never_takes_the_whole_run():
-    cfg = TrainConfig(epochs=1, lr=1.0, warmup_epochs=5, schedule="constant")
-    lrs = _lrs(cfg, steps_per_epoch=4)  # capped at total - 1 = 3 steps
-    assert lrs[3] == pytest.approx(1.0)
+    cfg = TrainConfig(epochs=3, lr=1.0, warmup_epochs=5, schedule="constant")
+    lrs = _lrs(cfg, steps_per_epoch=10)  # capped at a third of the 30 steps
+    assert lrs[9] < 1.0 and lrs[10:] == pytest.approx([1.0] * 20)
 
 
 def test_cosine_decays_to_zero_after_warm_up():

@@ -3,7 +3,7 @@
 Python API::
 
     import keypointer
-    cfg = keypointer.load_config("configs/default.yaml", ["data.path=labels.json"])
+    cfg = keypointer.load_config(None, ["data.path=labels.json"])  # or a YAML file
     run = keypointer.train(cfg)                  # -> Run (folder, metrics, best checkpoint)
     predictor = keypointer.load(run.best)        # -> Predictor (.model, .skeleton, .config)
     keypoints, scores = predictor.predict(rgb)   # (K, 2) in rgb's own pixels, (K,)

@@ -188,7 +188,7 @@ class RunConfig(_Section):
     root: str = "runs"
     """Folder holding all runs."""
     quiet: bool = False
-    """No progress bar: one line per epoch (for logs and CI)."""
+    """No progress bar: one line per validation (for logs and CI)."""
     tensorboard: bool = False
     """Also write TensorBoard events to the run folder (needs the tensorboard package)."""
 

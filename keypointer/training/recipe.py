@@ -114,12 +114,13 @@ def _length(cfg: Config, ks: KeypointSet, device_type: str):
     per_epoch = max(1, ks.num_instances // cfg.loader.batch_size)
     steps = int(np.clip(PASSES * ks.num_instances / cfg.loader.batch_size, MIN_STEPS, MAX_STEPS))
     epochs = max(1, math.ceil(steps / per_epoch))
-    yield (
-        "train.epochs",
-        epochs,
+    why = (
         f"~{epochs * per_epoch} steps ({per_epoch} per epoch): at least {MIN_STEPS}, "
-        f"{PASSES} passes over the data, at most {MAX_STEPS}",
+        f"{PASSES} passes over the data, at most {MAX_STEPS}"
     )
+    if cfg.train.time is not None:
+        why = f"first plan only: --time {cfg.train.time:g} re-plans it from the step time"
+    yield "train.epochs", epochs, why
     warmup = min(300, 0.05 * epochs * per_epoch) / per_epoch
     yield "train.warmup_epochs", round(warmup, 3), "5% of the steps, at most 300"
     yield "train.val_every", max(1, epochs // 15), "about 15 validations in a run"

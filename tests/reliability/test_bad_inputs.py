@@ -92,7 +92,8 @@ def test_failure_in_the_first_epoch_leaves_no_run_folder(bases, tmp_path, monkey
     root = tmp_path / "runs"
     with pytest.raises(engine.TrainingError, match="loss became nan"):
         engine.train(tiny_config(bases.coco / "annotations.json", root))
-    assert run_folders(root) == []
+    # Neither the run folder nor the empty <root>/<name> and <root> it created are left.
+    assert run_folders(root) == [] and not root.exists()
 
 
 def test_image_that_goes_bad_during_training_is_reported_and_skipped(

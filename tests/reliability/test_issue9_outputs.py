@@ -17,9 +17,9 @@ from keypointer.config import Config, load_config
 from keypointer.errors import ConfigError
 from keypointer.inference.video import FrameGaps, frame_ranges
 
-from .conftest import run_folders, run_subprocess, train_args
+from .conftest import run_subprocess, train_args
 from .corpus import Bad, overrides
-from .test_bad_inputs import assert_one_clear_error, tiny_config
+from .test_bad_inputs import assert_one_clear_error
 
 FRAMES = 20
 DAMAGED = (7, 8, 9, 14)  # frames whose JPEG data the damaged AVI loses
@@ -316,23 +316,6 @@ def test_every_float_field_refuses_infinity(section, name, is_tuple):
 
 def test_float_fields_are_found():
     assert len(_float_fields()) >= 20  # the check above covers the config, not a handful
-
-
-def test_first_epoch_failure_leaves_no_empty_runs_folder(bases, tmp_path, monkeypatch):
-    """A run that fails before its first checkpoint removes its folder and the empty
-    ``<root>/<name>`` and ``<root>`` it created."""
-    import keypointer.training.loop as engine
-
-    def poisoned(*args):
-        loss, _ = real(*args)
-        return loss * float("nan"), float("nan")
-
-    real = engine.global_mean_loss
-    monkeypatch.setattr(engine, "global_mean_loss", poisoned)
-    root = tmp_path / "runs"
-    with pytest.raises(engine.TrainingError):
-        engine.train(tiny_config(bases.coco / "annotations.json", root))
-    assert run_folders(root) == [] and not root.exists()
 
 
 def test_damaged_video_as_a_subprocess_prints_one_warning(checkpoint, tmp_path):

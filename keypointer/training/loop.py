@@ -188,7 +188,7 @@ def setup(
         cfg, device, info, data, model, wrapped, optimizer, scheduler, scaler, ema,
         autocast=make_autocast(device, amp_dtype), progress=progress, run_dir=run_dir,
         resume=resume, history=history, start_epoch=start_epoch,
-        last_epoch=min(cfg.train.epochs, stop_after) if stop_after else cfg.train.epochs,
+        last_epoch=stop_after or (cfg.train.epochs if cfg.train.time is None else 10**9),
         best=max((r["val_pck"] for r in history if "val_pck" in r), default=-1.0),
         total_steps=total, done_steps=done,
     )  # fmt: skip
@@ -252,7 +252,8 @@ def fit(state: TrainState) -> None:
 
 def validation_due(cfg: Config, epoch: int, last: bool = False) -> bool:
     """Validate every ``train.val_every`` epochs and after the last one (``last``)."""
-    return (epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == cfg.train.epochs or last
+    planned_end = cfg.train.time is None and epoch + 1 == cfg.train.epochs
+    return (epoch + 1) % cfg.train.val_every == 0 or planned_end or last
 
 
 def _elapsed(state: TrainState, row: dict[str, Any]) -> float:

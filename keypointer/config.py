@@ -133,6 +133,9 @@ class TrainConfig(_Section):
     recipe: bool = True
     """Fill every recipe field you did not set (input size, batch, lr, length, warm-up, sigma,
     flip, rotation, schedule, validation interval) from the data; see ``keypointer train``'s table."""
+    loss: Literal["auto", "mse", "awing", "l1", "smooth_l1"] = "auto"
+    """auto: MSE for heatmap heads, L1 for regression/integral, KL for SimCC. Heatmap heads
+    also take awing (Adaptive Wing), regression/integral heads smooth_l1."""
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     """adam (the seed notes'), adamw, or sgd (momentum, Nesterov)."""
     lr: float = Field(1e-3, gt=0, le=10)

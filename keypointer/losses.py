@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from keypointer.errors import ConfigError
+
 if TYPE_CHECKING:
     from keypointer.config import Config
 
@@ -267,12 +269,21 @@ class AdaptiveWingLoss(_KeypointLoss):
         )
 
 
+_LOSSES: dict[str, dict[str, type[nn.Module]]] = {
+    "heatmap": {"auto": KeypointMSELoss, "mse": KeypointMSELoss, "awing": AdaptiveWingLoss},
+    "regression": {"auto": KeypointL1Loss, "l1": KeypointL1Loss, "smooth_l1": KeypointSmoothL1Loss},
+    "simcc": {"auto": SimCCLoss},
+}
+_LOSSES["integral"] = _LOSSES["regression"]
+
+
 def make_loss(cfg: Config, reduction: Reduction = "mean") -> nn.Module:
-    """The loss for ``cfg.model.head``: heatmap -> MSE; regression, integral -> L1; simcc -> KL."""
-    losses: dict[str, type[nn.Module]] = {
-        "heatmap": KeypointMSELoss,
-        "regression": KeypointL1Loss,
-        "integral": KeypointL1Loss,
-        "simcc": SimCCLoss,
-    }
-    return losses[cfg.model.head](reduction=reduction)
+    """The loss ``cfg.train.loss`` names for ``cfg.model.head`` ("auto": heatmap -> MSE;
+    regression, integral -> L1; simcc -> KL); a loss the head cannot use is a ConfigError."""
+    choices = _LOSSES[cfg.model.head]
+    if cfg.train.loss not in choices:
+        names = ", ".join(choices)
+        raise ConfigError(
+            f"train.loss: {cfg.train.loss!r} does not fit a {cfg.model.head} head; use {names}"
+        )
+    return choices[cfg.train.loss](reduction=reduction)

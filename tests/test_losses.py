@@ -305,3 +305,31 @@ def test_half_precision_outputs_are_computed_in_float32():
     torch.testing.assert_close(got, KeypointMSELoss()(low.float(), target, WEIGHTS))
     got.backward()
     assert low.grad.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize(
+    "head, loss, cls",
+    [
+        ("heatmap", "auto", "KeypointMSELoss"),
+        ("heatmap", "awing", "AdaptiveWingLoss"),
+        ("regression", "smooth_l1", "KeypointSmoothL1Loss"),
+        ("integral", "l1", "KeypointL1Loss"),
+        ("simcc", "auto", "SimCCLoss"),
+    ],
+)
+def test_train_loss_picks_the_loss_for_the_head(head, loss, cls):
+    from keypointer.config import load_config
+    from keypointer.losses import make_loss
+
+    cfg = load_config(None, [f"model.head={head}", f"train.loss={loss}"])
+    assert type(make_loss(cfg)).__name__ == cls
+
+
+def test_train_loss_that_does_not_fit_the_head_is_refused():
+    from keypointer.config import load_config
+    from keypointer.errors import ConfigError
+    from keypointer.losses import make_loss
+
+    cfg = load_config(None, ["model.head=simcc", "train.loss=awing"])
+    with pytest.raises(ConfigError, match="train.loss: 'awing' does not fit a simcc head"):
+        make_loss(cfg)

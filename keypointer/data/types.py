@@ -31,6 +31,15 @@ class Instance:
         """(K,) bool: keypoints that have a usable label."""
         return self.keypoints[:, 2] > 0
 
+    def extent(self) -> tuple[float, float, float, float] | None:
+        """(x, y, w, h) box around the labelled keypoints; None when none is labelled.
+        (:func:`keypointer.metrics.bboxes_from_keypoints` is the same for (N, K, 2) arrays.)"""
+        pts = np.asarray(self.keypoints, np.float64)[self.labelled, :2]
+        if len(pts) == 0:
+            return None
+        lo, hi = pts.min(0), pts.max(0)
+        return float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])
+
 
 @dataclass
 class Sample:
@@ -124,7 +133,4 @@ def writable_instance(
     box = inst.bbox
     if not np.isfinite(kp).all() or (box is not None and not np.isfinite(box).all()):
         raise DataError("NaN or infinite coordinates cannot be written", source, inst.record)
-    if box is None and labelled.any():
-        lo, hi = kp[labelled, :2].min(0), kp[labelled, :2].max(0)
-        box = (lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1])
-    return kp, labelled, box
+    return kp, labelled, box if box is not None else inst.extent()

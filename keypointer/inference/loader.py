@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from keypointer._tensors import eval_mode
 from keypointer.data import transforms as T
-from keypointer.metrics import bbox_norm, bboxes_from_keypoints, pck, pixel_errors
+from keypointer.metrics import bbox_norm, pck, pixel_errors
 from keypointer.models.flip import decode_batch
 
 
@@ -97,9 +97,8 @@ def instance_boxes(dataset, index: np.ndarray) -> np.ndarray:
         _, inst = dataset.entry(int(i))
         if inst.bbox is not None and inst.bbox[2] > 0 and inst.bbox[3] > 0:
             boxes[row] = inst.bbox
-        else:
-            kp = np.asarray(inst.keypoints, np.float64)
-            boxes[row] = bboxes_from_keypoints(kp[None, :, :2], (kp[:, 2] > 0)[None])[0]
+        elif (extent := inst.extent()) is not None:
+            boxes[row] = extent
     return boxes
 
 

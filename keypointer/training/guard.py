@@ -25,12 +25,10 @@ def _frames(ks: KeypointSet, whole_image: bool) -> list[tuple[Instance, np.ndarr
                 frame = (0.0, 0.0, float(s.width), float(s.height))
             elif inst.bbox is not None and inst.bbox[2] > 0 and inst.bbox[3] > 0:
                 frame = tuple(float(v) for v in inst.bbox)
+            elif (box := inst.extent()) is not None:
+                frame = (box[0], box[1], max(box[2], 1.0), max(box[3], 1.0))
             else:
-                pts = inst.keypoints[inst.labelled, :2]
-                if len(pts) == 0:
-                    continue
-                lo, hi = pts.min(0), pts.max(0)
-                frame = (lo[0], lo[1], max(hi[0] - lo[0], 1.0), max(hi[1] - lo[1], 1.0))
+                continue
             out.append((inst, np.asarray(frame, np.float64)))
     return out
 

@@ -166,8 +166,7 @@ def crop_size(ks: KeypointSet, margin: float) -> tuple[float, float]:
             elif inst.bbox is not None:
                 sizes.append((inst.bbox[2] * margin, inst.bbox[3] * margin))
             elif inst.labelled.sum() >= 2:
-                pts = inst.keypoints[inst.labelled, :2]
-                sizes.append(tuple((pts.max(0) - pts.min(0)) * margin))
+                sizes.append((inst.extent()[2] * margin, inst.extent()[3] * margin))
     if not sizes:
         return 256.0, 256.0
     w, h = np.median(np.asarray(sizes, np.float64), axis=0)

@@ -121,6 +121,7 @@ def _length(cfg: Config, ks: KeypointSet, device_type: str):
     if cfg.train.time is not None:
         why = f"first plan only: --time {cfg.train.time:g} re-plans it from the step time"
     yield "train.epochs", epochs, why
+    epochs = cfg.train.epochs  # now the final value: a user's epochs set warm-up and validation
     warmup = min(300, 0.05 * epochs * per_epoch) / per_epoch
     yield "train.warmup_epochs", round(warmup, 3), "5% of the steps, at most 300"
     yield "train.val_every", max(1, epochs // 15), "about 15 validations in a run"

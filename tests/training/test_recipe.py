@@ -101,3 +101,10 @@ def test_planning_twice_gives_the_same_config():
     first = cfg.to_dict()
     recipe.plan(cfg, ks)
     assert cfg.to_dict() == first
+
+
+def test_warm_up_and_validation_follow_the_users_epochs():
+    cfg = load_config(None, ["train.epochs=8"])
+    recipe.plan(cfg, _kset(16, 30))
+    assert cfg.train.val_every == 1  # not 1/15 of the recipe's own (longer) plan
+    assert cfg.train.warmup_epochs == pytest.approx(0.05 * 8)

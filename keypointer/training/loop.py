@@ -40,6 +40,7 @@ from keypointer.training.components import (
     build_model_for,
     check_tensorboard,
     configure_backends,
+    freeze_setup_objects,
     make_ema,
     open_tensorboard,
     seed_everything,
@@ -291,19 +292,6 @@ def save_epoch(state: TrainState, row: dict[str, Any]) -> None:
     state.best = row["val_pck"] if is_best else state.best
     record_epoch(state.run_dir, saved, is_best, state.history, state.tensorboard)
     state.progress.log(format_row(row))
-
-
-def freeze_setup_objects() -> bool:
-    """Move everything alive now (modules, model, dataset) out of the collector's sight, so
-    that the full collection after each epoch costs ~10 ms instead of ~200 ms. Without one,
-    each epoch's curves.png figure (a reference cycle) waits for a rare full collection and
-    resident memory creeps up by ~6 MiB per epoch (benchmarks/memory.py). False when
-    someone else froze objects already: theirs are not ours to unfreeze."""
-    if gc.get_freeze_count():
-        return False
-    gc.collect()
-    gc.freeze()
-    return True
 
 
 # --------------------------------------------------------------------------- one epoch, one step

@@ -66,9 +66,7 @@ class KeypointDataset(Dataset):
         self.seed = 0
         self.epoch = 0
         samples = kset.samples
-        self.whole_image = all(len(s.instances) <= 1 for s in samples) and not any(
-            i.bbox is not None for s in samples for i in s.instances
-        )
+        self.whole_image = kset.whole_image
         pairs = [
             (si, ii)
             for si, s in enumerate(samples)

@@ -73,6 +73,14 @@ class KeypointSet:
         return len(self.samples)
 
     @property
+    def whole_image(self) -> bool:
+        """Every image holds at most one instance and none has a box: the model then sees
+        the whole image (what the dataset crops, the recipe sizes and the guard measures)."""
+        return all(len(s.instances) <= 1 for s in self.samples) and not any(
+            i.bbox is not None for s in self.samples for i in s.instances
+        )
+
+    @property
     def num_instances(self) -> int:
         return sum(len(s.instances) for s in self.samples)
 

@@ -35,9 +35,7 @@ def _frames(ks: KeypointSet, whole_image: bool) -> list[tuple[Instance, np.ndarr
 
 def mean_pose_error(train: KeypointSet, val: KeypointSet) -> float:
     """Mean pixel error on ``val`` of the training set's average pose (NaN when undefined)."""
-    whole = all(len(s.instances) <= 1 for s in train.samples + val.samples) and not any(
-        i.bbox is not None for s in train.samples + val.samples for i in s.instances
-    )
+    whole = train.whole_image and val.whole_image
     k = train.skeleton.num_keypoints
     total, count = np.zeros((k, 2)), np.zeros((k, 1))
     for inst, f in _frames(train, whole):

@@ -156,9 +156,7 @@ def _schedule(cfg: Config, ks: KeypointSet, device_type: str):
 def crop_size(ks: KeypointSet, margin: float) -> tuple[float, float]:
     """Median (w, h) of what the model sees: the whole image for single unboxed instances
     (as the dataset crops them), else the box or keypoints' extent grown by ``margin``."""
-    whole = all(len(s.instances) <= 1 for s in ks.samples) and not any(
-        i.bbox is not None for s in ks.samples for i in s.instances
-    )
+    whole = ks.whole_image
     sizes = []
     for s in ks.samples:
         for inst in s.instances:
@@ -167,7 +165,8 @@ def crop_size(ks: KeypointSet, margin: float) -> tuple[float, float]:
             elif inst.bbox is not None:
                 sizes.append((inst.bbox[2] * margin, inst.bbox[3] * margin))
             elif inst.labelled.sum() >= 2:
-                sizes.append((inst.extent()[2] * margin, inst.extent()[3] * margin))
+                _, _, w, h = inst.extent()
+                sizes.append((w * margin, h * margin))
     if not sizes:
         return 256.0, 256.0
     w, h = np.median(np.asarray(sizes, np.float64), axis=0)

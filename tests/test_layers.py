@@ -38,6 +38,7 @@ LAYERS: dict[str, int] = {
     "keypointer.losses": 1,
     "keypointer.metrics": 1,
     "keypointer.viz": 1,
+    "keypointer.temporal": 1,
     "keypointer.models": 2,
     "keypointer.checkpoint": 3,
     "keypointer.inference": 4,

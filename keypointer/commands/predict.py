@@ -54,9 +54,9 @@ def _write_all(stream: Iterable[tuple], outputs: Any, total: int, quiet: bool) -
     """Feed :func:`predict_frames`' results to the outputs; returns (frames, instances)."""
     frames = instances = 0
     with _progress(total, quiet or total < PROGRESS_FROM) as advance:
-        for frame, kp, scores, inst, image_id in stream:
-            outputs.add(frame, kp, scores, inst, image_id)
-            frames, instances = frames + 1, instances + len(kp)
+        for pred in stream:
+            outputs.add(pred)
+            frames, instances = frames + 1, instances + len(pred.keypoints)
             advance()
     return frames, instances
 

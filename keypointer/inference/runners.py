@@ -9,6 +9,7 @@ scores (N, K)`` (numpy) and has ``skeleton``, ``input_size`` and ``margin``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -104,15 +105,33 @@ def _rgb(image: np.ndarray) -> np.ndarray:
     return image
 
 
+@dataclass
+class FramePrediction:
+    """What the model found in one image or video frame (M instances, K keypoints).
+
+    ``keypoints`` (M, K, 2) in the frame's pixels, ``scores`` (M, K), ``instance_scores``
+    (M,); ``image_id`` from a boxes file, else None; ``flip_gap`` (M, K): pixels between the
+    unflipped and the flipped-back prediction, when flip TTA ran on a skeleton with flip
+    pairs and the runner could tell them apart, else None.
+    """
+
+    frame: Any  # a keypointer.inference.sources.Frame
+    keypoints: np.ndarray
+    scores: np.ndarray
+    instance_scores: np.ndarray
+    image_id: int | str | None = None
+    flip_gap: np.ndarray | None = None
+
+
 def predict_frames(
     frames: Iterable[Any],
     runner: Any,
     detections: dict | None = None,
     batch_size: int = 16,
     flip: bool = False,
-) -> Iterator[tuple[Any, np.ndarray, np.ndarray, np.ndarray, Any]]:
-    """Frames (:class:`~keypointer.inference.sources.Frame`) -> per frame, in order:
-    (frame, keypoints (M, K, 2) image px, scores (M, K), instance scores (M,), image_id).
+) -> Iterator[FramePrediction]:
+    """Frames (:class:`~keypointer.inference.sources.Frame`) -> one
+    :class:`FramePrediction` per frame, in order.
 
     Crops of several frames run together, ``batch_size`` at a time. With ``detections``
     (image path -> boxes), images get one crop per box (none when they have no box) and an
@@ -135,7 +154,9 @@ def predict_frames(
         yield from _run_pending(pending, runner, batch_size, flip)
 
 
-def _run_pending(pending: list, runner: Any, batch_size: int, flip: bool) -> Iterator[tuple]:
+def _run_pending(
+    pending: list, runner: Any, batch_size: int, flip: bool
+) -> Iterator[FramePrediction]:
     crops = np.concatenate([p[1] for p in pending])
     k = runner.skeleton.num_keypoints
     kp, scores = np.zeros((0, k, 2)), np.zeros((0, k))
@@ -150,5 +171,6 @@ def _run_pending(pending: list, runner: Any, batch_size: int, flip: bool) -> Ite
         frame_scores = scores[start:end]
         box_scores = np.array([d[1] for d in dets]) if dets else np.ones(end - start)
         image_id = dets[0][2] if dets else None
-        yield frame, frame_kp, frame_scores, frame_scores.mean(-1) * box_scores, image_id
+        inst = frame_scores.mean(-1) * box_scores
+        yield FramePrediction(frame, frame_kp, frame_scores, inst, image_id)
         start = end

@@ -42,6 +42,7 @@ class Frame:
     image: np.ndarray  # (H, W, 3) uint8 RGB
     number: int | None = None
     fps: float = 25.0
+    time: float | None = None  # seconds from the video's start (its own timestamp, VFR-safe)
     boxes: list[tuple[list[float], float, int | None]] | None = None  # (bbox, score, image_id)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keypointer.inference.runners import FramePrediction
 from keypointer.inference.sources import DRAWABLE_EXTS, Frame
 from keypointer.inference.video import DrawnVideo, VideoWriteError
 from keypointer.output_paths import make_output_dir, remove_created
@@ -59,15 +60,10 @@ class Outputs:
         self.written: list[Path] = []
         self._created = make_output_dir(self.out)
 
-    def add(
-        self,
-        frame: Frame,
-        keypoints: np.ndarray,
-        scores: np.ndarray,
-        instance_scores: np.ndarray,
-        image_id: int | str | None = None,
-    ) -> None:
-        """Keypoints (M, K, 2) in image pixels, scores (M, K), instance scores (M,)."""
+    def add(self, pred: FramePrediction) -> None:
+        """One frame's predictions: keypoints (M, K, 2) in image pixels, scores (M, K)."""
+        frame, keypoints, scores = pred.frame, pred.keypoints, pred.scores
+        instance_scores, image_id = pred.instance_scores, pred.image_id
         if image_id is None:
             image_id = self._next_id
         if isinstance(image_id, int):

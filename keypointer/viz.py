@@ -33,6 +33,28 @@ def keypoint_colors(k: int) -> list[tuple[int, int, int]]:
     ]
 
 
+def track_colors(n: int) -> list[tuple[int, int, int]]:
+    """``n`` RGB colours for tracks, one per identity, told apart at a glance: hues spaced by
+    the golden angle, so track 5 never looks like track 4 however many there are."""
+    return [
+        tuple(int(round(255 * c)) for c in colorsys.hsv_to_rgb((i * 0.618034) % 1.0, 0.85, 1.0))
+        for i in range(n)
+    ]
+
+
+def ring_points(
+    image: np.ndarray, points: Any, color: tuple[int, int, int] = (255, 0, 0), radius: int = 0
+) -> np.ndarray:
+    """A copy of RGB ``image`` with a hollow ring around each (x, y) of ``points`` (N, 2)
+    (NaN rows skipped): how drawn predictions mark flagged points."""
+    out = np.array(image, dtype=np.uint8, copy=True)
+    radius = radius or max(4, round(max(out.shape[:2]) / 80))
+    for p in np.asarray(points, dtype=np.float64).reshape(-1, 2):
+        if np.isfinite(p).all():
+            cv2.circle(out, _fixed(p), radius * _SCALE, color, 1, cv2.LINE_AA, _SHIFT)
+    return out
+
+
 def write_image(path: str | Path, rgb: np.ndarray) -> Path:
     """Write an RGB (H, W, 3) or grey (H, W) uint8 image; the suffix picks the format.
 
@@ -63,6 +85,7 @@ def draw_keypoints(
     threshold: float = 0.3,
     gt: Any = None,
     radius: int | None = None,
+    color: tuple[int, int, int] | None = None,
 ) -> np.ndarray:
     """A copy of ``image`` with the skeleton's edges and the keypoints drawn on it.
 
@@ -76,6 +99,8 @@ def draw_keypoints(
         gt: (K, 2) ground truth, drawn as hollow circles around the predictions
             in the same colours; NaN rows (unlabelled) are skipped.
         radius: circle radius in pixels; default grows with the image size.
+        color: one colour for every edge and point (a track's colour), instead of one per
+            keypoint.
     """
     out = np.array(image, dtype=np.uint8, copy=True)
     if out.ndim == 2:
@@ -87,7 +112,7 @@ def draw_keypoints(
     shown = np.isfinite(kp).all(axis=1)
     if scores is not None:
         shown &= np.asarray(scores, dtype=np.float64).reshape(k) >= threshold
-    colors = keypoint_colors(k)
+    colors = keypoint_colors(k) if color is None else [tuple(color)] * k
     if radius is None:
         radius = max(2, round(max(out.shape[:2]) / 160))
     thickness = max(1, radius // 2)

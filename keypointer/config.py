@@ -38,7 +38,7 @@ class _Section(BaseModel):
 class DataConfig(_Section):
     path: str | None = None
     """Training labels: a COCO JSON, a DeepLabCut project, a YOLO data.yaml or a CSV."""
-    format: Literal["coco", "dlc", "yolo", "csv"] | None = None
+    format: Literal["coco", "dlc", "yolo", "csv", "sleap"] | None = None
     """Reader to use; None picks it from what the path holds."""
     images: str | None = None
     """Folder the image paths are relative to, when not next to the labels."""
@@ -196,6 +196,30 @@ class RunConfig(_Section):
     """Also write TensorBoard events to the run folder (needs the tensorboard package)."""
 
 
+class LocatorConfig(_Section):
+    input_size: int = Field(256, ge=64, le=4096, multiple_of=32)
+    """Long side of the locator's whole-image input in pixels (a multiple of 32); the short
+    side follows the training images' aspect ratio."""
+    backbone: str = "regnetx_002"
+    """The locator's own timm backbone (any name that supports ``features_only``)."""
+    pretrained: bool | str = False
+    """As ``model.pretrained``, for the locator's backbone."""
+    stride: Literal[4, 8] = 4
+    """Stride of the centre and size maps: 4 as CenterNet, 8 for a cheaper head and coarser centres."""
+    channels: int = Field(64, ge=8)
+    """Channels of the locator's neck and head."""
+    steps: int = Field(3000, ge=1)
+    """Optimiser steps of the locator's cosine schedule (a time budget may end it sooner)."""
+    batch_size: int = Field(16, ge=1)
+    """Images per locator training step."""
+    lr: float = Field(2e-3, gt=0, le=10)
+    """Peak learning rate of the locator (Adam)."""
+    score_threshold: float = Field(0.3, ge=0, le=1)
+    """Centre score a located instance needs (sigmoid of the centre logit)."""
+    max_instances: int = Field(20, ge=1)
+    """Most instances the locator reports per image (top-k of the centre peaks)."""
+
+
 class Config(_Section):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -204,6 +228,7 @@ class Config(_Section):
     loader: LoaderConfig = Field(default_factory=LoaderConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     run: RunConfig = Field(default_factory=RunConfig)
+    locator: LocatorConfig = Field(default_factory=LocatorConfig)
 
     @model_validator(mode="after")
     def _check(self) -> Config:

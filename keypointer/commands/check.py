@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -27,12 +28,36 @@ def run_check(
     return report
 
 
+def per_image_text(per_image: dict[int, int]) -> str:
+    """ "min 1 / median 2 / max 3: 1 x 10 images, 2 x 5 images" from {instances: images}."""
+    if not per_image:
+        return "no images"
+    counts = np.repeat(list(per_image), list(per_image.values()))
+    stats = f"min {counts.min()} / median {np.median(counts):g} / max {counts.max()}"
+    bins = ", ".join(f"{k} x {n} image{'s' if n != 1 else ''}" for k, n in per_image.items())
+    return f"{stats}: {bins}"
+
+
+def tracks_text(tracks: dict[str, int], shown: int = 8) -> str:
+    """ "none" or "3: a (10 instances), b (9), c (2)"; the most frequent first."""
+    if not tracks:
+        return "none (no identities in the labels)"
+    top = sorted(tracks.items(), key=lambda kv: -kv[1])[:shown]
+    listed = ", ".join(
+        f"{name} ({n}{' instances' if i == 0 else ''})" for i, (name, n) in enumerate(top)
+    )
+    more = f", and {len(tracks) - shown} more" if len(tracks) > shown else ""
+    return f"{len(tracks)}: {listed}{more}"
+
+
 def _print(report: CheckReport, path: Path, fmt: str, console: Console) -> None:
     summary = Table(title=f"{path} ({fmt})", show_header=False, title_justify="left")
     summary.add_row("images", str(report.num_images))
     summary.add_row(
         "instances", f"{report.num_instances} to train on ({report.total_instances} in the labels)"
     )
+    summary.add_row("instances per image", per_image_text(report.per_image))
+    summary.add_row("tracks", tracks_text(report.tracks))
     if report.image_sizes:
         w0, h0, w1, h1 = report.image_sizes
         summary.add_row(

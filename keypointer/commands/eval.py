@@ -22,7 +22,6 @@ from keypointer.data import transforms as T
 from keypointer.data.check import validate
 from keypointer.data.dataset import KeypointDataset, make_loader
 from keypointer.data.formats import load_dataset
-from keypointer.data.images import read_image
 from keypointer.device import resolve_device
 from keypointer.errors import DataError
 from keypointer.inference.crops import crop_matrix
@@ -161,7 +160,7 @@ def draw_instance(ds, pred: Predictions, row: int, size: int = 256) -> np.ndarra
     (filled dots, score threshold 0) and the labels (rings) drawn, and its error written."""
 
     sample, _ = ds.entry(int(pred.index[row]))
-    image = read_image(sample.image)
+    image = sample.read()
     box = pred.bboxes[row]
     box = box if np.isfinite(box).all() and box[2] > 0 and box[3] > 0 else None
     mat = crop_matrix((image.shape[1], image.shape[0]), (size, size), box, margin=1.4)

@@ -12,7 +12,9 @@ own warnings and an image file listed under two ids, whose labels then count twi
 for training: labelled points outside the image become unlabelled (the image spans
 [-0.5, size - 0.5] in pixel-centre coordinates; half a pixel more is tolerated), boxes with
 no area are dropped (the dataset uses the keypoints' extent), instances with no labelled
-point and images with no such instance are left out. Each is counted in the report.
+point and images with no such instance are left out. Each is counted in the report. The
+report also counts instances per image and instances per track (identity); one track twice in
+an image is a warning (training does not use tracks; a DeepLabCut writer refuses it).
 """
 
 from __future__ import annotations
@@ -21,12 +23,10 @@ import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from rich.progress import Progress
 
-from keypointer.data.images import read_image
 from keypointer.data.types import Instance, KeypointSet, Sample, path_exists
 from keypointer.errors import DataError
 
@@ -36,6 +36,7 @@ NO_INSTANCES = "images with no usable instance (not trained on)"
 BAD_BOX = "boxes with no area (keypoints' extent used instead)"
 UNREAD = "images not read (size unknown)"
 SAME_IMAGE = "image files listed again under another id (labels count twice)"
+SAME_TRACK = "images with one track on two instances"
 PROGRESS_FROM = 100  # images; fewer are read without a progress bar
 MIN_SIDE = 8  # pixels; a smaller image is a placeholder or a broken file, not a training image
 
@@ -47,6 +48,8 @@ class CheckReport:
     ``labelled``: keypoint name -> labelled count in ``cleaned``. ``image_sizes``: (min width,
     min height, max width, max height) over the images of known size, or None.
     ``counts``: reason -> how many records were dropped or changed (readers' counts included).
+    ``per_image``: instances to train on per image -> number of images (0 for images left
+    out), in increasing order. ``tracks``: track name -> instances to train on with it.
     """
 
     cleaned: KeypointSet
@@ -57,6 +60,8 @@ class CheckReport:
     image_sizes: tuple[int, int, int, int] | None
     warnings: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    per_image: dict[int, int] = field(default_factory=dict)
+    tracks: dict[str, int] = field(default_factory=dict)
 
 
 def validate(kset: KeypointSet, check_images: bool = True, progress: bool = False) -> CheckReport:
@@ -77,6 +82,9 @@ def validate(kset: KeypointSet, check_images: bool = True, progress: bool = Fals
     ]
     kept = [s for s in samples if s.instances]
     counts[NO_INSTANCES] += len(samples) - len(kept)
+    same_track = [w for s in samples for w in _same_tracks(s)]
+    counts[SAME_TRACK] += len(same_track)
+    warnings += same_track
     if not kept:
         raise DataError("no instance has a labelled keypoint: nothing to train on", source)
     names = kset.skeleton.names
@@ -86,8 +94,9 @@ def validate(kset: KeypointSet, check_images: bool = True, progress: bool = Fals
     known = [sz for sz in sizes if sz[0] and sz[1]]
     wh = np.array(known).reshape(-1, 2)
     extent = (*wh.min(0).tolist(), *wh.max(0).tolist()) if known else None
+    cleaned = KeypointSet(kset.skeleton, kept, source, dict(kset.dropped))
     return CheckReport(
-        cleaned=KeypointSet(kset.skeleton, kept, source, dict(kset.dropped)),
+        cleaned=cleaned,
         num_images=len(kset.samples),
         num_instances=sum(len(s.instances) for s in kept),
         total_instances=kset.num_instances,
@@ -95,6 +104,8 @@ def validate(kset: KeypointSet, check_images: bool = True, progress: bool = Fals
         image_sizes=extent,
         warnings=warnings,
         counts={k: v for k, v in counts.items() if v},
+        per_image=dict(sorted(Counter(len(s.instances) for s in samples).items())),
+        tracks=cleaned.tracks,
     )
 
 
@@ -139,19 +150,29 @@ def _check_ids(kset: KeypointSet) -> None:
 
 def _same_images(kset: KeypointSet) -> list[str]:
     """One warning per sample whose image file an earlier sample already lists."""
-    first: dict[str, Sample] = {}
+    first: dict[tuple, Sample] = {}
     warnings = []
     for sample in kset.samples:
-        # abspath, not resolve: no file-system call per image for large sets.
-        key = os.path.normcase(os.path.abspath(sample.image))
+        key = sample.key
         if key in first:
+            frame = "" if sample.frame is None else f" frame {sample.frame}"
             warnings.append(
-                f"{_where(sample)}: image file {sample.image.name} is also listed as "
+                f"{_where(sample)}: image file {sample.image.name}{frame} is also listed as "
                 f"{_where(first[key])}; its labels count twice"
             )
         else:
             first[key] = sample
     return warnings
+
+
+def _same_tracks(sample: Sample) -> list[str]:
+    """One warning per track that names two instances of ``sample``."""
+    seen = Counter(i.track for i in sample.instances if i.track is not None)
+    return [
+        f"{_where(sample)}: track {t!r} names {n} instances of one image"
+        for t, n in seen.items()
+        if n > 1
+    ]
 
 
 def _check_instance(inst: Instance, sample: Sample, kset: KeypointSet) -> None:
@@ -202,7 +223,7 @@ def _read_sizes(
     ):
         task = bar.add_task("reading images", total=len(todo))
         for i, (size, why) in zip(
-            todo, pool.map(lambda i: _decode(kset.samples[i].image), todo), strict=True
+            todo, pool.map(lambda i: _decode(kset.samples[i]), todo), strict=True
         ):
             bar.advance(task)
             sample = kset.samples[i]
@@ -224,10 +245,10 @@ def _read_sizes(
     return sizes, warnings
 
 
-def _decode(path: Path) -> tuple[tuple[int, int] | None, str]:
-    """(width, height) as training decodes the image, or None and why not."""
+def _decode(sample: Sample) -> tuple[tuple[int, int] | None, str]:
+    """(width, height) as training decodes the image (or video frame), or None and why not."""
     try:
-        img = read_image(path)
+        img = sample.read()
     except DataError as err:
         return None, err.message
     return (int(img.shape[1]), int(img.shape[0])), ""
@@ -269,8 +290,8 @@ def _clean(
         if not (kp[:, 2] > 0).any():
             counts[NO_LABELS] += 1
             continue
-        kept.append(Instance(kp, box, inst.record))
-    return Sample(sample.image, w, h, kept, sample.id, sample.record)
+        kept.append(Instance(kp, box, inst.record, inst.track))
+    return Sample(sample.image, w, h, kept, sample.id, sample.record, sample.frame)
 
 
 def _check_far(

@@ -8,7 +8,10 @@ the category does not have are dropped with one warning (they only draw lines); 
 that do are fatal (they change the training targets). Crowd
 annotations and annotations without a ``keypoints`` field are dropped and counted in
 ``KeypointSet.dropped``. Annotations whose keypoints are all unlabelled are kept (``validate``
-leaves them out of training and counts them).
+leaves them out of training and counts them). Several annotations of one image are several
+instances; an annotation's ``track_id`` (PoseTrack's identity across frames, an integer or a
+string) becomes ``Instance.track`` (as text), and the writer stores it back (an integer when
+the track is one written in decimal).
 
 Besides the standard fields the writer stores, per category, ``flip_pairs`` (0-based index
 pairs, as MMPose's dataset meta does) and, when set, ``sigmas``; the reader uses them when
@@ -32,6 +35,7 @@ from keypointer.data.types import (
     image_size,
     path_exists,
     read_text,
+    require_image_files,
     writable_instance,
 )
 from keypointer.errors import DataError
@@ -89,7 +93,7 @@ def _assign(anns: list[dict], samples: list[Sample], chosen: list[dict], path: P
         elif ann["image_id"] not in by_id:
             raise DataError(f"image_id {ann['image_id']!r} is not in 'images'", path, ann["record"])
         else:
-            inst = Instance(ann["keypoints"], ann["bbox"], ann["record"])
+            inst = Instance(ann["keypoints"], ann["bbox"], ann["record"], ann["track"])
             by_id[ann["image_id"]].instances.append(inst)
     return dict(dropped)
 
@@ -144,6 +148,8 @@ def _annotation(ann: Any, index: int, path: Path) -> dict:
     out["image_id"] = _id(ann.get("image_id"), "image_id", path, record)
     cid = ann.get("category_id")
     out["category_id"] = None if cid is None else _id(cid, "category_id", path, record)
+    track = ann.get("track_id")
+    out["track"] = None if track is None else str(_id(track, "track_id", path, record))
     if "keypoints" in ann:
         kp = _keypoints(ann["keypoints"], path, record)
         if kp.size == 0 or kp.size % 3:
@@ -304,6 +310,7 @@ def write_coco(kset: KeypointSet, path: str | Path, category: str = "object") ->
     labelled keypoints (omitted when none is labelled).
     """
     path = Path(path)
+    require_image_files(kset, "COCO JSON")
     path.parent.mkdir(parents=True, exist_ok=True)
     root = path.parent.resolve()
     images, annotations = [], []
@@ -349,10 +356,19 @@ def _write_annotation(inst: Instance, ann_id: int, img_id: int | str, source: An
     ann: dict[str, Any] = {"id": ann_id, "image_id": img_id, "category_id": 1, "iscrowd": 0}
     ann["keypoints"] = [v for x, y, vis in kp.tolist() for v in (x, y, int(vis))]
     ann["num_keypoints"] = int(labelled.sum())
+    if inst.track:
+        ann["track_id"] = int(inst.track) if str(_decimal(inst.track)) == inst.track else inst.track
     if box is not None:
         ann["bbox"] = [float(b) for b in box]
     ann["area"] = float(box[2] * box[3]) if box is not None else 0.0
     return ann
+
+
+def _decimal(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        return None
 
 
 def _write_category(skeleton: Skeleton, name: str) -> dict:

@@ -6,7 +6,9 @@ columns, as spreadsheets write them, are ignored. One row per labelled object. S
 that image. An empty x and y means "not labelled"; ``<name>_v`` columns are optional (0
 unlabelled, 1 occluded, 2 visible; default 2 when x and y are given). Image paths are
 relative to the CSV's folder, or to ``images`` when given. The keypoint order is the
-column order; there are no edges, and flip pairs are guessed from left/right names.
+column order; there are no edges, and flip pairs are guessed from left/right names. An
+optional ``track`` (or ``individual``) column names each row's identity across images
+(``Instance.track``; an empty cell: none); the writer adds it when any instance has a track.
 """
 
 from __future__ import annotations
@@ -20,11 +22,18 @@ from pathlib import Path
 import numpy as np
 
 from keypointer._files import write_text_atomic
-from keypointer.data.types import Instance, KeypointSet, Sample, read_text
+from keypointer.data.types import (
+    Instance,
+    KeypointSet,
+    Sample,
+    read_text,
+    require_image_files,
+)
 from keypointer.errors import DataError
 from keypointer.skeleton import Skeleton, guess_flip_pairs
 
 _SUFFIXES = ("_x", "_y", "_v")
+TRACK_COLUMNS = ("track", "individual")
 
 
 def parse_cell(cell: str, path: Path, record: str, column: str) -> float | None:
@@ -89,7 +98,7 @@ def read_csv(path: str | Path, images: str | Path | None = None) -> KeypointSet:
     if first is None:
         raise DataError("the CSV file is empty", path)
     header = trim_trailing(first[1])
-    names, columns = _header(header, path)
+    names, columns, track_col = _header(header, path)
     root = Path(images) if images is not None else path.parent
     samples: dict[str, Sample] = {}
     for line, row in rows:
@@ -106,21 +115,33 @@ def read_csv(path: str | Path, images: str | Path | None = None) -> KeypointSet:
         sample = samples.get(image)
         if sample is None:
             sample = samples[image] = Sample(root / image, id=image, record=record)
-        sample.instances.append(Instance(kp, None, record))
+        track = (row[track_col].strip() or None) if track_col is not None else None
+        sample.instances.append(Instance(kp, None, record, track))
     skeleton = Skeleton(tuple(names), (), guess_flip_pairs(names))
     return KeypointSet(skeleton, list(samples.values()), path)
 
 
-def _header(header: list[str], path: Path) -> tuple[list[str], dict[str, dict[str, int]]]:
+def _header(
+    header: list[str], path: Path
+) -> tuple[list[str], dict[str, dict[str, int]], int | None]:
+    """Keypoint names, each one's x/y/v column, and the track column (None when absent)."""
     cells = [c.strip() for c in header]
     if not cells or cells[0].lower() != "image":
         raise DataError("the first column must be 'image'", path, "line 1")
     names: list[str] = []
     columns: dict[str, dict[str, int]] = {}
+    track_col = None
     for i, cell in enumerate(cells[1:], start=1):
+        if cell.lower() in TRACK_COLUMNS:
+            if track_col is not None:
+                raise DataError("two identity columns (track, individual)", path, "line 1")
+            track_col = i
+            continue
         if not cell.endswith(_SUFFIXES) or len(cell) < 3:
             raise DataError(
-                f"column {cell!r} is not image or <name>_x, <name>_y, <name>_v", path, "line 1"
+                f"column {cell!r} is not image, track or <name>_x, <name>_y, <name>_v",
+                path,
+                "line 1",
             )
         name, axis = cell[:-2], cell[-1]
         if name not in columns:
@@ -134,7 +155,7 @@ def _header(header: list[str], path: Path) -> tuple[list[str], dict[str, dict[st
             raise DataError(f"keypoint {name!r} needs both {name}_x and {name}_y", path, "line 1")
     if not names:
         raise DataError("no keypoint columns (<name>_x, <name>_y)", path, "line 1")
-    return names, columns
+    return names, columns, track_col
 
 
 def _point(row: list[str], cols: dict[str, int], name: str, path: Path, record: str) -> tuple:
@@ -151,24 +172,28 @@ def _point(row: list[str], cols: dict[str, int], name: str, path: Path, record: 
 
 
 def write_csv(kset: KeypointSet, path: str | Path) -> Path:
-    """Write one row per instance (an image without instances gets one empty row).
+    """Write one row per instance (an image without instances gets one empty row), with a
+    ``track`` column after ``image`` when any instance has a track.
 
     Image paths are relative to the CSV's folder when inside it, else absolute.
     """
     path = Path(path)
+    require_image_files(kset, "a CSV")
     path.parent.mkdir(parents=True, exist_ok=True)
     root = path.parent.resolve()
     names = kset.skeleton.names
+    tracks = bool(kset.tracks)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["image"] + [f"{n}_{a}" for n in names for a in "xyv"])
+    track_head = ["track"] if tracks else []
+    writer.writerow(["image", *track_head] + [f"{n}_{a}" for n in names for a in "xyv"])
     for sample in kset.samples:
         try:
             image = sample.image.resolve().relative_to(root).as_posix()
         except ValueError:
             image = sample.image.resolve().as_posix()
         for inst in sample.instances or [None]:
-            cells = [image]
+            cells = [image] + ([(inst and inst.track) or ""] if tracks else [])
             for k in range(len(names)):
                 x, y, v = inst.keypoints[k] if inst is not None else (0.0, 0.0, 0.0)
                 cells += [repr(float(x)), repr(float(y)), str(int(v))] if v > 0 else ["", "", "0"]

@@ -22,7 +22,6 @@ from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from keypointer.config import BOX_MARGIN, AugmentConfig, LoaderConfig
 from keypointer.data import transforms as T
-from keypointer.data.images import read_image
 from keypointer.data.types import Instance, KeypointSet, Sample
 from keypointer.errors import DataError
 
@@ -113,7 +112,7 @@ class KeypointDataset(Dataset):
                 continue
             path = self.kset.samples[si].image
             try:
-                image = read_image(path)
+                image = self.kset.samples[si].read()  # an image file, or a video's frame
             except DataError as err:
                 self._bad[si] = True
                 log.warning("skipping unreadable image %s: %s", path, err.message)

@@ -1,30 +1,43 @@
 """Read any supported label format into a :class:`KeypointSet`, and convert between formats.
 
 Formats: ``coco`` (keypoint JSON), ``dlc`` (DeepLabCut project or CollectedData CSV),
-``yolo`` (Ultralytics pose data.yaml + labels/*.txt), ``csv`` (``image,<name>_x,<name>_y``).
+``yolo`` (Ultralytics pose data.yaml + labels/*.txt), ``csv`` (``image,<name>_x,<name>_y``),
+and, read only, ``sleap`` (a SLEAP ``.slp`` file, through the ``sleap`` extra).
 """
 
 from __future__ import annotations
 
+import logging
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
+
+import cv2
 
 from keypointer.data.check import validate
 from keypointer.data.coco import read_coco, write_coco
 from keypointer.data.csv_format import read_csv, write_csv
 from keypointer.data.dlc import is_dlc_csv, read_dlc, root_csvs, write_dlc
+from keypointer.data.sleap import read_sleap
 from keypointer.data.types import KeypointSet, path_exists
 from keypointer.data.yolo import is_yolo_yaml, read_yolo, write_yolo
 from keypointer.errors import DataError
 
-FORMATS = ("coco", "dlc", "yolo", "csv")
+log = logging.getLogger("keypointer")
+FORMATS = ("coco", "dlc", "yolo", "csv")  # read and written
+READ_FORMATS = (*FORMATS, "sleap")  # read only: sleap
 SUPPORTED = (
     "a COCO keypoint .json file, a DeepLabCut project folder (config.yaml + labeled-data/) "
     "or CollectedData_*.csv, a Lightning Pose folder (one CollectedData.csv at its root), a "
-    "YOLO pose data.yaml (or its folder), or a CSV with columns image,<name>_x,<name>_y"
+    "YOLO pose data.yaml (or its folder), a CSV with columns image,<name>_x,<name>_y, or a "
+    "SLEAP .slp file"
 )
 
-__all__ = ["FORMATS", "convert", "detect_format", "load_dataset"]
-__all__ += ["read_coco", "read_csv", "read_dlc", "read_yolo"]
+__all__ = ["FORMATS", "READ_FORMATS", "convert", "detect_format", "load_dataset"]
+__all__ += ["read_coco", "read_csv", "read_dlc", "read_sleap", "read_yolo"]
 __all__ += ["write_coco", "write_csv", "write_dlc", "write_yolo"]
 
 
@@ -47,6 +60,8 @@ def detect_format(path: str | Path) -> str:
             raise DataError(f"several DeepLabCut-style CSVs ({names}); pass one of them", path)
     elif suffix == ".json":
         return "coco"
+    elif suffix == ".slp":
+        return "sleap"
     elif suffix == ".csv":
         return "dlc" if is_dlc_csv(path) else "csv"
     elif suffix in (".yaml", ".yml"):
@@ -64,7 +79,8 @@ def load_dataset(
     split: str | None = None,
     category: int | str | None = None,
 ) -> KeypointSet:
-    """Read labels; ``format`` (one of :data:`FORMATS`) is detected from the path when None.
+    """Read labels; ``format`` (one of :data:`READ_FORMATS`) is detected from the path when
+    None.
 
     ``images``: folder the label file's image paths are relative to. ``split``: which
     image set of a YOLO data.yaml ("train" by default); other formats ignore it.
@@ -83,7 +99,9 @@ def load_dataset(
         return read_yolo(path, images, split)
     if format == "csv":
         return read_csv(path, images)
-    raise DataError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}", path)
+    if format == "sleap":
+        return read_sleap(path, images)
+    raise DataError(f"unknown format {format!r}; choose one of {', '.join(READ_FORMATS)}", path)
 
 
 def convert(
@@ -100,16 +118,80 @@ def convert(
     existing one is replaced only with ``overwrite`` (never the input itself), atomically.
     yolo/dlc: ``dst`` is a new or empty folder, and the images are copied into it. The
     labels are checked first (the same fatal problems as ``keypointer check``, without
-    reading every image); the data is written as read, not cleaned.
+    reading every image); the data is written as read, not cleaned. Instances stay
+    instances, and tracks are kept where the target has identities (COCO ``track_id``,
+    DeepLabCut individuals, the CSV's ``track`` column; YOLO has none: a warning says so).
+    The reader's warnings and left-out records are logged.
+
+    Frames of videos (SLEAP) are written as PNG files: for coco/csv into the new folder
+    ``<dst stem>_frames/<video>/`` beside ``dst``, for yolo/dlc straight into the dataset.
     """
     if to not in FORMATS:
         raise DataError(f"unknown target format {to!r}; choose one of {', '.join(FORMATS)}")
     dst = _output(Path(src), Path(dst), to, overwrite)
     kset = load_dataset(src, format, images)
     validate(kset, check_images=False)
+    for line in kset.warnings:
+        log.warning("%s", line)
+    for reason, n in kset.dropped.items():
+        log.warning("%s: left out %d %s", kset.source, n, reason)
     if to in ("coco", "csv"):
-        return write_coco(kset, dst) if to == "coco" else write_csv(kset, dst)
-    return write_yolo(kset, dst) if to == "yolo" else write_dlc(kset, dst)
+        with _frame_files(kset, dst.parent / f"{dst.stem}_frames") as kset:
+            return write_coco(kset, dst) if to == "coco" else write_csv(kset, dst)
+    with _frame_files(kset, None) as kset:
+        return write_yolo(kset, dst) if to == "yolo" else write_dlc(kset, dst)
+
+
+@contextmanager
+def _frame_files(kset: KeypointSet, folder: Path | None) -> Iterator[KeypointSet]:
+    """``kset`` with each frame of a video written to ``<folder>/<video>/img<frame>.png``.
+    ``folder`` None: a temporary folder, removed when the block ends; else a new folder,
+    kept unless the block fails."""
+    if all(s.frame is None for s in kset.samples):
+        yield kset
+        return
+    if folder is not None and path_exists(folder):
+        raise DataError("the folder for the video frames exists; choose another output", folder)
+    if folder is not None:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".frames-", dir=folder.parent if folder else None))
+    final, done = folder or work, False
+    try:
+        samples, names = [], {}
+        for sample in kset.samples:
+            if sample.frame is None:
+                samples.append(sample)
+                continue
+            video = names.setdefault(sample.image, _unique(sample.image.stem, names.values()))
+            name = f"{video}/img{sample.frame:06d}.png"
+            _write_png(work / name, sample.read(), kset.source, sample.record)
+            samples.append(replace(sample, image=final / name, frame=None))
+        if folder is not None:
+            work.rename(folder)  # whole or not at all
+        yield replace(kset, samples=samples)
+        done = folder is not None
+    finally:
+        if not done:
+            shutil.rmtree(final, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _unique(name: str, taken) -> str:
+    taken, base, n = set(taken), name or "video", 2
+    while name in taken:
+        name, n = f"{base}_{n}", n + 1
+    return name
+
+
+def _write_png(path: Path, rgb, source, record: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    try:
+        if not ok:
+            raise OSError("PNG encoding failed")
+        data.tofile(str(path))
+    except OSError as err:
+        raise DataError(f"cannot write frame {path}: {err}", source, record) from None
 
 
 def _output(src: Path, dst: Path, to: str, overwrite: bool) -> Path:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from keypointer.data.frames import read_frame
 from keypointer.data.images import read_image
 from keypointer.errors import DataError
 from keypointer.skeleton import Skeleton
@@ -20,11 +23,15 @@ class Instance:
     and visibility as COCO writes it: 0 unlabelled, 1 labelled but occluded,
     2 labelled and visible. ``bbox`` is (x, y, w, h) in pixels, or None.
     ``record`` says where it came from, for messages ("annotation id 7", "line 12").
+    ``track`` is the identity of the object across images when the labels give one (a
+    DeepLabCut individual, a SLEAP track, a COCO ``track_id``, a CSV ``track`` column), else
+    None. Two instances of one image should not share a track.
     """
 
     keypoints: np.ndarray
     bbox: tuple[float, float, float, float] | None = None
     record: str = ""
+    track: str | None = None
 
     @property
     def labelled(self) -> np.ndarray:
@@ -43,7 +50,12 @@ class Instance:
 
 @dataclass
 class Sample:
-    """One image and its instances. ``width``/``height`` are 0 when not known yet."""
+    """One image and its instances. ``width``/``height`` are 0 when not known yet.
+
+    ``frame``: None when ``image`` is an image file; else ``image`` is a video file and the
+    image is its frame number ``frame`` (0-based), as SLEAP labels frames. :meth:`read`
+    decodes either.
+    """
 
     image: Path
     width: int = 0
@@ -51,6 +63,20 @@ class Sample:
     instances: list[Instance] = field(default_factory=list)
     id: int | str | None = None
     record: str = ""
+    frame: int | None = None
+
+    def read(self) -> np.ndarray:
+        """The image as (H, W, 3) uint8 RGB; :class:`DataError` naming the file (and frame)
+        when it cannot be decoded."""
+        if self.frame is None:
+            return read_image(self.image)
+        return read_frame(self.image, self.frame)
+
+    @property
+    def key(self) -> tuple[str, int | None]:
+        """What tells two images apart: the file, and the frame of a video."""
+        # abspath, not resolve: no file-system call per image for large sets.
+        return os.path.normcase(os.path.abspath(self.image)), self.frame
 
 
 @dataclass
@@ -83,6 +109,11 @@ class KeypointSet:
     @property
     def num_instances(self) -> int:
         return sum(len(s.instances) for s in self.samples)
+
+    @property
+    def tracks(self) -> dict[str, int]:
+        """Track name -> number of instances with it, in order of first appearance."""
+        return dict(Counter(i.track for s in self.samples for i in s.instances if i.track))
 
     def subset(self, indices) -> KeypointSet:
         return replace(self, samples=[self.samples[i] for i in indices])
@@ -142,3 +173,16 @@ def writable_instance(
     if not np.isfinite(kp).all() or (box is not None and not np.isfinite(box).all()):
         raise DataError("NaN or infinite coordinates cannot be written", source, inst.record)
     return kp, labelled, box if box is not None else inst.extent()
+
+
+def require_image_files(kset: KeypointSet, what: str) -> None:
+    """DataError when a sample is a frame of a video: ``what`` (a writer) stores image files.
+    :func:`keypointer.data.formats.convert` writes such frames to PNG files first."""
+    for sample in kset.samples:
+        if sample.frame is not None:
+            raise DataError(
+                f"{what} needs image files, and this is frame {sample.frame} of a video "
+                "(keypointer convert writes such frames to PNG files)",
+                kset.source,
+                sample.record or sample.image.name,
+            )

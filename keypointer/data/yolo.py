@@ -7,7 +7,8 @@
 one line per object: ``class cx cy w h`` then ``x y [v]`` per keypoint, all normalised by
 the image's width and height. v is 0 unlabelled, 1 occluded, 2 visible; with ``kpt_shape``
 [K, 2] a point at (0, 0) is unlabelled and any other is visible. The class is not kept: all
-objects share one skeleton.
+objects share one skeleton. Several lines are several instances. YOLO has no identity: the
+writer leaves out ``Instance.track`` and says so in a warning.
 
 Optional keys this module also reads and writes: ``kpt_names`` (a list of K names, or
 ``{class: list}``) and ``skeleton`` (0-based index pairs, for drawing).
@@ -33,6 +34,7 @@ from keypointer.data.types import (
     image_size,
     path_exists,
     read_text,
+    require_image_files,
     writable_instance,
 )
 from keypointer.errors import DataError
@@ -218,12 +220,23 @@ def write_yolo(
     Images are copied to ``images/train`` (and ``images/val`` for ``val``); without ``val``,
     the YAML's ``val`` points at the training images. Coordinates are written with 6
     decimals of the normalised value. An instance with neither a box nor a labelled
-    keypoint cannot be written (YOLO needs a box) and is left out with a logged warning.
+    keypoint cannot be written (YOLO needs a box) and is left out with a logged warning;
+    so are tracks (YOLO has no identity).
     """
     out_dir = Path(out_dir)
-    for split, part in (("train", kset), ("val", val)):
-        if part is not None:
-            _write_split(part, out_dir, split)
+    parts = [p for p in (kset, val) if p is not None]
+    for part in parts:
+        require_image_files(part, "a YOLO dataset")
+    for split, part in zip(("train", "val"), parts, strict=False):
+        _write_split(part, out_dir, split)
+    tracked = [i.track for p in parts for s in p.samples for i in s.instances if i.track]
+    if tracked:
+        log.warning(
+            "YOLO pose labels have no identity: the tracks of %d instances (%d tracks) are "
+            "not written",
+            len(tracked),
+            len(set(tracked)),
+        )
     sk = kset.skeleton
     data = {
         "train": "images/train",

@@ -112,7 +112,7 @@ def test_several_videos(tmp_path):
 @pytest.mark.parametrize(
     "csv, record, message",
     [
-        (CSV.replace("bodyparts", "individuals"), "line 2", "multi-animal"),
+        (CSV.replace("bodyparts", "individuals"), None, "four: scorer, individuals"),
         (CSV.replace("coords", "coordinates"), None, "three header rows"),
         (CSV.replace("11,21", "11,abc"), "line 5", "'zeta y'"),
         (CSV.replace("11,21", "11,"), "line 5", "only one of x and y"),
@@ -131,7 +131,7 @@ def test_bad_csv_names_file_and_line(tmp_path, csv, record, message):
 @pytest.mark.parametrize(
     "config, message",
     [
-        (CONFIG + "multianimalproject: true\n", "multi-animal"),
+        (CONFIG + "multianimalproject: true\n", "'multianimalbodyparts' must be a list"),
         (CONFIG.replace("'alpha'", "'nope'"), "skeleton edge"),
         ("bodyparts: Hand\n", "bodyparts"),
         ("bodyparts: [a, b\n", "invalid YAML"),
@@ -178,11 +178,3 @@ def test_round_trip_and_convert(tmp_path, toy_kset, same_points):
     assert read_dlc(path).skeleton.names == toy_kset.skeleton.names
     with pytest.raises(DataError, match="not empty"):
         convert(src, tmp_path / "dlc2", to="dlc")
-
-
-def test_writer_refuses_several_instances(tmp_path, toy_kset):
-    sample = toy_kset.samples[0]
-    sample.instances.append(sample.instances[0])
-    with pytest.raises(DataError, match="2 instances") as err:
-        write_dlc(toy_kset, tmp_path / "out")
-    assert err.value.record == "image a"

@@ -7,6 +7,7 @@ DataError.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import json
 import os
@@ -23,6 +24,7 @@ from keypointer.data.coco import read_coco
 from keypointer.data.csv_format import read_csv
 from keypointer.data.dlc import read_dlc
 from keypointer.data.formats import load_dataset
+from keypointer.data.sleap import read_sleap
 from keypointer.data.yolo import read_yolo
 from keypointer.errors import DataError
 
@@ -102,18 +104,27 @@ CELL = st.one_of(
     NUMBER.map(str),
 )
 ROWS = st.lists(st.lists(CELL, max_size=7), max_size=6)
-DLC_HEADER = st.just(
+DLC_HEADER = st.sampled_from(
     [
-        ["scorer", "s", "s", "s", "s"],
-        ["bodyparts", "a", "a", "b", "b"],
-        ["coords", "x", "y", "x", "y"],
+        [
+            ["scorer", "s", "s", "s", "s"],
+            ["bodyparts", "a", "a", "b", "b"],
+            ["coords", "x", "y", "x", "y"],
+        ],
+        [
+            ["scorer", "s", "s", "s", "s", "s", "s"],
+            ["individuals", "m1", "m1", "m2", "m2", "single", "single"],
+            ["bodyparts", "a", "a", "a", "a", "b", "b"],
+            ["coords", "x", "y", "x", "y", "x", "y"],
+        ],
     ]
 )
 NAMES = mostly(
     st.lists(st.sampled_from(["a", "b", "c"]), max_size=3, unique=True) | st.just("MULTI!")
 )
 DLC_CONFIG = st.fixed_dictionaries({"bodyparts": NAMES}, optional={
-    "skeleton": mostly(st.lists(NAMES, max_size=3)), "multianimalproject": mostly(st.just(False)),
+    "skeleton": mostly(st.lists(NAMES, max_size=3)), "multianimalproject": mostly(st.booleans()),
+    "multianimalbodyparts": NAMES, "uniquebodyparts": NAMES, "individuals": NAMES,
 })  # fmt: skip
 YOLO_DATA = st.fixed_dictionaries({
     "kpt_shape": mostly(st.tuples(st.integers(1, 3), st.sampled_from([2, 3])).map(list)),
@@ -161,7 +172,9 @@ def root(tmp_path_factory):
 @FUZZ
 @given(data=st.binary(max_size=300))
 def test_random_bytes(root, data):
-    for name, reader in (("r.json", read_coco), ("r.csv", read_csv), ("d.csv", read_dlc)):
+    readers = [("r.json", read_coco), ("r.csv", read_csv), ("d.csv", read_dlc)]
+    readers += [("r.slp", read_sleap)] if importlib.util.find_spec("sleap_io") else []
+    for name, reader in readers:
         (root / name).write_bytes(data)
         _read(reader, root / name)
         _read(load_dataset, root / name)
@@ -194,6 +207,8 @@ def test_random_csv(root, rows, dlc_header, use_header):
 def test_random_dlc_project(root, config, rows, use_header):
     (root / "config.yaml").write_text(yaml.safe_dump(config))
     header = [["scorer", "s", "s"], ["bodyparts", "a", "a"], ["coords", "x", "y"]]
+    if config.get("multianimalproject") if isinstance(config, dict) else False:
+        header.insert(1, ["individuals", "m1", "m1"])
     text = _csv_text((header if use_header else []) + rows)
     (root / "labeled-data" / "v" / "CollectedData_s.csv").write_text(text)
     _read(read_dlc, root)

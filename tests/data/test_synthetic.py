@@ -130,3 +130,164 @@ def test_loads_with_the_coco_reader(tmp_path):
     got = kset.samples[0].instances[0].keypoints
     want = np.array(coco["annotations"][0]["keypoints"], dtype=float).reshape(-1, 3)
     np.testing.assert_allclose(got, want)
+
+
+# Hashes of what generate() wrote before crowds existed (computed from that version of the
+# file): one figure per image must stay byte for byte what the demo and its figures measured.
+# Pixels, not PNG bytes, so a different zlib cannot fail it; the JSON's bytes exactly.
+REFERENCE = {
+    (0, 4, 128): (
+        "e8ac1ead303fcbd3b4ee18e362a78c24d4f29ff830f6aa869a904be714d896df",
+        "ce0159a841d695a31163a5d35068809ed519d61f48d42250cb65e325831df8f8",
+    ),
+    (7, 3, 64): (
+        "b8c82804c354d0ecce0b06336a08c58cbee3eaa8813486120f78fa21bb931f90",
+        "32842f42e3f9a42fc21aa0970f00fa4f1628215f383df6b885bcea6d2c4616ce",
+    ),
+}
+
+
+@pytest.mark.parametrize("seed, num, size", sorted(REFERENCE))
+def test_one_figure_per_image_is_unchanged(tmp_path, seed, num, size):
+    import hashlib
+
+    kwargs = {} if size == 128 else {"size": size}  # 128 stays the default for single figures
+    path = synthetic.generate(tmp_path, num_images=num, seed=seed, **kwargs)
+    pixels = hashlib.sha256()
+    for i in range(num):
+        image = cv2.imread(str(tmp_path / f"images/{i:06d}.png"), cv2.IMREAD_UNCHANGED)
+        pixels.update(image.tobytes())
+    got = (hashlib.sha256(path.read_bytes()).hexdigest(), pixels.hexdigest())
+    assert got == REFERENCE[(seed, num, size)]
+
+
+@pytest.fixture(scope="module")
+def crowd(tmp_path_factory):
+    out = tmp_path_factory.mktemp("crowd")
+    path = synthetic.generate(out, num_images=24, seed=2, instances=(1, 4))
+    return out, json.loads(path.read_text())
+
+
+def test_crowd_counts_sizes_and_ids(crowd, tmp_path):
+    out, coco = crowd
+    counts = np.bincount([a["image_id"] for a in coco["annotations"]], minlength=25)[1:]
+    assert counts.min() >= 1 and counts.max() <= 4 and len(set(counts)) == 4
+    assert [a["id"] for a in coco["annotations"]] == list(range(1, counts.sum() + 1))
+    assert all(im["width"] == im["height"] == 256 for im in coco["images"])  # the crowd default
+    assert coco["info"]["instances"] == [1, 4]
+    three = json.loads(synthetic.generate(tmp_path, 5, seed=1, instances=3).read_text())
+    assert np.bincount([a["image_id"] for a in three["annotations"]])[1:].tolist() == [3] * 5
+    with pytest.raises(ValueError):
+        synthetic.generate(tmp_path, 1, instances=(3, 2))
+
+
+def test_crowd_boxes_contain_their_figures_keypoints(crowd):
+    _, coco = crowd
+    k = len(synthetic.NAMES)
+    for ann in coco["annotations"]:
+        x, y, w, h = ann["bbox"]
+        kps = np.array(ann["keypoints"], float).reshape(k, 3)
+        lab = kps[kps[:, 2] > 0]
+        assert len(lab) > 0 and w > 5 and h > 5
+        assert np.all((lab[:, 0] >= x) & (lab[:, 0] <= x + w))
+        assert np.all((lab[:, 1] >= y) & (lab[:, 1] <= y + h))
+        assert ann["num_keypoints"] == len(lab)
+
+
+def test_crowd_visible_keypoints_show_their_marker_and_overlaps_hide_some(crowd):
+    out, coco = crowd
+    colours = np.array(synthetic.MARKER_COLOURS, dtype=float)
+    images = {im["id"]: cv2.imread(str(out / im["file_name"]))[..., ::-1] for im in coco["images"]}
+    k = len(synthetic.NAMES)
+    errors, hidden = [], 0
+    for ann in coco["annotations"]:
+        kps = np.array(ann["keypoints"], float).reshape(k, 3)
+        hidden += int((kps[:, 2] == 1).sum())
+        for j in np.flatnonzero(kps[:, 2] == 2):
+            pixel = images[ann["image_id"]][int(round(kps[j, 1])), int(round(kps[j, 0]))]
+            errors.append(np.abs(pixel.astype(float) - colours[j]).max())
+    assert len(errors) > 300 and np.percentile(errors, 99) < 40  # front figures hide no v=2
+    assert hidden > 0.05 * len(errors)  # figures do overlap (occluders alone hide ~2%)
+
+
+def test_keypoints_under_a_front_figure_are_the_hidden_ones():
+    """A constructed case: one figure drawn over another. The pixel of every point the cover test
+    calls free still shows the back figure; points well inside the front figure lost theirs."""
+    rng = np.random.default_rng(0)
+    spoilt_free, covered, covered_changed = 0, 0, 0
+    for _ in range(60):
+        image = np.full((160, 160, 3), 128, np.uint8)
+        back, height = synthetic._pose(rng, 120)
+        back = back + 20  # inside the image, whatever the pose
+        synthetic.draw_figure(image, back, height, synthetic.figure_colours(rng))
+        turn = rng.uniform(0, 2 * np.pi)  # the same pose moved 8-16 px: overlaps, but no
+        front = back + rng.uniform(8, 16) * np.array([np.cos(turn), np.sin(turn)])  # marker
+        before = image.copy()  # lands on its own twin (same colour, no visible change)
+        synthetic.draw_figure(image, front, height, synthetic.figure_colours(rng))
+        ij = np.round(back).astype(int)
+        change = np.abs(image[ij[:, 1], ij[:, 0]].astype(int) - before[ij[:, 1], ij[:, 0]])
+        changed = change.max(axis=1) > 40
+        free = ~synthetic.covered_by_figure(back, front, height)
+        deep = synthetic.covered_by_figure(back, front, height, margin=-1.0)
+        spoilt_free += int((changed & free).sum())
+        covered += int(deep.sum())
+        covered_changed += int((changed & deep).sum())
+    assert spoilt_free == 0
+    assert covered > 60 and covered_changed > 0.9 * covered
+
+
+def test_a_figure_in_front_makes_the_points_it_covers_v1(monkeypatch):
+    """A constructed crowd: the same pose twice, the second 10 px lower (nearer, so in front)."""
+    back, height = synthetic._pose(np.random.default_rng(4), 100)
+    back = back + 40
+    poses = iter([(back + (6.0, 10.0), height), (back, height)])  # given front first
+    monkeypatch.setattr(synthetic, "_pose", lambda rng, size, shrink: next(poses))
+    monkeypatch.setattr(synthetic, "UNLABELLED_P", 0.0)
+    monkeypatch.setattr(synthetic, "OCCLUDER_P", 0.0)
+    image, keypoints, boxes = synthetic.render_crowd(np.random.default_rng(0), 192, 2)
+    np.testing.assert_allclose(keypoints[0, :, :2], back)  # drawn first: the back figure
+    covered = synthetic.covered_by_figure(back, back + (6.0, 10.0), height)
+    assert 2 <= covered.sum() < len(covered)
+    np.testing.assert_array_equal(keypoints[0, :, 2], np.where(covered, 1, 2))
+    assert (keypoints[1, :, 2] == 2).all()  # nothing covers the front figure
+    colours = np.array(synthetic.MARKER_COLOURS, dtype=float)
+    for k in np.flatnonzero(~covered):
+        x, y = np.round(back[k]).astype(int)
+        assert np.abs(image[y, x] - colours[k]).max() < 40
+
+
+def test_crowd_loads_with_the_coco_reader(crowd):
+    formats = pytest.importorskip("keypointer.data.formats")
+    out, coco = crowd
+    kset = formats.load_dataset(out / "annotations.json")
+    assert sum(len(s.instances) for s in kset.samples) == len(coco["annotations"])
+
+
+def _cli(args, capsys):
+    from keypointer.cli import main
+
+    try:
+        main(args)
+        code = 0
+    except SystemExit as stop:
+        code = stop.code or 0
+    return code, capsys.readouterr()
+
+
+def test_cli_crowds_video_and_bad_instances(tmp_path, capsys):
+    code, out = _cli(
+        ["synth", str(tmp_path / "c"), "--num-images", "3", "--instances", "2"], capsys
+    )
+    assert code == 0 and "wrote 3 images" in out.out
+    coco = json.loads((tmp_path / "c" / "annotations.json").read_text())
+    assert len(coco["annotations"]) == 6 and coco["images"][0]["width"] == 256
+    args = ["synth", str(tmp_path / "v"), "--video", "--frames", "12", "--instances", "2"]
+    code, out = _cli(args + ["--size", "64", "--fps", "24"], capsys)
+    assert code == 0 and (tmp_path / "v" / "video.mp4").is_file()
+    truth = json.loads((tmp_path / "v" / "truth.json").read_text())
+    assert len(truth["frames"]) == 12 and truth["fps"] == 24.0 and truth["width"] == 64
+    for bad in ("0-2", "3-1", "two", "1-"):
+        code, out = _cli(["synth", str(tmp_path / "x"), "--instances", bad], capsys)
+        assert code == 2 and out.err.startswith("error:") and "--instances" in out.err
+    code, out = _cli(["synth", str(tmp_path / "y"), "--video", "--instances", "1-3"], capsys)
+    assert code == 2 and "one number" in out.err and not (tmp_path / "y").exists()

@@ -128,7 +128,8 @@ def test_video_opencv_cannot_write_is_a_warning_and_predictions_are_kept(
     assert "cannot encode 'XXXX'" in warnings[0]
     assert csv_frames(out / "clip.csv") == list(range(FRAMES))
     assert (out / "predictions.json").is_file()
-    assert sorted(p.name for p in out.iterdir()) == ["clip.csv", "images.json", "predictions.json"]
+    written = sorted(p.name for p in out.iterdir())
+    assert written == ["clip.csv", "clip.frames.csv", "images.json", "predictions.json"]
 
 
 @pytest.mark.slow

@@ -1,19 +1,29 @@
 """What ``keypointer predict`` writes: COCO results JSON, DeepLabCut-style CSVs, drawn images
-and drawn videos, into an output folder that a failed run takes away again."""
+and, per video, the files of :mod:`keypointer.inference.video_outputs`, into an output folder
+that a failed run takes away again."""
 
 from __future__ import annotations
 
 import csv
 import json
 import logging
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from keypointer._files import atomic_path
 from keypointer.inference.runners import FramePrediction
-from keypointer.inference.sources import DRAWABLE_EXTS, Frame
-from keypointer.inference.video import DrawnVideo, VideoWriteError
+from keypointer.inference.sources import DRAWABLE_EXTS, Frame, Source, iter_frames
+from keypointer.inference.tracks import PostProcess, VideoTable, VideoTracks, finish
+from keypointer.inference.video_outputs import (
+    draw_video,
+    json_results,
+    write_dlc_video_csv,
+    write_dlc_video_h5,
+    write_frames_csv,
+)
 from keypointer.output_paths import make_output_dir, remove_created
 from keypointer.skeleton import Skeleton
 from keypointer.viz import draw_keypoints, write_image
@@ -32,11 +42,12 @@ class Outputs:
     """Collects predictions frame by frame and writes them.
 
     ``out/predictions.json``: COCO results (image_id, category_id 1, keypoints [x, y, score]*K,
-    score); ``out/images.json``: the image_id of every input image or frame; ``predictions.csv``
-    for the images and ``<video>.csv`` per video, as DeepLabCut writes them (header rows scorer,
-    [individuals,] bodyparts, coords; columns x, y, likelihood); drawn images under
-    ``out/drawn/`` and ``<video>.mp4`` per video. ``out`` is created at once (the drawn video
-    opens in it); :meth:`abort` takes away what a failed run wrote.
+    score; video frames add frame, time, track and flags); ``out/images.json``: the image_id of
+    every input image or frame; ``predictions.csv`` for the images, as DeepLabCut writes them
+    (header rows scorer, [individuals,] bodyparts, coords; columns x, y, likelihood); drawn
+    images under ``out/drawn/``; per video the files of :mod:`keypointer.inference.video_outputs`.
+    Videos are tracked, flagged and smoothed (``post``) when each ends. ``out`` is created at
+    once; :meth:`abort` takes away what a failed run wrote.
     """
 
     def __init__(
@@ -47,34 +58,39 @@ class Outputs:
         draw: bool = True,
         multi: bool = False,
         scorer: str = "keypointer",
+        post: PostProcess | None = None,
+        h5: bool = False,
+        reread: Callable[[Path], Iterable[Frame]] | None = None,
     ):
         self.out, self.skeleton, self.threshold = Path(out), skeleton, threshold
         self.draw, self.multi, self.scorer = draw, multi, scorer
+        self.post, self.h5 = post or PostProcess(min_score=threshold), h5
+        self.reread = reread or (lambda path: iter_frames([Source(path, "video")]))
         self.results: list[dict] = []
         self.images: list[dict] = []
-        self.tables: dict[str, _Table] = {}
+        self.table = _Table()
+        self.videos: list[tuple[VideoTracks, int, dict]] = []  # tracks, first image_id, entry
         self._names: dict[tuple[Path, str], str] = {}
-        self._video: DrawnVideo | None = None
-        self._video_source: Path | None = None
+        self._video: VideoTable | None = None
+        self._video_entry: dict = {}
         self._next_id = 1
         self.written: list[Path] = []
         self._created = make_output_dir(self.out)
 
     def add(self, pred: FramePrediction) -> None:
         """One frame's predictions: keypoints (M, K, 2) in image pixels, scores (M, K)."""
-        frame, keypoints, scores = pred.frame, pred.keypoints, pred.scores
-        instance_scores, image_id = pred.instance_scores, pred.image_id
-        if image_id is None:
-            image_id = self._next_id
+        frame = pred.frame
+        if frame.number is not None:
+            self._add_video_frame(pred)
+            return
+        self._finish_video()
+        image_id = pred.image_id if pred.image_id is not None else self._next_id
         if isinstance(image_id, int):
             self._next_id = max(self._next_id, image_id + 1)
-        src = frame.source
         h, w = frame.image.shape[:2]
-        entry = {"id": image_id, "file_name": str(src.path), "width": w, "height": h}
-        if frame.number is not None:
-            entry["frame"] = frame.number
-        self.images.append(entry)
-        for kp, sc, inst in zip(keypoints, scores, instance_scores, strict=True):
+        self.images.append({"id": image_id, "file_name": str(frame.source.path), "width": w,
+                            "height": h})  # fmt: skip
+        for kp, sc, inst in zip(pred.keypoints, pred.scores, pred.instance_scores, strict=True):
             flat = np.concatenate([kp, sc[:, None]], axis=1).reshape(-1)
             self.results.append(
                 {
@@ -84,76 +100,102 @@ class Outputs:
                     "score": round(float(inst), 6),
                 }
             )
-        key = "predictions.csv" if frame.number is None else self._name(src.path, ".csv")
-        table = self.tables.setdefault(key, _Table())
-        index = str(src.path) if frame.number is None else str(frame.number)
-        table.rows.append((index, list(zip(keypoints, scores, strict=True))))
+        self.table.rows.append(
+            (str(frame.source.path), list(zip(pred.keypoints, pred.scores, strict=True)))
+        )
         if self.draw:
-            self._draw(frame, keypoints, scores)
+            self._draw(frame, pred.keypoints, pred.scores)
+
+    def _add_video_frame(self, pred: FramePrediction) -> None:
+        frame = pred.frame
+        if self._video is None or self._video.source != frame.source.path:
+            self._finish_video()
+            self._video = VideoTable(frame.source.path, frame.fps)
+            h, w = frame.image.shape[:2]
+            self._video_entry = {"file_name": str(frame.source.path), "width": w, "height": h}
+        self._video.add(pred)
+
+    def _finish_video(self) -> None:
+        """Track, flag and smooth the video that just ended, and write its files."""
+        table, self._video = self._video, None
+        if table is None or not len(table):
+            return
+        tracks = finish(table, self.post)
+        src, stem = table.source, self._name(table.source, "")
+        self.written.append(write_dlc_video_csv(self.out / f"{stem}.csv", tracks, self.skeleton,
+                                                self.scorer))  # fmt: skip
+        self.written.append(write_frames_csv(self.out / f"{stem}.frames.csv", tracks,
+                                             self.skeleton))  # fmt: skip
+        if self.h5:
+            self.written.append(write_dlc_video_h5(self.out / f"{stem}.h5", tracks, self.skeleton,
+                                                   self.scorer))  # fmt: skip
+        if self.draw:
+            drawn = draw_video(self.out / f"{stem}.mp4", self.reread(src), tracks, self.skeleton,
+                               self.threshold)  # fmt: skip
+            self.written += [drawn] if drawn is not None else []
+        self.videos.append((tracks, self._next_id, self._video_entry))
+        self._next_id += len(tracks.numbers)
 
     def _draw(self, frame: Frame, keypoints: np.ndarray, scores: np.ndarray) -> None:
         image = frame.image
         for kp, sc in zip(keypoints, scores, strict=True):
             image = draw_keypoints(image, kp, self.skeleton, sc, self.threshold)
         src = frame.source.path
-        if frame.number is None:
-            ext = src.suffix.lower() if src.suffix.lower() in DRAWABLE_EXTS else ".png"
-            self.written.append(write_image(self.out / "drawn" / self._name(src, ext), image))
-            return
-        if self._video_source != src:
-            self._open_video(src, frame.fps, (image.shape[1], image.shape[0]))
-        if self._video is not None:
-            self._video.write(frame.number, image)
-
-    def _open_video(self, src: Path, fps: float, size: tuple[int, int]) -> None:
-        """Start ``src``'s drawn video; when OpenCV cannot, warn and go on without it (the
-        predictions matter more than the drawing)."""
-        self._close_video()
-        self._video_source = src
-        path = self.out / self._name(src, ".mp4")
-        try:
-            self._video = DrawnVideo(path, fps, size)
-        except VideoWriteError as err:
-            log.warning("%s: drawn video not written (%s); the predictions still are", path, err)
+        ext = src.suffix.lower() if src.suffix.lower() in DRAWABLE_EXTS else ".png"
+        self.written.append(write_image(self.out / "drawn" / self._name(src, ext), image))
 
     def _name(self, src: Path, ext: str) -> str:
         """A file name for ``src`` with ``ext``, unique among the outputs (same stem, other
-        folder: ``name-2``)."""
+        folder: ``name-2``). Videos reserve their stem (ext ""), for all their files."""
         key = (src, ext)
         if key not in self._names:
-            taken = set(self._names.values()) | {"predictions.csv", "predictions.json"}
+            taken = set(self._names.values()) | {"predictions.csv", "predictions.json",
+                                                 "predictions", "images", "drawn"}  # fmt: skip
+            taken |= {Path(n).stem for n in self._names.values()}
             name, n = src.stem + ext, 1
-            while name in taken:
+            while name in taken or (ext == "" and name in taken):
                 n += 1
                 name = f"{src.stem}-{n}{ext}"
             self._names[key] = name
         return self._names[key]
 
-    def _close_video(self) -> None:
-        if self._video is not None:
-            self.written.append(self._video.close())
-        self._video = None
-        self._video_source = None
-
     def abort(self) -> None:
         """After a failure: no half-written video, and no output folder this run created."""
-        if self._video is not None:
-            self._video.abort()
-            self._video = None
         remove_created(self._created)
 
     def close(self) -> list[Path]:
         """Finish videos, write the JSON and CSV files; returns every file written."""
-        self._close_video()
-        for name, payload in (("predictions.json", self.results), ("images.json", self.images)):
-            path = self.out / name
-            path.write_text(json.dumps(payload), encoding="utf-8")
-            self.written.append(path)
-        for name, table in self.tables.items():
+        self._finish_video()
+        self.written.append(self._write_json("predictions.json", self._all_results()))
+        self.written.append(self._write_json("images.json", self._all_images()))
+        if self.table.rows:
+            path = self.out / "predictions.csv"
             self.written.append(
-                write_dlc_csv(self.out / name, table, self.skeleton, self.scorer, self.multi)
+                write_dlc_csv(path, self.table, self.skeleton, self.scorer, self.multi)
             )
         return self.written
+
+    def _all_results(self) -> Iterator[dict]:
+        yield from self.results
+        for tracks, first, _ in self.videos:
+            yield from json_results(tracks, range(first, first + len(tracks.numbers)))
+
+    def _all_images(self) -> Iterator[dict]:
+        yield from self.images
+        for tracks, first, entry in self.videos:
+            for i, (number, time) in enumerate(zip(tracks.numbers, tracks.times, strict=True)):
+                yield {"id": first + i, **entry, "frame": int(number), "time": round(time, 6)}
+
+    def _write_json(self, name: str, items: Iterable[dict]) -> Path:
+        """A JSON list written item by item (a long video's results never sit in memory as
+        one string)."""
+        path = self.out / name
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+            f.write("[")
+            for i, item in enumerate(items):
+                f.write(("," if i else "") + json.dumps(item))
+            f.write("]")
+        return path
 
 
 def write_dlc_csv(path: Path, table: _Table, skeleton: Skeleton, scorer: str, multi: bool) -> Path:

@@ -109,11 +109,12 @@ class Tracker:
         self.max_instances, self.max_age, self.min_score = max_instances, max_age, min_score
         self.fps, self.settings = fps, TrackerSettings(**settings)
         self.tracks: list[_Track] = []
-        self.time, self._next_id = None, 0  # the last frame's time; the next new id
+        self.time, self._next_id, self._k = None, 0, None  # last time, next new id, K
 
     def update(self, keypoints: np.ndarray, scores: np.ndarray, time: float | None = None):
         """Track ids (M,) of this frame's instances, keypoints (M, K, 2) and scores (M, K)."""
-        kp, sc, ok = _frame(keypoints, scores, self.min_score)
+        kp, sc, ok = _frame(keypoints, scores, self.min_score, self._k)
+        self._k = kp.shape[1] if len(kp) else self._k
         time = (0.0 if self.time is None else self.time + 1 / self.fps) if time is None else time
         if self.time is not None and time < self.time:
             raise DataError(f"time goes back: {time} after {self.time}")
@@ -172,17 +173,15 @@ class Tracker:
             rows, cols = np.r_[rows, more[0]], np.r_[cols, more[1]]
         return rows, cols
 
-    def _pair(self, cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return min_cost_matching(cost)
+    _pair = staticmethod(min_cost_matching)  # Hungarian, most pairs first (the baseline: greedy)
 
     # The filter: each point's state is (position, velocity) per axis, x and y alike.
     def _propagate(self, t: _Track) -> tuple[np.ndarray, np.ndarray]:
         """Positions (P, 2) and covariance (P, 2, 2) of track ``t`` moved on to ``self.time``."""
         dt = self.time - t.time
         f = np.array([[1.0, dt], [0.0, 1.0]])
-        noise = (self.settings.accel * t.size) ** 2 * np.array(
-            [[dt**3 / 3, dt**2 / 2], [dt**2 / 2, dt]]
-        )
+        q = (self.settings.accel * t.size) ** 2  # white acceleration: Q = q [[dt^3/3, ...]]
+        noise = q * np.array([[dt**3 / 3, dt**2 / 2], [dt**2 / 2, dt]])
         return t.pos + dt * t.vel, f @ t.cov @ f.T + noise
 
     def _predict(self, t: _Track) -> tuple[np.ndarray, np.ndarray]:
@@ -287,7 +286,7 @@ def _kalman_update(t: _Track, z: np.ndarray, r: np.ndarray, mask: np.ndarray) ->
 
 
 def _centre(kp: np.ndarray) -> np.ndarray:
-    return np.nanmean(kp, axis=0)
+    return np.nanmean(kp, axis=0)  # of the finite keypoints (callers pass at least one)
 
 
 def _size(kp: np.ndarray, old: float, floor: float) -> float:
@@ -299,7 +298,7 @@ def _size(kp: np.ndarray, old: float, floor: float) -> float:
     return max(float(np.sqrt(span[0] * span[1])), float(np.max(span)) / 4, floor)
 
 
-def _frame(keypoints, scores, min_score: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _frame(keypoints, scores, min_score: float, k: int | None) -> tuple:
     """Validated keypoints (M, K, 2) (NaN: missing), scores (M, K), and which are tracked (M,)."""
     kp = np.asarray(keypoints, dtype=np.float64)
     sc = np.asarray(scores, dtype=np.float64)
@@ -307,6 +306,8 @@ def _frame(keypoints, scores, min_score: float) -> tuple[np.ndarray, np.ndarray,
         return np.zeros((0, 0, 2)), np.zeros((0, 0)), np.zeros(0, bool)
     if kp.ndim != 3 or kp.shape[-1] != 2 or sc.shape != kp.shape[:2]:
         raise DataError(f"keypoints {kp.shape} and scores {sc.shape} are not (M, K, 2), (M, K)")
+    if k is not None and kp.shape[1] != k:
+        raise DataError(f"{kp.shape[1]} keypoints per instance after {k} in earlier frames")
     if np.isinf(kp).any():
         raise DataError("keypoints hold inf (use NaN for a missing point)")
     seen = np.isfinite(kp).all(-1)

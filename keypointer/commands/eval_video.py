@@ -1,0 +1,385 @@
+"""``keypointer eval`` on a video with known identities: keypoint accuracy, jitter, ID switches.
+
+The data is a ``truth.json`` as ``keypointer synth --video`` writes it (or the folder holding
+it and its ``video.mp4``). The video is predicted as ``keypointer predict`` does (streamed,
+batched, tracks and optional smoothing at the end), then scored by
+:mod:`keypointer.metrics.video`: pixel error, PCK and OKS AP of the raw (and smoothed)
+tracks, jitter, and MOT counts of the tracker's identities next to those of the
+nearest-centroid baseline re-tracking the very same per-frame instances.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from keypointer._files import write_text_atomic
+from keypointer.commands.eval import default_eval_dir
+from keypointer.data.synthetic_truth import FORMAT, VideoTruth, load_truth
+from keypointer.device import resolve_device
+from keypointer.errors import ConfigError, DataError
+from keypointer.inference.runners import load_runner, predict_frames
+from keypointer.inference.sources import Frame, Source, iter_frames
+from keypointer.inference.tracks import PostProcess, VideoTable, finish
+from keypointer.metrics.video import (
+    PoseScores,
+    match_poses,
+    pose_metrics,
+    same_points,
+    scale_areas,
+    tracking_metrics,
+    tracks_array,
+    truth_points,
+)
+from keypointer.output_paths import check_output_dir
+from keypointer.temporal.smooth import METHODS
+from keypointer.temporal.tracking import nearest_centroid_ids
+from keypointer.viz import draw_keypoints, ring_points, save_gallery, track_colors
+
+TRUTH = "truth.json"
+PLOT = "error_over_time.png"
+SWITCHES = "switches.png"
+MAX_SWITCH_TILES = 8
+TILE_SIDE = 320  # px: smaller frames are enlarged by a whole factor in switches.png
+
+
+def is_video_truth(path: str | Path) -> bool:
+    """Whether ``path`` names a video truth: a folder with a ``truth.json`` or ``video.mp4``,
+    a path named ``truth.json``, or a JSON file whose start declares the truth format (read
+    only its first 4 KB: label files can be large)."""
+    path = Path(path)
+    if path.is_dir():
+        return (path / TRUTH).exists() or (path / "video.mp4").exists()
+    if path.name == TRUTH:
+        return True
+    if path.suffix.lower() != ".json" or not path.is_file():
+        return False
+    with open(path, "rb") as f:
+        return FORMAT.encode() in f.read(4096)
+
+
+def truth_files(path: str | Path) -> tuple[Path, Path]:
+    """(truth.json, the video it names) of a truth path; DataError when either is missing."""
+    path = Path(path)
+    truth = path / TRUTH if path.is_dir() else path
+    if not truth.is_file():
+        raise DataError("no truth file here (keypointer synth --video writes one)", truth)
+    try:
+        name = json.loads(truth.read_text(encoding="utf-8")).get("video", "video.mp4")
+    except (OSError, ValueError, AttributeError) as err:
+        raise DataError(f"cannot read the truth file: {err}", truth) from None
+    video = truth.parent / str(name)
+    if not video.is_file():
+        raise DataError(f"the video {name!r} that the truth file names is missing", video)
+    return truth, video
+
+
+def evaluate_video(
+    model: str | Path,
+    truth_path: str | Path,
+    out: str | Path | None = None,
+    flip: bool = False,
+    smooth: str | None = None,
+    max_instances: int | None = None,
+    device: str = "auto",
+    quiet: bool = False,
+    *,
+    alpha: float = 0.05,
+    batch_size: int = 16,
+) -> dict[str, Any]:
+    """Predict the truth's video with ``model`` (checkpoint, run folder or .onnx) and score it.
+
+    ``smooth``: None or a method of :data:`keypointer.temporal.smooth.METHODS` (then the
+    smoothed tracks are scored too); ``max_instances``: the tracker's known number of animals.
+    Writes ``eval.json`` (atomically; what this returns), ``error_over_time.png`` and, when
+    the tracker switched identities, ``switches.png`` to ``out`` (default
+    :func:`~keypointer.commands.eval.default_eval_dir` of the truth's folder); prints tables.
+    """
+    if smooth is not None and smooth not in METHODS:
+        raise ConfigError(f"--smooth {smooth!r}: use one of {', '.join(METHODS)}")
+    if max_instances is not None and max_instances < 1:
+        raise ConfigError(f"--max-instances {max_instances}: must be 1 or more")
+    truth_file, video = truth_files(truth_path)
+    out_dir = Path(out) if out is not None else default_eval_dir(model, truth_file.parent)
+    check_output_dir(out_dir)  # before the work, not after it
+    truth = load_truth(truth_file)
+    runner = load_runner(model, resolve_device(device))
+    if tuple(runner.skeleton.names) != tuple(truth.names):
+        raise DataError(
+            f"its keypoints {list(truth.names)} differ from the model's "
+            f"{list(runner.skeleton.names)}",
+            truth_file,
+        )
+    began = time.perf_counter()
+    table = predict_video(video, truth, runner, batch_size, flip, quiet)
+    seconds = time.perf_counter() - began
+    post = PostProcess(smooth=smooth, max_instances=max_instances)
+    metrics, curves = score_video(truth, table, post, alpha)
+    metrics = {
+        "checkpoint": str(model), "truth": str(truth_file), "video": str(video), "flip": flip,
+        "smooth": smooth, "max_instances": max_instances, **metrics,
+        "seconds": seconds, "frames_per_second": len(table) / max(seconds, 1e-9),
+    }  # fmt: skip
+    write_video_eval(out_dir, metrics, curves, truth, video)
+    if not quiet:
+        print_video_tables(metrics, out_dir)
+    return metrics
+
+
+def write_video_eval(
+    out: Path, metrics: dict, curves: dict, truth: VideoTruth, video: Path
+) -> None:
+    """``eval.json`` (atomically), the plot over time and, after ID switches, their frames."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "eval.json", json.dumps(metrics, indent=2))
+    plot_video_eval(curves, truth, metrics, out / PLOT)
+    switches = metrics["tracking"]["tracker"]["switch_frames"]
+    if switches:
+        switch_gallery(video, truth, curves["points"], switches, out / SWITCHES)
+
+
+def predict_video(
+    video: Path, truth: VideoTruth, runner: Any, batch_size: int, flip: bool, quiet: bool
+) -> VideoTable:
+    """Every frame of ``video`` through the model, kept as small arrays per frame."""
+    frames = _checked_frames(video, truth)
+    table = VideoTable(video, truth.fps)
+    stream = predict_frames(frames, runner, None, batch_size, flip)
+    with contextlib.closing(stream), _progress(len(truth.frames), quiet) as advance:
+        for pred in stream:
+            table.add(pred)
+            advance()
+    return table
+
+
+def _checked_frames(video: Path, truth: VideoTruth) -> Iterator[Frame]:
+    """The video's frames; DataError when one does not fit the truth (size, frame count)."""
+    known = {int(n) for n in truth.frames}
+    for frame in iter_frames([Source(video, "video")]):
+        h, w = frame.image.shape[:2]
+        if (w, h) != tuple(truth.size):
+            raise DataError(
+                f"its frames are {w}x{h} px, the truth's {truth.size[0]}x{truth.size[1]}", video
+            )
+        if frame.number not in known:
+            raise DataError(f"frame {frame.number} is not in the truth file", video)
+        yield frame
+
+
+@contextlib.contextmanager
+def _progress(total: int, quiet: bool) -> Iterator[Any]:
+    if quiet or total < 20:
+        yield lambda: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    columns = ("predicting", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True)) as bar:
+        task = bar.add_task("predict", total=total)
+        yield lambda: bar.advance(task)
+
+
+def score_video(
+    truth: VideoTruth, table: VideoTable, post: PostProcess, alpha: float = 0.05
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Finish ``table`` (tracks, smoothing) as predict does and score it against ``truth``.
+
+    Returns the metrics (JSON-ready) and what the plots need: "raw" and "smoothed" (None
+    without smoothing) :class:`~keypointer.metrics.video.PoseScores`, and "tracker" and
+    "nearest_centroid": (T, M) the track id each method's instance paired with each truth
+    track has (-1: none); "points" the tracker's raw tracks (T, N, K, 2). Frames the video
+    could not give count as frames without predictions.
+    """
+    tracks = finish(table, post)
+    rows = np.searchsorted(truth.frames, tracks.numbers)
+    known = rows < len(truth.frames)
+    if not (known.all() and np.array_equal(truth.frames[rows], tracks.numbers)):
+        bad = (
+            tracks.numbers[~known]
+            if not known.all()
+            else np.setdiff1d(tracks.numbers, truth.frames)
+        )
+        raise DataError(f"frame {int(bad[0])} is not in the truth file", table.source)
+    t, k, sigmas = len(truth.frames), len(truth.names), truth.skeleton.oks_sigmas
+
+    def on_truth(a: np.ndarray) -> np.ndarray:
+        full = np.full((t, *a.shape[1:]), np.nan)
+        full[rows] = a
+        return full
+
+    def pose(points: np.ndarray) -> PoseScores:
+        scores, inst = on_truth(tracks.scores), on_truth(tracks.instance_scores)
+        return pose_metrics(
+            truth.keypoints, truth.boxes, points, scores, inst, truth.names, sigmas, alpha,
+            truth.tracks, truth.fast,
+        )  # fmt: skip
+
+    raw = on_truth(tracks.raw)
+    base_ids = nearest_centroid_ids(
+        table.keypoints, table.scores, np.asarray(table.times), max_instances=post.max_instances
+    )
+    base = on_truth(tracks_array(base_ids, table.keypoints, k))
+    raw_scores = pose(raw)
+    smoothed = pose(on_truth(tracks.final)) if tracks.smoothed else None
+    common = None  # both on the points both have: like against like
+    if smoothed is not None:
+        kept = np.isfinite(smoothed.paired).all(-1) & np.isfinite(raw_scores.paired).all(-1)
+        common = {
+            name: same_points(truth.keypoints, truth.boxes, scored.paired, kept, alpha)
+            for name, scored in (("raw", raw_scores), ("smoothed", smoothed))
+        }
+    gt, _ = truth_points(truth.keypoints)
+    curves = {
+        "raw": raw_scores, "smoothed": smoothed, "points": raw, "tracker": raw_scores.match,
+        "nearest_centroid": match_poses(gt, base, sigmas, scale_areas(gt, truth.boxes)),
+    }  # fmt: skip
+    tracking = {
+        name: tracking_metrics(truth.keypoints, truth.boxes, points, sigmas, frames=truth.frames)
+        for name, points in (("tracker", raw), ("nearest_centroid", base))
+    }
+    metrics = {
+        "alpha": alpha, "fps": truth.fps, "num_frames": t, "num_frames_predicted": len(table),
+        "truth_tracks": list(truth.tracks), "predicted_tracks": len(tracks.tracks),
+        "tracked": tracks.multi,
+        "pose": {"raw": raw_scores.metrics, "smoothed": smoothed.metrics if smoothed else None,
+                 "common_points": common},
+        "tracking": tracking,
+    }  # fmt: skip
+    return metrics, curves
+
+
+def plot_video_eval(curves: dict, truth: VideoTruth, metrics: dict, path: Path) -> Path:
+    """Three panels over time (s): each truth track's mean keypoint error (px; raw solid,
+    smoothed dashed), and the track id paired with it by the tracker and by the
+    nearest-centroid baseline, ID switches as dotted lines."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(9, 8), layout="constrained")
+    ax_err, *ax_ids = fig.subplots(3, 1, sharex=True)
+    times = truth.times
+    colors = [tuple(c / 255 for c in rgb) for rgb in track_colors(len(truth.tracks))]
+    for m, name in enumerate(truth.tracks):
+        ax_err.plot(times, curves["raw"].error[:, m], color=colors[m], lw=1, label=f"{name} raw")
+        if curves["smoothed"] is not None:
+            ax_err.plot(times, curves["smoothed"].error[:, m], color=colors[m], lw=1, ls="--",
+                        label=f"{name} smoothed")  # fmt: skip
+    ax_err.set_ylabel("mean keypoint error (px)")
+    ax_err.set_title(f"{Path(metrics['video']).name}: error of the paired prediction", fontsize=9)
+    ax_err.legend(fontsize=7, loc="upper right")
+    methods = (("tracker", "tracker"), ("nearest_centroid", "nearest centroid"))
+    for ax, (key, label) in zip(ax_ids, methods, strict=True):
+        ids = np.where(curves[key] >= 0, curves[key], np.nan)
+        for m, name in enumerate(truth.tracks):
+            ax.step(times, ids[:, m], where="post", color=colors[m], lw=1.2, label=name)
+        frames = sorted(set(metrics["tracking"][key]["switch_frames"]))
+        for f in frames:
+            ax.axvline(times[np.searchsorted(truth.frames, f)], color="0.4", lw=0.7, ls=":")
+        n = metrics["tracking"][key]["num_switches"]
+        ax.set_title(f"{label}: {n:g} ID switches (dotted lines)", fontsize=9)
+        ax.set_ylabel(f"track id ({label})")
+        top = max(1, int(np.nanmax(ids, initial=0)) + 1)
+        ax.set_ylim(-0.5, top - 0.5)
+        if top <= 12:
+            ax.set_yticks(range(top))
+        else:
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(fontsize=7, loc="upper right")
+    ax_ids[-1].set_xlabel("time (s)")
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def switch_gallery(
+    video: Path, truth: VideoTruth, points: np.ndarray, switches: list[int], path: Path
+) -> Path | None:
+    """The frames where the tracker switched identities (up to MAX_SWITCH_TILES): its tracks
+    in their colours, the truth as white rings. Reads the video once more, up to the last
+    of them."""
+    import cv2
+
+    wanted = sorted(set(switches))[:MAX_SWITCH_TILES]
+    colors = track_colors(points.shape[1])
+    tiles = []
+    frames = iter_frames([Source(video, "video")], warn=False)
+    with contextlib.closing(frames):
+        for frame in frames:
+            if frame.number > wanted[-1]:
+                break
+            if frame.number not in wanted:
+                continue
+            row = int(np.searchsorted(truth.frames, frame.number))
+            # Small frames are enlarged first, so that the marks stay apart; pixel centres
+            # are at integers: x -> (x + 0.5) * s - 0.5.
+            s = max(1, -(-TILE_SIDE // max(frame.image.shape[:2])))
+            view = cv2.resize(frame.image, None, fx=s, fy=s, interpolation=cv2.INTER_NEAREST)
+            labelled = truth.keypoints[row, ..., 2] > 0
+            rings = (truth.keypoints[row, ..., :2][labelled] + 0.5) * s - 0.5
+            view = ring_points(view, rings, (255, 255, 255))
+            for n, kp in enumerate((points[row] + 0.5) * s - 0.5):
+                view = draw_keypoints(view, kp, truth.skeleton, color=colors[n])
+            cv2.putText(view, f"frame {frame.number}", (4, view.shape[0] - 6),
+                        cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1)  # fmt: skip
+            tiles.append(view)
+    return save_gallery(tiles, path) if tiles else None
+
+
+def print_video_tables(metrics: dict, out: Path) -> None:
+    """Keypoint accuracy (raw, smoothed) and identities (tracker, nearest centroid)."""
+
+    def fmt(v: Any, digits: int = 3) -> str:
+        return "-" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+    scored = metrics["pose"]
+    columns = [("raw", scored["raw"])]
+    if scored["smoothed"] is not None:
+        columns += [(f"{metrics['smooth']}-smoothed", scored["smoothed"])]
+    m = len(metrics["truth_tracks"])
+    name = Path(metrics["video"])
+    title = f"{name.parent.name}/{name.name}: {metrics['num_frames']} frames, {m} track"
+    pose = Table(title=title + ("s" if m != 1 else ""))
+    for col in ("keypoints", *(c for c, _ in columns)):
+        pose.add_column(col, justify="left" if col == "keypoints" else "right")
+    rows = [
+        ("mean error px", "mean_px", 2), ("median error px", "median_px", 2),
+        ("RMSE px", "rmse_px", 2), (f"PCK@{metrics['alpha']:g} (box)", "pck", 3),
+        ("mean error px, visible", "mean_px_visible", 2),
+        ("mean error px, hidden", "mean_px_hidden", 2),
+        ("mean error px, fast", "mean_px_fast", 2),
+        ("jitter px/frame", "jitter_px", 3), ("excess motion px/frame", "excess_motion_px", 3),
+        ("keypoints scored", "num_keypoints", 0), ("missing keypoints", "missing_keypoints", 0),
+        ("missed instances", "missed_instances", 0), ("extra instances", "extra_instances", 0),
+    ]  # fmt: skip
+    for label, key, digits in rows:
+        pose.add_row(label, *(fmt(d.get(key), digits) for _, d in columns))
+    for stat in ("AP", "AR"):
+        pose.add_row(f"OKS {stat}", *(fmt(d.get("oks", {}).get(stat)) for _, d in columns))
+    if scored["common_points"] is not None:  # smoothing can leave points out, or fill gaps
+        both = scored["common_points"]
+        for label, key, digits in (("mean error px", "mean_px", 2), ("jitter px/frame", "jitter_px", 3)):  # fmt: skip
+            pose.add_row(f"{label}, points both have", *(fmt(both[c][key], digits) for c in both))
+    ids = Table(title="identities (OKS >= 0.5)")
+    for col in ("tracks", "tracker", "nearest centroid"):
+        ids.add_column(col, justify="left" if col == "tracks" else "right")
+    a, b = metrics["tracking"]["tracker"], metrics["tracking"]["nearest_centroid"]
+    for label, key, digits in (
+        ("MOTA", "mota", 3), ("IDF1", "idf1", 3), ("ID switches", "num_switches", 0),
+        ("ID switches / 1000 frames", "switches_per_1000_frames", 1),
+        ("fragmentations", "num_fragmentations", 0), ("misses", "num_misses", 0),
+        ("false positives", "num_false_positives", 0),
+    ):  # fmt: skip
+        ids.add_row(label, fmt(a[key], digits), fmt(b[key], digits))
+    console = Console()
+    console.print(pose)
+    console.print(ids)
+    console.print(
+        f"wrote {out}/ (eval.json, {PLOT}" + (f", {SWITCHES})" if a["switch_frames"] else ")")
+    )

@@ -197,10 +197,11 @@ class RunConfig(_Section):
 
 
 class LocatorConfig(_Section):
-    input_size: int = Field(256, ge=64, le=4096, multiple_of=32)
-    """Long side of the locator's whole-image input in pixels (a multiple of 32); the short
-    side follows the training images' aspect ratio."""
-    backbone: str = "regnetx_002"
+    input_size: int | None = Field(None, ge=64, le=4096, multiple_of=32)
+    """Long side of the locator's whole-image input in pixels (a multiple of 32; the short side
+    follows the images' aspect ratio). None: from the data, so that the median instance box is
+    ~64 px long in the input (128 to 512 px, at most the images' own size)."""
+    backbone: str = "lcnet_050"
     """The locator's own timm backbone (any name that supports ``features_only``)."""
     pretrained: bool | str = False
     """As ``model.pretrained``, for the locator's backbone."""
@@ -208,10 +209,13 @@ class LocatorConfig(_Section):
     """Stride of the centre and size maps: 4 as CenterNet, 8 for a cheaper head and coarser centres."""
     channels: int = Field(64, ge=8)
     """Channels of the locator's neck and head."""
+    size_region: float = Field(0.0, ge=0, lt=1)
+    """0: sizes learned at the centre pixels only (CenterNet); above 0: also around them,
+    wherever the centre Gaussian is at least this, weighted by it (TTFNet's dense regression)."""
     steps: int = Field(3000, ge=1)
     """Optimiser steps of the locator's cosine schedule (a time budget may end it sooner)."""
-    batch_size: int = Field(16, ge=1)
-    """Images per locator training step."""
+    batch_size: int = Field(8, ge=1)
+    """Images per locator training step (8: twice the updates of 16 in a time budget)."""
     lr: float = Field(2e-3, gt=0, le=10)
     """Peak learning rate of the locator (Adam)."""
     score_threshold: float = Field(0.3, ge=0, le=1)

@@ -1,0 +1,65 @@
+"""Finding the instances of whole images with a locator, for the pose model to crop.
+
+``locate(locator, images)`` letterboxes each RGB image into the locator's input, runs the
+PyTorch :class:`~keypointer.models.locator.LocatorModel` or an exported
+:class:`~keypointer.export.locator_onnx.OnnxLocator` (the same pre- and post-processing, so
+both give the same boxes), keeps the boxes scoring at least ``threshold`` (at most
+``max_instances``, best first) and maps them back to each image's own pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from keypointer.data import transforms as T
+from keypointer.data.whole_images import clip_boxes, letterbox, map_boxes
+from keypointer.export.locator_onnx import OnnxLocator
+
+
+def locate(
+    locator: Any,
+    images: Sequence[np.ndarray],
+    threshold: float = 0.3,
+    max_instances: int | None = None,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per RGB (H, W, 3) uint8 image: boxes (M, 4) COCO x, y, w, h in its pixels and scores
+    (M,), best first. ``locator``: a LocatorModel or an OnnxLocator."""
+    if not len(images):
+        return []
+    size = tuple(locator.input_size)
+    mats = [letterbox(im.shape[1], im.shape[0], size) for im in images]
+    crops = np.stack([T.warp_image(im, m, size) for im, m in zip(images, mats, strict=True)])
+    boxes, scores = _run(locator, crops)
+    out = []
+    for b, s, m, im in zip(boxes, scores, mats, images, strict=True):
+        keep = s >= threshold
+        b, s = b[keep], s[keep]
+        order = np.argsort(-s, kind="stable")[:max_instances]
+        b, s = map_boxes(b[order], m), s[order]
+        clipped = clip_boxes(b, (im.shape[1], im.shape[0]), min_side=1.0)
+        if len(clipped) != len(b):  # a box wholly outside the image: drop it and its score
+            inside = _inside(b, (im.shape[1], im.shape[0]))
+            b, s = b[inside], s[inside]
+            clipped = clip_boxes(b, (im.shape[1], im.shape[0]), min_side=1.0)
+        out.append((clipped, s.astype(np.float64)))
+    return out
+
+
+def _inside(boxes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    lo = np.clip(boxes[:, :2], 0, size)
+    hi = np.clip(boxes[:, :2] + boxes[:, 2:], 0, size)
+    return ((hi - lo) >= 1.0).all(1)
+
+
+def _run(locator: Any, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 crops (N, H, W, 3) -> boxes (N, k, 4) input px, scores (N, k), numpy."""
+    if isinstance(locator, OnnxLocator):
+        return locator.run(crops.transpose(0, 3, 1, 2).astype(np.float32))
+    device = next(locator.parameters()).device
+    x = torch.from_numpy(np.stack([T.to_chw_normalized(c) for c in crops])).to(device)
+    boxes, scores = locator.predict(x)
+    return boxes.float().cpu().numpy(), scores.float().cpu().numpy()

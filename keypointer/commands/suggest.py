@@ -1,0 +1,301 @@
+"""``keypointer suggest``: predict every frame of some videos, pick the frames most worth
+labelling next, and write them with the model's predictions as labels to correct."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from keypointer.commands.predict import PROGRESS_FROM, _progress
+from keypointer.data.formats import (
+    FORMATS,
+    detect_format,
+    write_coco,
+    write_csv,
+    write_dlc,
+    write_yolo,
+)
+from keypointer.data.types import Instance, KeypointSet, Sample
+from keypointer.device import resolve_device
+from keypointer.errors import DataError
+from keypointer.inference.runners import load_runner, predict_frames
+from keypointer.inference.sources import Source, collect_sources, count_frames, iter_frames
+from keypointer.inference.suggest import (
+    MIN_SCORE,
+    Suggestion,
+    VideoTrack,
+    collect_tracks,
+    default_gap,
+    read_frames,
+    suggest_frames,
+)
+from keypointer.output_paths import check_output_dir, make_output_dir, remove_created
+from keypointer.skeleton import Skeleton
+from keypointer.viz import write_image
+
+log = logging.getLogger("keypointer")
+
+
+def suggest_command(
+    model: str | Path,
+    videos: Sequence[str | Path],
+    out: str | Path,
+    num: int = 20,
+    format: str | None = None,
+    flip: bool = True,
+    min_gap: int | None = None,
+    threshold: float = MIN_SCORE,
+    scorer: str = "keypointer",
+    batch_size: int = 16,
+    device: str = "auto",
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """What ``keypointer suggest`` does; returns {"labels": path to check, "frames": [...]}.
+
+    ``out`` must be new or empty. ``threshold``: predicted points scoring below it are written
+    unlabelled. ``min_gap``: frames between two picks of one video (None: one second).
+    """
+    out = Path(out)
+    _check_arguments(num, min_gap, format, scorer)
+    _check_out(out)  # before any work: a wrong --out ends at once
+    sources = _videos(videos)
+    runner = load_runner(model, resolve_device(device))
+    fmt = format or trained_format(getattr(runner, "config", None) or _model_config(runner))
+    stream = predict_frames(iter_frames(sources), runner, None, batch_size, flip)
+    tracks = collect_tracks(_counted(stream, count_frames(sources), quiet))
+    picks = suggest_frames(tracks, runner.skeleton.names, num, min_gap, threshold)
+    if len(picks) < num:
+        gaps = "the --min-gap" if min_gap is not None else "one second (--min-gap)"
+        log.warning("only %d frames lie %s apart; lower --min-gap for more", len(picks), gaps)
+    top = make_output_dir(out)
+    try:
+        labels = write_suggestions(out, fmt, tracks, picks, runner.skeleton, threshold, scorer)
+    except BaseException:
+        _clean(out, top)  # nothing half-written
+        raise
+    if not quiet:
+        _print(tracks, picks, labels, fmt, min_gap)
+    frames = [(str(tracks[p.track].path), p.number) for p in picks]
+    return {"labels": labels, "format": fmt, "frames": frames}
+
+
+def _check_arguments(num: int, min_gap: int | None, format: str | None, scorer: str) -> None:
+    if num < 1:
+        raise DataError(f"--num must be at least 1, got {num}")
+    if min_gap is not None and min_gap < 0:
+        raise DataError(f"--min-gap must be 0 or more frames, got {min_gap}")
+    if format is not None and format not in FORMATS:
+        raise DataError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
+    if not scorer.strip() or any(c in scorer for c in '/\\:*?"<>|'):
+        raise DataError(f"--scorer {scorer!r}: a name for a file (CollectedData_<scorer>.csv)")
+
+
+def _videos(inputs: Sequence[str | Path]) -> list[Source]:
+    """The videos among ``inputs`` and in their folders; an image given by name is an error."""
+    sources = collect_sources(inputs)
+    for s in sources:
+        if s.kind == "image" and any(Path(i) == s.path for i in inputs):
+            raise DataError("suggest picks frames of videos; this is an image", s.path)
+    seen: set[Path] = set()
+    found = []
+    for s in sources:  # a video named twice (or also inside a folder given) counts once
+        if s.kind == "video" and s.path.resolve() not in seen:
+            seen.add(s.path.resolve())
+            found.append(s)
+    if not found:
+        raise DataError("no videos here (suggest picks frames of videos)", inputs[0])
+    return found
+
+
+def _check_out(out: Path) -> None:
+    check_output_dir(out)
+    if out.is_dir() and any(out.iterdir()):
+        raise DataError("the output folder exists and is not empty; choose a new one", out)
+
+
+def _clean(out: Path, top: Path | None) -> None:
+    """Take away what a failed run wrote: the folders it made, or (``out`` was there, empty)
+    everything now in it."""
+    if top is not None:
+        remove_created(top)
+        return
+    for child in out.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
+def _model_config(runner: Any) -> Any:
+    return getattr(getattr(runner, "model", None), "config", None)
+
+
+def trained_format(config: Any) -> str:
+    """The label format a model was trained on, from its config (``data.format``, else what
+    ``data.path`` holds or is named like); ``dlc`` when it does not say or is one keypointer
+    only reads."""
+    data = config.get("data") if isinstance(config, dict) else getattr(config, "data", None)
+    if data is None:
+        return "dlc"
+    get = data.get if isinstance(data, dict) else lambda key: getattr(data, key, None)
+    if get("format") in FORMATS:
+        return get("format")
+    path = Path(str(get("path"))) if get("path") else None
+    if path is None:
+        return "dlc"
+    try:
+        found = detect_format(path)
+        return found if found in FORMATS else "dlc"  # read-only formats (SLEAP): dlc
+    except DataError:  # not on this machine (trained elsewhere): go by its name
+        pass
+    name = path.name.lower()
+    if name.endswith(".json"):
+        return "coco"
+    if name in ("data.yaml", "data.yml"):
+        return "yolo"
+    if name.endswith(".csv") and not name.startswith("collecteddata"):
+        return "csv"
+    return "dlc"
+
+
+def _counted(stream: Iterable, total: int, quiet: bool) -> Iterator:
+    with _progress(total, quiet or total < PROGRESS_FROM) as advance:
+        for pred in stream:
+            yield pred
+            advance()
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def label_path(out: Path, fmt: str) -> Path:
+    """What ``keypointer check`` reads of a suggestion folder written as ``fmt``."""
+    return {"dlc": out, "coco": out / "annotations.json", "yolo": out / "data.yaml"}.get(
+        fmt, out / "labels.csv"
+    )
+
+
+def write_suggestions(
+    out: Path,
+    fmt: str,
+    tracks: Sequence[VideoTrack],
+    picks: Sequence[Suggestion],
+    skeleton: Skeleton,
+    threshold: float = MIN_SCORE,
+    scorer: str = "keypointer",
+) -> Path:
+    """The picked frames as PNGs plus one label file of ``fmt`` in ``out``; returns the path
+    :func:`label_path` names. DeepLabCut: ``labeled-data/<video>/img<frame>.png`` (frame
+    numbers zero-padded as DeepLabCut's own frame extraction pads them) and
+    ``CollectedData_<scorer>.csv``; COCO and CSV: ``images/<video>_img<frame>.png``."""
+    names = _video_names(tracks)
+    # YOLO's writer copies the images into images/train itself: stage them beside.
+    staged = tempfile.TemporaryDirectory(dir=out, prefix=".frames-") if fmt == "yolo" else None
+    with staged or contextlib.nullcontext(str(out)) as root_name:
+        root = Path(root_name)
+        samples = _write_frames(root, fmt, tracks, picks, names, threshold)
+        kset = KeypointSet(skeleton, samples, out)
+        if fmt == "dlc":
+            write_dlc(kset, out, scorer)
+        elif fmt == "coco":
+            write_coco(kset, label_path(out, fmt))
+        elif fmt == "yolo":
+            write_yolo(kset, out)
+        else:
+            write_csv(kset, label_path(out, fmt))
+    return label_path(out, fmt)
+
+
+def _write_frames(
+    root: Path,
+    fmt: str,
+    tracks: Sequence[VideoTrack],
+    picks: Sequence[Suggestion],
+    names: list[str],
+    threshold: float,
+) -> list[Sample]:
+    samples = []
+    for ti, track in enumerate(tracks):
+        mine = sorted((p for p in picks if p.track == ti), key=lambda p: p.number)
+        if not mine:
+            continue
+        images = read_frames(track.path, [p.number for p in mine])
+        digits = _digits(track)
+        for p in mine:
+            if p.number not in images:
+                raise DataError(f"frame {p.number} could not be read again", track.path)
+            stem = f"img{p.number:0{digits}d}"
+            png = (
+                root / "labeled-data" / names[ti] / f"{stem}.png"
+                if fmt == "dlc"
+                else root / "images" / f"{names[ti]}_{stem}.png"
+            )
+            write_image(png, images[p.number])
+            record = f"{track.path.name} frame {p.number}"
+            kp = np.zeros((len(p.scores), 3))
+            sure = p.scores >= threshold
+            kp[sure, :2], kp[sure, 2] = p.keypoints[sure], 2.0
+            w, h = track.size
+            samples.append(Sample(png, w, h, [Instance(kp, None, record)], None, record))
+    return samples
+
+
+def _digits(track: VideoTrack) -> int:
+    """DeepLabCut names extracted frames img + the number zero-padded to ceil(log10(frames))."""
+    declared = count_frames([Source(track.path, "video")])
+    frames = max(declared, int(track.numbers.max()) + 1)
+    return max(int(np.ceil(np.log10(frames))), 1)
+
+
+def _video_names(tracks: Sequence[VideoTrack]) -> list[str]:
+    """Each video's file stem, made unique (clip, clip_2, ...)."""
+    names: list[str] = []
+    for t in tracks:
+        base = t.path.stem or "video"
+        name, n = base, 2
+        while name in names:
+            name, n = f"{base}_{n}", n + 1
+        names.append(name)
+    return names
+
+
+def _print(
+    tracks: Sequence[VideoTrack],
+    picks: Sequence[Suggestion],
+    labels: Path,
+    fmt: str,
+    min_gap: int | None,
+) -> None:
+    console = Console()
+    table = Table(title=f"{len(picks)} frames to label", title_justify="left")
+    several = len(tracks) > 1
+    for column in (["video"] if several else []) + ["frame", "time", "uncertainty", "why"]:
+        table.add_column(column, justify="right" if column in ("frame", "uncertainty") else None)
+    names = _video_names(tracks)
+    for p in sorted(picks, key=lambda p: (p.track, p.number)):
+        cells = [names[p.track]] if several else []
+        cells += [str(p.number), _clock(p.time), f"{p.uncertainty:.3f}", p.reason]
+        table.add_row(*map(escape, cells))
+    console.print(table)
+    gaps = sorted({min_gap if min_gap is not None else default_gap(t.fps) for t in tracks})
+    console.print(f"picks of one video lie at least {'/'.join(map(str, gaps))} frames apart")
+    console.print(
+        f"wrote {fmt} labels to correct: {escape(str(labels))}\n"
+        f"check them with: keypointer check {escape(str(labels))}",
+        highlight=False,
+    )
+
+
+def _clock(seconds: float) -> str:
+    minutes, rest = divmod(max(seconds, 0.0), 60.0)
+    return f"{int(minutes)}:{rest:05.2f}"

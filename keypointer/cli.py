@@ -15,7 +15,7 @@ import typer
 
 from keypointer._malloc import tune_malloc
 from keypointer._version import __version__
-from keypointer.errors import KeypointerError
+from keypointer.errors import ConfigError, KeypointerError
 
 app = typer.Typer(
     name="keypointer",
@@ -31,7 +31,9 @@ SetOpt = Annotated[
 ]
 FormatOpt = Annotated[
     str | None,
-    typer.Option("--format", help="coco | dlc | yolo | csv (default: detected from the path)."),
+    typer.Option(
+        "--format", help="coco | dlc | yolo | csv | sleap (default: detected from the path)."
+    ),
 ]
 ImagesOpt = Annotated[
     Path | None,
@@ -57,7 +59,10 @@ def _root(
 @app.command()
 def check(
     path: Annotated[
-        Path, typer.Argument(help="Labels: COCO JSON, DeepLabCut project, YOLO data.yaml or CSV.")
+        Path,
+        typer.Argument(
+            help="Labels: COCO JSON, DeepLabCut project, YOLO data.yaml, CSV or SLEAP .slp."
+        ),
     ],
     format: FormatOpt = None,
     images: ImagesOpt = None,
@@ -90,15 +95,28 @@ def convert(
 
 @app.command()
 def synth(
-    out: Annotated[Path, typer.Argument(help="Output folder (COCO JSON + images).")],
+    out: Annotated[Path, typer.Argument(help="Output folder (COCO JSON + images, or a video).")],
     num_images: Annotated[int, typer.Option("--num-images", min=1)] = 500,
     seed: Annotated[int, typer.Option("--seed")] = 0,
-    size: Annotated[int, typer.Option("--size", min=32, help="Image side in pixels.")] = 128,
+    size: Annotated[
+        int | None,
+        typer.Option(
+            "--size", min=32, help="Image side in pixels (default 128; 256 for crowds and video)."
+        ),
+    ] = None,
+    instances: Annotated[
+        str, typer.Option("--instances", help="Figures per image: N, or a range like 1-4.")
+    ] = "1",
+    video: Annotated[
+        bool, typer.Option("--video", help="A clip (video.mp4, truth.json, truth.csv) instead.")
+    ] = False,
+    frames: Annotated[int, typer.Option("--frames", min=1, help="Video length in frames.")] = 300,
+    fps: Annotated[float, typer.Option("--fps", help="Video frame rate.")] = 30.0,
 ) -> None:
-    """Render a synthetic dataset with exactly known keypoints."""
+    """Render a synthetic dataset (or video) with exactly known keypoints."""
     from keypointer.commands.synth import synth_command
 
-    synth_command(out, num_images=num_images, seed=seed, size=size)
+    synth_command(out, num_images, seed, size, instances, video, frames, fps)
 
 
 @app.command()
@@ -146,7 +164,9 @@ FlipOpt = Annotated[
 @app.command("eval")
 def eval_(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.pt) or run folder.")],
-    data: Annotated[Path, typer.Option("--data", help="Labels to evaluate on.")],
+    data: Annotated[
+        Path, typer.Option("--data", help="Labels, or a video truth.json (or its folder).")
+    ],
     out: Annotated[
         Path | None, typer.Option("--out", help="Output folder (default: <run>/eval-<data>).")
     ] = None,
@@ -159,10 +179,36 @@ def eval_(
     batch_size: Annotated[int | None, typer.Option("--batch-size", min=1)] = None,
     flip: FlipOpt = False,
     device: DeviceOpt = "auto",
+    smooth: Annotated[
+        str | None,
+        typer.Option(
+            "--smooth", help="Video truth: also score tracks smoothed by savgol | median | kalman."
+        ),
+    ] = None,
+    max_instances: Annotated[
+        int | None,
+        typer.Option("--max-instances", min=1, help="Video truth: the known number of animals."),
+    ] = None,
 ) -> None:
-    """Score a model on labelled data: table, eval.json, PCK curve, worst predictions."""
-    from keypointer.commands.eval import evaluate_command
+    """Score a model on labelled data: table, eval.json, PCK curve, worst predictions.
 
+    DATA may also be a video with known tracks (a truth.json from synth --video, or its
+    folder): pixel error, jitter, ID switches and MOTA, tracker against nearest centroid."""
+    from keypointer.commands.eval import evaluate_command
+    from keypointer.commands.eval_video import evaluate_video, is_video_truth
+
+    if is_video_truth(data):
+        if format is not None or images is not None or pcutoff is not None:
+            raise ConfigError(
+                "--format, --images and --pcutoff are for labelled images, not a video truth"
+            )
+        evaluate_video(
+            checkpoint, data, out, flip=flip, smooth=smooth, max_instances=max_instances,
+            device=device, alpha=alpha, batch_size=batch_size or 16,
+        )  # fmt: skip
+        return
+    if smooth is not None or max_instances is not None:
+        raise ConfigError("--smooth and --max-instances are for a video truth (truth.json)")
     evaluate_command(
         checkpoint, data, out, format=format, images=images, alpha=alpha, pcutoff=pcutoff,
         batch_size=batch_size, flip=flip, device=device,
@@ -191,13 +237,45 @@ def predict(
     ] = 0.0,
     device: DeviceOpt = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar or summary.")] = False,
+    start: Annotated[
+        str | None,
+        typer.Option("--start", help="Videos: first frame, a number (300) or seconds (12.5s)."),
+    ] = None,
+    stop: Annotated[
+        str | None,
+        typer.Option("--stop", help="Videos: stop before this frame (300) or time (12.5s)."),
+    ] = None,
+    every: Annotated[int, typer.Option("--every", help="Videos: every Nth frame.")] = 1,
+    smooth: Annotated[
+        str | None,
+        typer.Option(
+            "--smooth",
+            help="Videos: smooth each track with savgol, median or kalman (raw values are kept).",
+        ),
+    ] = None,
+    max_gap: Annotated[
+        int,
+        typer.Option("--max-gap", min=0, help="Videos: fill gaps of at most this many frames."),
+    ] = 10,
+    max_instances: Annotated[
+        int | None,
+        typer.Option(
+            "--max-instances", min=1, help="Known number of animals (tracks never exceed it)."
+        ),
+    ] = None,
+    h5: Annotated[
+        bool, typer.Option("--h5", help="Videos: also a DeepLabCut .h5 (needs keypointer[h5]).")
+    ] = False,
 ) -> None:
-    """Predict keypoints: COCO results JSON, DeepLabCut-style CSV, drawn images/videos."""
+    """Predict keypoints: COCO results JSON, DeepLabCut-style CSV, drawn images/videos; per
+    video also tracks, outlier flags and (with --smooth) smoothed values."""
     from keypointer.commands.predict import predict_command
 
     predict_command(
         model, inputs, out, boxes=boxes, flip=flip, threshold=threshold, batch_size=batch_size,
-        draw=draw, device=device, quiet=quiet, box_threshold=box_threshold,
+        draw=draw, device=device, quiet=quiet, box_threshold=box_threshold, start=start,
+        stop=stop, every=every, smooth=smooth, max_gap=max_gap, max_instances=max_instances,
+        h5=h5,
     )  # fmt: skip
 
 
@@ -216,6 +294,59 @@ def export(
     from keypointer.commands.export import export_command
 
     export_command(checkpoint, format=format, out=out, flip=flip)
+
+
+@app.command()
+def suggest(
+    model: Annotated[Path, typer.Argument(help="Checkpoint (.pt), run folder or .onnx file.")],
+    videos: Annotated[list[Path], typer.Argument(help="Videos to pick frames from.")],
+    out: Annotated[Path, typer.Option("--out", help="New or empty folder for frames + labels.")],
+    num: Annotated[int, typer.Option("--num", help="Frames to pick.")] = 20,
+    format: Annotated[
+        str | None,
+        typer.Option("--format", help="dlc | coco | yolo | csv (default: the model's, else dlc)."),
+    ] = None,
+    flip: Annotated[
+        bool, typer.Option("--flip/--no-flip", help="Flip TTA: flip disagreement counts too.")
+    ] = True,
+    min_gap: Annotated[
+        int | None,
+        typer.Option("--min-gap", help="Frames between two picks of a video (default: 1 s)."),
+    ] = None,
+    threshold: Annotated[
+        float, typer.Option("--threshold", help="Points scoring below this are left unlabelled.")
+    ] = 0.3,
+    scorer: Annotated[str, typer.Option("--scorer", help="DeepLabCut scorer name.")] = "keypointer",
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 16,
+    device: DeviceOpt = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar or table.")] = False,
+) -> None:
+    """Pick the video frames most worth labelling next; write them with the model's labels."""
+    from keypointer.commands.suggest import suggest_command
+
+    suggest_command(
+        model, videos, out, num=num, format=format, flip=flip, min_gap=min_gap,
+        threshold=threshold, scorer=scorer, batch_size=batch_size, device=device, quiet=quiet,
+    )  # fmt: skip
+
+
+@app.command()
+def merge(
+    a: Annotated[Path, typer.Argument(help="Labels (any readable format).")],
+    b: Annotated[Path, typer.Argument(help="Labels of the same skeleton; they win where both.")],
+    out: Annotated[Path, typer.Option("--out", help="Output: .json (coco), .csv, or a folder.")],
+    format: Annotated[
+        str | None,
+        typer.Option("--format", help="coco | dlc | yolo | csv (default: from --out, else A's)."),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing output file (coco, csv).")
+    ] = False,
+) -> None:
+    """Join two label sets of one skeleton; an image in both takes B's labels."""
+    from keypointer.commands.merge import merge_command
+
+    merge_command(a, b, out, format=format, overwrite=overwrite)
 
 
 def main(argv: list[str] | None = None) -> None:

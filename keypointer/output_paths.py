@@ -7,8 +7,10 @@ naming it, instead of a traceback after minutes of work.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 from keypointer.errors import DataError
@@ -17,19 +19,30 @@ from keypointer.errors import DataError
 def check_output_dir(path: str | Path) -> None:
     """Raise unless ``path`` is a folder, or a folder that can be created, and writable."""
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise DataError("is a file, not a folder (the outputs go in a folder)", path)
-    _check_parent(path)
+    with _os_refusals(path):
+        if path.exists() and not path.is_dir():
+            raise DataError("is a file, not a folder (the outputs go in a folder)", path)
+        _check_parent(path)
 
 
 def check_output_file(path: str | Path, example: str) -> None:
     """Raise unless ``path`` can be written as a file (``example``: a file name to suggest)."""
     path = Path(path)
-    if path.is_dir():
-        raise DataError(f"is a folder; give the file to write, e.g. {path / example}", path)
-    if path.exists() and not os.access(path, os.W_OK):
-        raise DataError("cannot overwrite this file: permission denied", path)
-    _check_parent(path.parent)
+    with _os_refusals(path):
+        if path.is_dir():
+            raise DataError(f"is a folder; give the file to write, e.g. {path / example}", path)
+        if path.exists() and not os.access(path, os.W_OK):
+            raise DataError("cannot overwrite this file: permission denied", path)
+        _check_parent(path.parent)
+
+
+@contextlib.contextmanager
+def _os_refusals(path: Path) -> Iterator[None]:
+    """The OS's own refusals of a path (a name too long, ...) as a DataError, not a traceback."""
+    try:
+        yield
+    except OSError as err:
+        raise DataError(f"cannot write here: {err.strerror or err}", path) from None
 
 
 def _check_parent(folder: Path) -> None:

@@ -17,7 +17,8 @@ from rich.console import Console
 from rich.table import Table
 
 from keypointer._files import write_text_atomic
-from keypointer.checkpoint import load_model
+from keypointer.checkpoint import load_locator, load_model
+from keypointer.commands.eval_located import located_metrics
 from keypointer.data import transforms as T
 from keypointer.data.check import validate
 from keypointer.data.dataset import KeypointDataset, make_loader
@@ -99,6 +100,12 @@ def evaluate_command(
     )  # fmt: skip
     alphas, curve = pck_curve(pred.keypoints, pred.gt, pred.visible, bbox_norm(pred.bboxes))
     worst = worst_instances(pred, num_worst)
+    locator = load_locator(checkpoint, dev) if not kset.whole_image else None
+    if locator is not None:  # also as predict runs: instances found by the model itself
+        lc = cfg.locator
+        metrics["located"] = located_metrics(
+            model, locator, kset, flip, lc.score_threshold, lc.max_instances, quiet
+        )
     metrics.update(
         checkpoint=str(checkpoint), data=str(data), flip=flip, num_images=len(kset),
         pck_curve={"alpha": alphas.tolist(), "pck": [_num(v) for v in curve]},
@@ -196,7 +203,17 @@ def print_eval_table(metrics: dict, out: Path) -> None:
             (f"mean error px, p >= {metrics['pcutoff']:g}", fmt(metrics["mean_px_pcutoff"], 2))
         )
     for name in ("AP", "AP50", "AP75", "AR"):
-        rows.append((f"OKS {name}", fmt(metrics.get("oks", {}).get(name))))
+        rows.append((f"OKS {name} (labelled boxes)", fmt(metrics.get("oks", {}).get(name))))
+    if "located" in metrics:
+        oks, boxes = metrics["located"]["oks"], metrics["located"]["boxes"]
+        for name in ("AP", "AP50", "AP75", "AR"):
+            rows.append((f"OKS {name} (located instances)", fmt(oks.get(name))))
+        rows.append(
+            ("instances: labelled / found", f"{oks['gt_instances']:.0f} / {oks['predicted']:.0f}")
+        )
+        rows.append(("instances: missed / extra", f"{oks['missed']:.0f} / {oks['extra']:.0f}"))
+        rows.append(("locator boxes: recall / precision @IoU 0.5",
+                     f"{boxes['recall']:.3f} / {boxes['precision']:.3f}"))  # fmt: skip
     for r in rows:
         overall.add_row(*r)
     per = Table(title="per keypoint")

@@ -1,12 +1,14 @@
-"""``keypointer export``: load a checkpoint, write one ONNX file, check it, print a summary."""
+"""``keypointer export``: load a checkpoint, write its ONNX file (and its locator's, for a
+two-stage model), check them, print a summary."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from keypointer.checkpoint import load_model
+from keypointer.checkpoint import load_locator, load_model
 from keypointer.errors import KeypointerError
+from keypointer.export.locator_onnx import export_locator, locator_path
 from keypointer.export.onnx import INPUT_FORMAT, default_onnx_path, export_onnx
 from keypointer.output_paths import check_output_file
 
@@ -21,6 +23,10 @@ def export_command(
     check_output_file(path, example=default_onnx_path(checkpoint).name)
     model = load_model(checkpoint, "cpu")
     report = export_onnx(model, path, flip=flip)
+    locator = load_locator(checkpoint, "cpu")
+    if locator is not None:  # a two-stage model: the locator goes beside the pose graph
+        report["locator"] = export_locator(locator, locator_path(path))
+        print(f"wrote {report['locator']['path']} (the locator: images -> boxes, scores)")
     w, h = model.codec.input_size
     print(
         f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {report['exporter']} exporter)\n"

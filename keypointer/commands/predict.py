@@ -4,6 +4,7 @@ CSVs and drawn images/videos, with a progress bar."""
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,10 +13,22 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
 from keypointer.device import resolve_device
+from keypointer.errors import ConfigError, DataError
 from keypointer.inference.runners import load_runner, predict_frames
-from keypointer.inference.sources import collect_sources, count_frames, iter_frames, load_detections
+from keypointer.inference.sources import (
+    Frame,
+    Source,
+    collect_sources,
+    count_frames,
+    iter_frames,
+    load_detections,
+    read_ahead,
+)
+from keypointer.inference.tracks import PostProcess
+from keypointer.inference.video import FrameRange
 from keypointer.inference.writers import Outputs
 from keypointer.output_paths import check_output_dir
+from keypointer.temporal.smooth import METHODS
 
 
 def predict_command(
@@ -30,24 +43,80 @@ def predict_command(
     device: str = "auto",
     quiet: bool = False,
     box_threshold: float = 0.0,
+    start: str | int | float | None = None,
+    stop: str | int | float | None = None,
+    every: int = 1,
+    smooth: str | None = None,
+    max_gap: int = 10,
+    max_instances: int | None = None,
+    h5: bool = False,
 ) -> dict[str, Any]:
-    """What ``keypointer predict`` does; returns a summary (frames, instances, files)."""
-    check_output_dir(out)  # before any work: a wrong --out ends at once
+    """What ``keypointer predict`` does; returns a summary (frames, instances, files).
+
+    Videos are tracked, flagged and, with ``smooth`` (a method of
+    :data:`keypointer.temporal.smooth.METHODS`), smoothed, filling gaps of at most ``max_gap``
+    frames; ``max_instances`` caps the instances located per frame and the tracks.
+
+    ``start``/``stop`` (stop exclusive) and ``every`` pick the frames of each video (images
+    are unaffected): a frame number (``300`` or an int) or seconds (``"12.5s"`` or a float,
+    compared with each frame's own timestamp); see
+    :class:`~keypointer.inference.video.FrameRange`.
+    """
+    picked = FrameRange.parse(start, stop, every)  # before any work, as --out
+    post = _post_process(smooth, max_gap, max_instances, threshold)
+    _check_out(out)
     sources = collect_sources(inputs)
     detections = load_detections(boxes, sources, box_threshold) if boxes else None
     runner = load_runner(model, resolve_device(device))
-    outputs = Outputs(Path(out), runner.skeleton, threshold, draw, detections is not None)
-    total = count_frames(sources)
-    stream = predict_frames(iter_frames(sources), runner, detections, batch_size, flip)
+    if max_instances is not None:
+        runner.max_instances = max_instances
+    outputs = Outputs(
+        Path(out), runner.skeleton, threshold, draw, detections is not None,
+        post=post, h5=h5, reread=lambda path: _reread(path, picked, batch_size),
+    )  # fmt: skip
+    total = count_frames(sources, picked)
+    began = time.perf_counter()
+    stream = predict_frames(iter_frames(sources, picked), runner, detections, batch_size, flip)
     try:
         frames, instances = _write_all(stream, outputs, total, quiet)
         files = outputs.close()
     except BaseException:
+        stream.close()  # stops the reading thread and releases the video at once
         outputs.abort()  # no half-written video, no output folder of a failed run
         raise
+    seconds = time.perf_counter() - began
     if not quiet:
         print(f"{frames} images/frames, {instances} instances -> {out}")
+        print(f"{frames} frames in {seconds:.1f} s, {frames / max(seconds, 1e-9):.1f} frames/s")
     return {"frames": frames, "instances": instances, "files": [str(f) for f in files]}
+
+
+def _post_process(
+    smooth: str | None, max_gap: int, max_instances: int | None, threshold: float
+) -> PostProcess:
+    """The video post-processing asked for; a bad value is a ConfigError (exit 2) at once."""
+    if smooth is not None and smooth not in METHODS:
+        raise ConfigError(f"--smooth {smooth!r}: use one of {', '.join(METHODS)}")
+    if max_gap < 0 or (max_instances is not None and max_instances < 1):
+        raise ConfigError("--max-gap must be 0 or more and --max-instances 1 or more")
+    return PostProcess(smooth, threshold, max_gap, max_instances)
+
+
+def _reread(path: Path, picked: FrameRange, depth: int) -> Iterator[Frame]:
+    """The frames of a video predicted before, again (to draw them), read ahead in a thread
+    while the main one draws and encodes; its unreadable frames were named the first time."""
+    frames = iter_frames([Source(Path(path), "video")], picked, warn=False)
+    with contextlib.closing(read_ahead(frames, depth)) as ahead:
+        yield from ahead
+
+
+def _check_out(out: str | Path) -> None:
+    """:func:`check_output_dir`, with the OS's own refusals (a name too long, ...) as a
+    DataError too."""
+    try:
+        check_output_dir(out)
+    except OSError as err:
+        raise DataError(f"cannot write here: {err.strerror or err}", out) from None
 
 
 def _write_all(stream: Iterable[tuple], outputs: Any, total: int, quiet: bool) -> tuple[int, int]:

@@ -70,14 +70,24 @@ class OnnxModel:
         ``flip`` on a graph exported without flip TTA runs the mirrored crops too and averages
         the decoded coordinates (export with ``--flip`` for heatmap averaging, as PyTorch does).
         """
+        keypoints, scores, _ = self.run_with_gap(crops, flip)
+        return keypoints, scores
+
+    def run_with_gap(
+        self, crops: np.ndarray, flip: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Like calling it, plus the flip gap (N, K): input pixels between the keypoints of
+        the crops and those of their mirror images mirrored back. None without flip, without
+        flip pairs, or when the graph flips inside (it returns only the average)."""
         x = np.ascontiguousarray(crops.transpose(0, 3, 1, 2), dtype=np.float32)
         if not flip or self.flip_in_graph:
-            return self.run(x)
+            return (*self.run(x), None)
         kp, scores = self.run(np.concatenate([x, x[..., ::-1]]))
         n, index = len(x), self.skeleton.flip_index()
         mirrored = kp[n:, index].copy()
         mirrored[..., 0] = (self.input_size[0] - 1) - mirrored[..., 0]
-        return (kp[:n] + mirrored) * 0.5, (scores[:n] + scores[n:, index]) * 0.5
+        gap = np.linalg.norm(kp[:n] - mirrored, axis=-1) if self.skeleton.flip_pairs else None
+        return (kp[:n] + mirrored) * 0.5, (scores[:n] + scores[n:, index]) * 0.5, gap
 
     def predict(self, images: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """Like ``KeypointModel.predict``: normalised images (N, 3, H, W) or (3, H, W)."""

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from keypointer.config import Config, from_dict
+from keypointer.inference.locate import locate
 from keypointer.inference.runners import TorchRunner, as_runner, load_runner, predict_image
 from keypointer.skeleton import Skeleton
 
@@ -71,12 +72,18 @@ class Predictor:
         """Keypoints and scores for one (H, W, 3) uint8 RGB image or a list of them.
 
         Each image is letterboxed whole into the model's input, or, with ``boxes`` (one image
-        only), cropped to each COCO (x, y, w, h) box. ``flip``: flip test-time augmentation.
+        only), cropped to each COCO (x, y, w, h) box. A model trained on several instances
+        per image finds the boxes itself (its locator) when none are given.
+        ``flip``: flip test-time augmentation.
 
         Returns:
-            one image: (K, 2) keypoints in its own pixels and (K,) scores (with boxes:
-            (M, K, 2) and (M, K)); a list: (N, K, 2) and (N, K).
+            one image: (K, 2) keypoints in its own pixels and (K,) scores (with boxes, or a
+            locator: (M, K, 2) and (M, K)); a list: (N, K, 2) and (N, K).
         """
+        single = isinstance(images, np.ndarray) and images.ndim == 3
+        if boxes is None and single and getattr(self.runner, "locator", None) is not None:
+            r = self.runner
+            ((boxes, _),) = locate(r.locator, [images], r.locator_threshold, r.max_instances)
         return predict_image(self.runner, images, boxes, flip)
 
     __call__ = predict

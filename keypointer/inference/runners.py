@@ -3,11 +3,13 @@ keypoints in crop pixels out; and on top of them keypoints in the pixels of whol
 boxes (:func:`predict_image`) and of a stream of frames (:func:`predict_frames`).
 
 A runner is called as ``runner(crops (N, H, W, 3) uint8, flip) -> keypoints (N, K, 2) input px,
-scores (N, K)`` (numpy) and has ``skeleton``, ``input_size`` and ``margin``.
+scores (N, K)`` (numpy) and has ``skeleton``, ``input_size`` and ``margin``; the two here also
+have ``run_with_gap(crops, flip) -> (keypoints, scores, flip gap (N, K) input px or None)``.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,12 +19,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from keypointer.checkpoint import load_model
+from keypointer.checkpoint import load_locator, load_model
 from keypointer.config import BOX_MARGIN
 from keypointer.data import transforms as T
+from keypointer.export.locator_onnx import OnnxLocator, locator_path
 from keypointer.export.onnx_model import OnnxModel
 from keypointer.inference.crops import make_crops
-from keypointer.models.flip import predict_batch
+from keypointer.inference.locate import locate
+from keypointer.inference.sources import read_ahead
+from keypointer.models.flip import predict_batch, predict_batch_with_gap
 from keypointer.skeleton import Skeleton
 
 
@@ -42,17 +47,51 @@ class TorchRunner:
 
     def __call__(self, crops: np.ndarray, flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Crops (N, H, W, 3) uint8 RGB -> keypoints (N, K, 2) input px, scores (N, K)."""
-        x = torch.from_numpy(np.stack([T.to_chw_normalized(c) for c in crops]))
         flip_index = self.skeleton.flip_index() if flip else None
-        kp, scores = predict_batch(self.model, x.to(self.device), flip_index)
-        return kp.float().cpu().numpy(), scores.float().cpu().numpy()
+        kp, scores = predict_batch(self.model, self._tensor(crops), flip_index)
+        return _numpy(kp), _numpy(scores)
+
+    def run_with_gap(
+        self, crops: np.ndarray, flip: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Like calling it (the same keypoints and scores), plus the flip gap (N, K): input
+        pixels between the keypoints of the crops and those of their mirror images mirrored
+        back. None without flip or without flip pairs."""
+        if not (flip and self.skeleton.flip_pairs):
+            return (*self(crops, flip), None)
+        flip_index = self.skeleton.flip_index()
+        kp, scores, gap = predict_batch_with_gap(self.model, self._tensor(crops), flip_index)
+        return _numpy(kp), _numpy(scores), _numpy(gap)
+
+    def _tensor(self, crops: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.stack([T.to_chw_normalized(c) for c in crops])).to(self.device)
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    return t.float().cpu().numpy()
 
 
 def load_runner(path: str | Path, device: str | torch.device = "cpu") -> Any:
-    """A runner for a checkpoint (``.pt`` or run folder) or an exported ``.onnx`` file."""
+    """A runner for a checkpoint (``.pt`` or run folder) or an exported ``.onnx`` file.
+
+    A model trained on several instances per image comes with its locator (in the checkpoint,
+    or as ``<name>.locator.onnx`` beside the export): ``runner.locator`` then finds the
+    instances of every image and frame that has no boxes given, with
+    ``runner.locator_threshold`` and at most ``runner.max_instances``; else it is None.
+    """
     if Path(path).suffix.lower() == ".onnx":
-        return OnnxModel(path)
-    return TorchRunner(load_model(path, device), device)
+        runner = OnnxModel(path)
+        side = locator_path(path)
+        runner.locator = OnnxLocator(side) if side.is_file() else None
+        config = runner.config or {}
+    else:
+        runner = TorchRunner(load_model(path, device), device)
+        runner.locator = load_locator(path, device)
+        config = runner.model.config.to_dict()
+    section = config.get("locator") or {}
+    runner.locator_threshold = float(section.get("score_threshold", 0.3))
+    runner.max_instances = section.get("max_instances")
+    return runner
 
 
 def as_runner(model: Any) -> Any:
@@ -136,22 +175,35 @@ def predict_frames(
     Crops of several frames run together, ``batch_size`` at a time. With ``detections``
     (image path -> boxes), images get one crop per box (none when they have no box) and an
     instance score of box score x mean keypoint score; video frames are always whole.
+    Reading ``frames`` (decoding) and cropping run in a background thread, up to
+    ``batch_size`` frames ahead, while the model runs on the batch before.
     """
-    pending: list[tuple[Any, np.ndarray, np.ndarray, list | None]] = []
-    count = 0
-    for frame in frames:
-        dets = None
-        if detections is not None and frame.number is None:
-            dets = detections.get(frame.source.path, [])
-        boxes = [d[0] for d in dets] if dets is not None else None
-        crops, mats = make_crops(frame.image, runner.input_size, boxes, runner.margin)
-        pending.append((frame, crops, mats, dets))
-        count += len(crops)
-        if count >= batch_size:
+    prepare = (_prepare(frame, runner, detections) for frame in frames)
+    with contextlib.closing(read_ahead(prepare, batch_size)) as prepared:
+        pending: list[tuple[Any, np.ndarray, np.ndarray, list | None]] = []
+        count = 0
+        for item in prepared:
+            pending.append(item)
+            count += len(item[1])
+            if count >= batch_size:
+                yield from _run_pending(pending, runner, batch_size, flip)
+                pending, count = [], 0
+        if pending:
             yield from _run_pending(pending, runner, batch_size, flip)
-            pending, count = [], 0
-    if pending:
-        yield from _run_pending(pending, runner, batch_size, flip)
+
+
+def _prepare(frame: Any, runner: Any, detections: dict | None) -> tuple:
+    """(frame, crops (M, H, W, 3), crop matrices (M, 2, 3), detections or None)."""
+    dets = None
+    if detections is not None and frame.number is None:
+        dets = detections.get(frame.source.path, [])
+    elif detections is None and getattr(runner, "locator", None) is not None:
+        limit = runner.max_instances
+        ((boxes, scores),) = locate(runner.locator, [frame.image], runner.locator_threshold, limit)
+        dets = [(b.tolist(), float(sc), None) for b, sc in zip(boxes, scores, strict=True)]
+    boxes = [d[0] for d in dets] if dets is not None else None
+    crops, mats = make_crops(frame.image, runner.input_size, boxes, runner.margin)
+    return frame, crops, mats, dets
 
 
 def _run_pending(
@@ -159,11 +211,15 @@ def _run_pending(
 ) -> Iterator[FramePrediction]:
     crops = np.concatenate([p[1] for p in pending])
     k = runner.skeleton.num_keypoints
-    kp, scores = np.zeros((0, k, 2)), np.zeros((0, k))
+    kp, scores, gaps = np.zeros((0, k, 2)), np.zeros((0, k)), _no_gap(runner, flip, k)
     if len(crops):
-        parts = [runner(crops[i : i + batch_size], flip) for i in range(0, len(crops), batch_size)]
+        parts = [
+            _run(runner, crops[i : i + batch_size], flip) for i in range(0, len(crops), batch_size)
+        ]
         kp = np.concatenate([p[0] for p in parts])
         scores = np.concatenate([p[1] for p in parts]).astype(np.float64)
+        if all(p[2] is not None for p in parts):
+            gaps = np.concatenate([p[2] for p in parts]).astype(np.float64)
     start = 0
     for frame, c, mats, dets in pending:
         end = start + len(c)
@@ -172,5 +228,25 @@ def _run_pending(
         box_scores = np.array([d[1] for d in dets]) if dets else np.ones(end - start)
         image_id = dets[0][2] if dets else None
         inst = frame_scores.mean(-1) * box_scores
-        yield FramePrediction(frame, frame_kp, frame_scores, inst, image_id)
+        gap = None if gaps is None else gaps[start:end] * crop_scale(mats)[:, None]
+        yield FramePrediction(frame, frame_kp, frame_scores, inst, image_id, gap)
         start = end
+
+
+def _run(runner: Any, crops: np.ndarray, flip: bool) -> tuple:
+    """(keypoints, scores, flip gap or None) from a runner with or without ``run_with_gap``."""
+    if flip and hasattr(runner, "run_with_gap"):
+        return runner.run_with_gap(crops, flip)
+    return (*runner(crops, flip), None)
+
+
+def _no_gap(runner: Any, flip: bool, k: int) -> np.ndarray | None:
+    """The flip gap of a batch without crops: empty where the runner would give one."""
+    gives = flip and bool(runner.skeleton.flip_pairs) and hasattr(runner, "run_with_gap")
+    return np.zeros((0, k)) if gives and not getattr(runner, "flip_in_graph", False) else None
+
+
+def crop_scale(mats: np.ndarray) -> np.ndarray:
+    """(M,) image pixels per input pixel of crop matrices (M, 2, 3) (letterbox and box crops
+    scale alike along x and y: the square root of the determinant)."""
+    return np.sqrt(np.abs(np.linalg.det(np.asarray(mats, np.float64)[:, :, :2])))

@@ -10,16 +10,20 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from queue import Full, Queue
+from typing import TypeVar
 
-import cv2
 import numpy as np
 
 from keypointer.data.images import read_image
 from keypointer.errors import DataError
-from keypointer.inference.video import read_video
+from keypointer.inference.video import FrameRange, estimate_frames, iter_video
+
+T = TypeVar("T")
 
 log = logging.getLogger("keypointer")
 
@@ -82,30 +86,80 @@ def _source(path: Path) -> Source | None:
     return None
 
 
-def count_frames(sources: Sequence[Source]) -> int:
-    """Images plus the frame counts videos declare (for the progress bar; may be estimates)."""
-    total = 0
-    for s in sources:
-        if s.kind == "image":
-            total += 1
-            continue
-        cap = cv2.VideoCapture(str(s.path))
-        total += max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0) if cap.isOpened() else 0
-        cap.release()
-    return total
+def count_frames(sources: Sequence[Source], frames: FrameRange | None = None) -> int:
+    """Images plus the frames of ``frames`` that videos declare (for the progress bar;
+    estimates)."""
+    return sum(1 if s.kind == "image" else estimate_frames(s.path, frames) for s in sources)
 
 
-def iter_frames(sources: Sequence[Source]) -> Iterator[Frame]:
+def iter_frames(
+    sources: Sequence[Source], frames: FrameRange | None = None, warn: bool = True
+) -> Iterator[Frame]:
+    """Every image, and the frames of ``frames`` (default: all) of every video, in order.
+    ``warn`` False: no warning about unreadable frames (a second read of the same videos)."""
     for s in sources:
         if s.kind == "image":
             yield Frame(s, read_image(s.path))
         else:
-            yield from _video_frames(s)
+            yield from _video_frames(s, frames or FrameRange(), warn)
 
 
-def _video_frames(source: Source) -> Iterator[Frame]:
-    for number, image, fps in read_video(source.path):
-        yield Frame(source, image, number, fps)
+def _video_frames(source: Source, frames: FrameRange, warn: bool) -> Iterator[Frame]:
+    for f in iter_video(source.path, frames, warn):
+        yield Frame(source, f.image, f.number, f.fps, f.time)
+
+
+# --------------------------------------------------------------------------- read-ahead
+
+_DONE = object()
+
+
+def read_ahead(items: Iterable[T], depth: int) -> Iterator[T]:
+    """``items`` produced in a background thread, at most ``depth`` ahead of the consumer,
+    in order: decoding (OpenCV releases the GIL) overlaps with inference, and never more
+    than ``depth`` items are held. An exception in the thread is raised here, where its item
+    would have come; closing this generator stops the thread and closes ``items`` (which
+    releases a video) in it."""
+    queue: Queue = Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def produce() -> None:
+        it = iter(items)
+        try:
+            for item in it:
+                if not _put(queue, (item, None), stop):
+                    return
+            _put(queue, (_DONE, None), stop)
+        except BaseException as err:  # handed to the consumer, which raises it
+            _put(queue, (_DONE, err), stop)
+        finally:
+            if hasattr(it, "close"):
+                it.close()  # a generator: its finally blocks run (a video is released)
+
+    thread = threading.Thread(target=produce, name="keypointer-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, err = queue.get()
+            if err is not None:
+                raise err
+            if item is _DONE:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _put(queue: Queue, entry: tuple, stop: threading.Event) -> bool:
+    """Put ``entry`` unless the consumer has stopped (then False)."""
+    while not stop.is_set():
+        try:
+            queue.put(entry, timeout=0.05)
+            return True
+        except Full:
+            continue
+    return False
 
 
 # --------------------------------------------------------------------------- boxes

@@ -71,10 +71,38 @@ def decode_output(
         return codec.decode(average_flipped_heatmaps(output, flip_index))
     keypoints, scores = codec.decode(output)
     n = keypoints.shape[0] // 2
-    mirrored = keypoints[n:, list(flip_index)]
-    x = (codec.input_size[0] - 1) - mirrored[..., 0]
-    mirrored = torch.stack([x, mirrored[..., 1]], dim=-1)
+    mirrored = mirror_back(keypoints[n:], flip_index, codec.input_size[0])
     return (keypoints[:n] + mirrored) * 0.5, (scores[:n] + scores[n:, list(flip_index)]) * 0.5
+
+
+def mirror_back(keypoints: torch.Tensor, flip_index: Sequence[int], width: int) -> torch.Tensor:
+    """Keypoints (N, K, 2) found in mirror images of width ``width`` -> in the originals:
+    channels swapped by ``flip_index``, ``x -> width - 1 - x`` (pixel centres at integers)."""
+    mirrored = keypoints[:, list(flip_index)]
+    x = (width - 1) - mirrored[..., 0]
+    return torch.stack([x, mirrored[..., 1]], dim=-1)
+
+
+def flip_gap(codec: Any, output: Any, flip_index: Sequence[int]) -> torch.Tensor:
+    """(N, K) input pixels between the keypoints decoded from the N originals alone and those
+    decoded from their mirror images alone, mirrored back: how much flip TTA disagreed with
+    itself. ``output`` is of 2N images, as for :func:`decode_output`."""
+    keypoints, _ = codec.decode(output)
+    n = keypoints.shape[0] // 2
+    back = mirror_back(keypoints[n:], flip_index, codec.input_size[0])
+    return torch.linalg.vector_norm(keypoints[:n] - back, dim=-1)
+
+
+def predict_batch_with_gap(
+    model: nn.Module, images: torch.Tensor, flip_index: Sequence[int]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`predict_batch` with flip TTA (the very same keypoints and scores: one forward
+    pass of 2N images, decoded by :func:`decode_output`), plus :func:`flip_gap` (N, K) in
+    input pixels, which decodes the two halves once more, separately."""
+    with eval_mode(model), torch.inference_mode():
+        output = to_float(model(torch.cat([images, images.flip(-1)])))
+        keypoints, scores = decode_output(model.codec, output, flip_index)
+        return keypoints, scores, flip_gap(model.codec, output, flip_index)
 
 
 def flips_heatmaps(codec: Any, output: Any) -> bool:

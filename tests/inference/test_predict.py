@@ -252,3 +252,19 @@ def test_cli_bad_input_exits_2_without_traceback(checkpoint, tmp_path):
     assert proc.returncode == 2
     assert "nope.jpg" in proc.stderr and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("error:")
+
+
+def test_cli_start_stop_every_pick_video_frames(checkpoint, video, tmp_path, capsys):
+    """Issue 12: frames 1 and 3 of the five (stop exclusive), then the rate line."""
+    from keypointer.cli import main
+
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as done:  # typer ends with sys.exit(0)
+        main(["predict", str(checkpoint), str(video), "--out", str(out), "--no-draw",
+              "--start", "1", "--stop", "4", "--every", "2", "--device", "cpu"])  # fmt: skip
+    assert done.value.code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-2].startswith("2 images/frames, 2 instances")
+    assert lines[-1].startswith("2 frames in ") and lines[-1].endswith(" frames/s")
+    frames = [im.get("frame") for im in json.loads((out / "images.json").read_text())]
+    assert frames == [1, 3]

@@ -71,8 +71,12 @@ def damage_avi(path: Path, frames: tuple[int, ...]) -> None:
 
 
 def csv_frames(path: Path) -> list[int]:
+    """The frames with a prediction in a video's DLC CSV (row i is frame i; a frame without
+    one, e.g. an unreadable frame, has a row of NaN)."""
     with open(path, newline="") as f:
-        return [int(row[0]) for row in list(csv.reader(f))[3:]]
+        rows = list(csv.reader(f))[3:]
+    assert [int(r[0]) for r in rows] == list(range(len(rows))), "row i must be frame i"
+    return [int(r[0]) for r in rows if any(c not in ("", "NaN") for c in r[1:])]
 
 
 def frame_count(path: Path) -> int:

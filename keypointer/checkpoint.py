@@ -19,7 +19,8 @@ import torch
 
 from keypointer._files import atomic_path
 from keypointer.config import from_dict
-from keypointer.errors import CheckpointError
+from keypointer.errors import CheckpointError, ConfigError
+from keypointer.models.locator import LocatorModel, build_locator
 from keypointer.models.model import KeypointModel, build_model
 from keypointer.skeleton import Skeleton
 
@@ -160,4 +161,29 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> Keypoint
         model.load_state_dict(weights)
     model.skeleton = skeleton
     model.config = cfg
+    return model.to(device).eval()
+
+
+def load_locator(path: str | Path, device: str | torch.device = "cpu") -> LocatorModel | None:
+    """The locator a run on multi-instance labels stored beside the pose model, rebuilt from
+    the checkpoint's config and the entry's ``build_info``, in eval mode; None when the
+    checkpoint has none.
+
+    The entry (``keypointer.training.two_stage``): ``state["locator"] = {"model": state_dict,
+    "build_info": {"input_size": [W, H]}, "metrics": {name: float}}``.
+    """
+    state = load_checkpoint(path, map_location="cpu")
+    entry = state.get("locator")
+    if entry is None:
+        return None
+    cfg = from_dict(state["config"], source=f"{path} (stored config)")
+    with damaged(path):
+        width, height = (int(v) for v in entry["build_info"]["input_size"])
+        if not (32 <= width <= 4096 and 32 <= height <= 4096):  # what locator.input_size allows
+            raise ValueError(f"locator input size {width}x{height} is out of range")
+        try:
+            model = build_locator(cfg, (width, height), pretrained=False)
+        except ConfigError as err:  # an input size no locator can have
+            raise ValueError(f"locator build_info: {err}") from None
+        model.load_state_dict(entry["model"])
     return model.to(device).eval()

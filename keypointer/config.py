@@ -197,6 +197,10 @@ class RunConfig(_Section):
 
 
 class LocatorConfig(_Section):
+    enabled: bool | None = None
+    """Train the locator (the instance finder) after the pose model, into the same run and
+    checkpoints. None: when any image of the training labels holds more than one instance;
+    false: never; true: always."""
     input_size: int | None = Field(None, ge=64, le=4096, multiple_of=32)
     """Long side of the locator's whole-image input in pixels (a multiple of 32; the short side
     follows the images' aspect ratio). None: from the data, so that the median instance box is

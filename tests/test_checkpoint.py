@@ -59,3 +59,59 @@ def test_garbage_and_missing_files(tmp_path):
     torch.save({"weights": torch.zeros(1)}, plain)
     with pytest.raises(CheckpointError, match="not a keypointer checkpoint"):
         load_checkpoint(plain)
+
+
+def _tiny_locator_config():
+    from keypointer.config import Config
+
+    cfg = Config()
+    cfg.locator.backbone = "mobilenetv3_small_050"
+    cfg.locator.channels = 16
+    cfg.locator.max_instances = 5
+    return cfg
+
+
+def _with_locator(path, cfg, entry):
+    save_checkpoint({"model": {}, "config": cfg.to_dict(), "locator": entry}, path)
+    return path
+
+
+def test_load_locator_rebuilds_the_stored_locator(tmp_path):
+    from keypointer.checkpoint import load_locator
+    from keypointer.models.locator import build_locator
+
+    cfg = _tiny_locator_config()
+    torch.manual_seed(0)
+    model = build_locator(cfg, (96, 64)).eval()
+    entry = {"model": model.state_dict(), "build_info": model.build_info, "metrics": {"a": 1.0}}
+    path = _with_locator(tmp_path / "best.pt", cfg, entry)
+    loaded = load_locator(path)
+    assert loaded is not None and not loaded.training
+    assert loaded.input_size == (96, 64) and loaded.max_instances == 5
+    image = torch.rand(1, 3, 64, 96)
+    with torch.inference_mode():
+        assert torch.equal(loaded(image), model(image))
+    # a checkpoint without one (single-instance labels): None
+    save_checkpoint({"model": {}, "config": cfg.to_dict()}, tmp_path / "plain.pt")
+    assert load_locator(tmp_path / "plain.pt") is None
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "not a mapping",
+        {"model": {}, "build_info": {"input_size": [96, 64]}},  # weights missing
+        {"build_info": {"input_size": [96, 64]}},  # no model entry
+        {"model": {}, "build_info": {}},  # no input size
+        {"model": {}, "build_info": {"input_size": [96]}},
+        {"model": {}, "build_info": {"input_size": [100000, 64]}},  # would not fit in memory
+        {"model": {}, "build_info": {"input_size": [4, 4]}},  # too small for any locator
+        {"model": {}, "build_info": {"input_size": ["a", 64]}},
+    ],
+)
+def test_load_locator_names_the_file_of_a_damaged_entry(tmp_path, entry):
+    from keypointer.checkpoint import load_locator
+
+    path = _with_locator(tmp_path / "best.pt", _tiny_locator_config(), entry)
+    with pytest.raises(CheckpointError, match="best.pt"):
+        load_locator(path)

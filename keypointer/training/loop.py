@@ -4,7 +4,8 @@
 The loop is the seed notes' ``optimizer.zero_grad(); loss.backward();
 optimizer.step()`` with mixed precision, gradient clipping, EMA, DDP and
 atomic checkpoints around it; one optimisation step is :func:`train_step`.
-Read ``train`` first; everything it calls is in this file or one import away.
+Read ``train`` first; everything it calls is in this file or one import away (the locator
+that follows the pose model on labels with crowds: two_stage.py).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from keypointer.device import make_autocast, resolve_amp, resolve_device
 from keypointer.errors import CheckpointError, TrainingError
 from keypointer.inference.loader import predict_loader, quick_metrics, to_device
 from keypointer.training import distributed as dist
+from keypointer.training import two_stage
 from keypointer.training.budget import TimeBudget
 from keypointer.training.components import (
     build_model_for,
@@ -63,6 +65,7 @@ class Run:
     dir: Path
     config: Config
     metrics: list[dict[str, Any]] = field(default_factory=list)
+    locator: dict[str, float] | None = None  # the locator's metrics, when one was trained
 
     @property
     def best(self) -> Path:
@@ -105,6 +108,7 @@ class TrainState:
     done_steps: int = 0
     budget: TimeBudget | None = None
     warned: bool = False  # the learned-nothing warning was given
+    locator: dict[str, Any] | None = None  # the resumed last.pt's locator entry (two_stage.py)
 
     @property
     def eval_model(self) -> nn.Module:
@@ -117,6 +121,7 @@ def train(cfg: Config, resume: str | Path | None = None, stop_after: int | None 
 
     ``stop_after`` ends this session after that many epochs in total (the run
     can be resumed later), as a user pressing Ctrl-C at an epoch boundary would.
+    Labels with crowds also get the locator, trained after the pose model (two_stage.py).
     """
     if cfg.data.path is None:
         raise ConfigError("no training data: give --data PATH or set data.path in the config")
@@ -128,11 +133,15 @@ def train(cfg: Config, resume: str | Path | None = None, stop_after: int | None 
         if info.enabled and device.type == "cuda":
             device = torch.device("cuda", info.local_rank)
         state = setup(cfg, device, info, Path(resume) if resume else None, stop_after)
+        crowd = two_stage.wants_locator(cfg, state.data)  # a locator is trained after the fit
         if cfg.train.time is not None:
             spent = state.history[-1].get("elapsed_s", 0.0) if state.history else 0.0
-            state.budget = TimeBudget(cfg.train.time, spent + time.perf_counter() - started)
+            state.budget = two_stage.pose_budget(
+                state, spent + time.perf_counter() - started, crowd
+            )
         fit(state)
-        return Run(state.run_dir, cfg, state.history)
+        found = two_stage.after_fit(state) if crowd else None
+        return Run(state.run_dir, cfg, state.history, found)
     finally:
         dist.cleanup()
 
@@ -191,7 +200,7 @@ def setup(
         resume=resume, history=history, start_epoch=start_epoch,
         last_epoch=stop_after or (cfg.train.epochs if cfg.train.time is None else 10**9),
         best=max((r["val_pck"] for r in history if "val_pck" in r), default=-1.0),
-        total_steps=total, done_steps=done,
+        total_steps=total, done_steps=done, locator=saved.get("locator") if saved else None,
     )  # fmt: skip
 
 
@@ -288,6 +297,8 @@ def save_epoch(state: TrainState, row: dict[str, Any]) -> None:
         state.cfg, state.data.skeleton, unwrap(state.model), state.optimizer, state.scheduler,
         state.scaler, state.ema, row["epoch"], state.history,
     )  # fmt: skip
+    if state.locator is not None:  # a resumed run keeps the locator it trained before
+        saved["locator"] = state.locator
     is_best = row.get("val_pck", -math.inf) > state.best
     state.best = row["val_pck"] if is_best else state.best
     record_epoch(state.run_dir, saved, is_best, state.history, state.tensorboard)

@@ -1,0 +1,209 @@
+"""Two-stage training: on labels with crowds, ``keypointer train`` trains the pose model and
+then the locator (the instance finder, :mod:`keypointer.training.locator`) on the same
+train/validation split, into one run folder and one checkpoint.
+
+Checkpoint layout: best.pt and last.pt get a top-level entry, plain values and tensors only
+(``torch.load(weights_only=True)`` reads it; :func:`keypointer.checkpoint.load_locator`
+rebuilds the model)::
+
+    "locator": {"model": state_dict, "build_info": {"input_size": [W, H]},
+                "metrics": {"val_recall": float, "val_precision": float, ...}}
+
+The run folder also gets ``locator_metrics.json``. Labels with one instance per image are
+left exactly as before (``locator.enabled`` None): no locator, no extra time, no new entry.
+
+With ``train.time`` the locator gets what its default schedule costs on this machine and data
+(a few of its steps are timed first), at most :data:`MAX_SHARE` of the budget; the pose model
+gets the rest and then the locator what is left (:func:`pose_budget`, :func:`locator_share`).
+Without it the locator runs ``locator.steps``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from keypointer._files import write_text_atomic
+from keypointer.checkpoint import damaged, load_checkpoint, save_checkpoint
+from keypointer.config import Config
+from keypointer.data.types import KeypointSet
+from keypointer.device import make_autocast, resolve_amp
+from keypointer.training import distributed as dist
+from keypointer.training.budget import TimeBudget
+from keypointer.training.loaders import TrainData
+from keypointer.training.locator import locator_optimizer, locator_setup, train_locator, train_step
+from keypointer.training.progress import TrainProgress
+
+KEY = "locator"  # the checkpoint entry
+METRICS_FILE = "locator_metrics.json"
+MAX_SHARE = 0.4  # the locator's most of a time budget (measured: locator_share)
+PROBE_SKIP, PROBE_TIMED = 3, 5  # locator steps run to time one: start-up ones, then timed ones
+SAVE_SLACK_S = 1.0  # beyond the two re-saves: the metrics file, the locator's bytes, noise
+
+
+def wants_locator(cfg: Config, data: TrainData) -> bool:
+    """``locator.enabled`` when set; None: whether any image of the training labels (either
+    split) holds more than one instance."""
+    if cfg.locator.enabled is not None:
+        return cfg.locator.enabled
+    ksets = (data.train_set.kset, data.val_set.kset)
+    return any(len(s.instances) > 1 for k in ksets for s in k.samples)
+
+
+def pose_done(state: Any) -> bool:
+    """The pose model's schedule is complete, not stopped early (as ``stop_after`` does)."""
+    epochs = int(state.history[-1]["epoch"]) if state.history else 0
+    time_set = state.cfg.train.time is not None
+    return state.done_steps >= state.total_steps or (
+        not time_set and epochs >= state.cfg.train.epochs
+    )
+
+
+# --------------------------------------------------------------------------- time budget
+
+
+def pose_budget(state: Any, elapsed_s: float, crowd: bool) -> TimeBudget:
+    """``train.time``'s budget for the pose model of ``state`` (the loop's TrainState),
+    ``elapsed_s`` of it spent before now: all of it, or when a new locator follows (``crowd``,
+    and none in a resumed last.pt) what :func:`locator_share` leaves it, after timing a few
+    locator steps (on the main process, whose plan all follow; that time counts too)."""
+    cfg = state.cfg
+    if not (crowd and state.locator is None and state.info.is_main):
+        return TimeBudget(cfg.train.time, elapsed_s)
+    started = time.perf_counter()
+    locator_s = cfg.locator.steps * probe_step_s(state.data.train_set.kset, cfg, state.device)
+    elapsed_s += time.perf_counter() - started
+    left_s = cfg.train.time * 60.0 - elapsed_s
+    pose_s = elapsed_s + left_s * (1.0 - locator_share(locator_s, left_s))
+    return TimeBudget(pose_s / 60.0, elapsed_s)
+
+
+def locator_share(locator_s: float, left_s: float) -> float:
+    """The locator's share of the ``left_s`` seconds both models have: what its default
+    schedule costs (``locator_s``: ``locator.steps`` at its measured step time), at most
+    :data:`MAX_SHARE`. Its recall climbs steeply to ~1000 steps and levels off near its
+    default 3000, while the pose model's accuracy moves little once it has most of a short
+    budget (measured: benchmarks/RESULTS.md, two-stage training); so the locator gets its default
+    when the budget allows it, and the pose model all the rest."""
+    if left_s <= 0:
+        return MAX_SHARE
+    return min(max(locator_s, 0.0) / left_s, MAX_SHARE)
+
+
+def probe_step_s(train_set: KeypointSet, cfg: Config, device: torch.device) -> float:
+    """Seconds per locator training step on this machine and data: a throwaway locator
+    trained for a few steps (the first :data:`PROBE_SKIP` pay for start-up and are not
+    timed). The caller's random state is left as it was (a resumed run stays exact)."""
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda, device_type="cuda"):
+        model, _, loader = locator_setup(train_set, cfg, device)
+        optimizer, scheduler = locator_optimizer(model, cfg, len(loader), cfg.locator.steps)
+        autocast = make_autocast(device, resolve_amp(cfg.train.amp, device))
+        times, tick = [], time.perf_counter()
+        for batch in _batches(loader, PROBE_SKIP + PROBE_TIMED):
+            train_step(model, batch, optimizer, scheduler, autocast, device, cfg)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            now = time.perf_counter()
+            times.append(now - tick)
+            tick = now
+    return statistics.median(times[PROBE_SKIP:])
+
+
+def _batches(loader: Any, n: int) -> Iterator[Any]:
+    """``n`` batches from ``loader``, passing over it again when it holds fewer."""
+    while True:
+        for batch in loader:
+            yield batch
+            n -= 1
+            if n <= 0:
+                return
+
+
+# --------------------------------------------------------------------------- the second stage
+
+
+def after_fit(state: Any) -> dict[str, float] | None:
+    """After the pose model's fit (``state``: the loop's TrainState), if its schedule is
+    complete: the main process trains the locator (or keeps the one of a resumed run's last.pt),
+    adds it to best.pt and last.pt, writes ``locator_metrics.json`` and logs its validation;
+    the others wait. Returns the metrics (None on the other processes, or when not done)."""
+    if not pose_done(state):
+        return None
+    metrics = None
+    if state.info.is_main:
+        metrics = _add_locator(
+            state.cfg, state.device, state.data, state.run_dir, state.locator, state.budget
+        )
+    dist.barrier(state.info)
+    return metrics
+
+
+def _add_locator(
+    cfg: Config, device: torch.device, data: TrainData, run_dir: Path,
+    prior: dict[str, Any] | None, budget: TimeBudget | None,
+) -> dict[str, float]:  # fmt: skip
+    started = time.perf_counter()
+    # best.pt first: last.pt is the commit point a resume starts from (as records.py saves).
+    paths = [run_dir / "best.pt", run_dir / "last.pt"]
+    states = [load_checkpoint(p) for p in paths]
+    entry = prior or next((s[KEY] for s in states if s.get(KEY) is not None), None)
+    if entry is None:
+        time_s = None
+        if budget is not None:  # what the pose model left, less the two re-saves (~ two loads)
+            reserve = 2 * (time.perf_counter() - started) + SAVE_SLACK_S
+            time_s = max(cfg.train.time * 60.0 - budget.elapsed() - reserve, 1.0)
+        entry = fit_locator(cfg, device, data, time_s)
+    with damaged(paths[1]):  # a kept entry that is no locator's: say which file
+        metrics = {k: float(v) for k, v in entry["metrics"].items()}
+    for path, state in zip(paths, states, strict=True):
+        if state.get(KEY) is None:
+            save_checkpoint({**state, KEY: entry}, path)
+    plain = {k: v if math.isfinite(v) else None for k, v in metrics.items()}  # strict JSON
+    write_text_atomic(run_dir / METRICS_FILE, json.dumps(plain, indent=2) + "\n")
+    print(summary_line(metrics), file=sys.stderr, flush=True)
+    return metrics
+
+
+def fit_locator(
+    cfg: Config, device: torch.device, data: TrainData, time_s: float | None = None
+) -> dict[str, Any]:
+    """Train the locator on the pose model's train/val split -> the checkpoint entry."""
+    train_set, val_set = data.train_set.kset, data.val_set.kset
+    plan = f"{cfg.locator.steps} steps" if time_s is None else f"{time_s / 60:.1f} min"
+    progress = TrainProgress(cfg.locator.steps, quiet=cfg.run.quiet)
+    progress.log(
+        f"locator: training the instance finder ({cfg.locator.backbone}) on {len(train_set)} "
+        f"images, {plan}"
+    )
+    try:
+        model, metrics = train_locator(
+            train_set, val_set, cfg, device, time_budget_s=time_s, progress=progress
+        )
+    finally:
+        progress.close()
+    if time_s is not None:
+        metrics["time_budget_s"] = time_s
+    return {
+        "model": model.state_dict(),
+        "build_info": dict(model.build_info or {}),
+        "metrics": {k: float(v) for k, v in metrics.items()},
+    }
+
+
+def summary_line(metrics: dict[str, float]) -> str:
+    """One line for the log: the locator's validation, its length and time."""
+    m = metrics
+    return (
+        f"locator: val recall {m['val_recall']:.3f}, precision {m['val_precision']:.3f} "
+        f"(IoU 0.5, {m['val_instances']:.0f} instances), mean IoU {m['val_mean_iou']:.3f}; "
+        f"{m['steps']:.0f} steps in {m['seconds'] / 60:.1f} min"
+    )

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 
 from keypointer.data.types import KeypointSet
 from keypointer.data.whole_images import instance_boxes
-from keypointer.inference.locate import locate
+from keypointer.inference.locate import locate, pose_nms
 from keypointer.inference.runners import predict_image
 from keypointer.metrics.boxes import box_metrics
 from keypointer.metrics.located import located_oks
@@ -42,13 +42,16 @@ def located_metrics(
             ((boxes, box_scores),) = locate(locator, [image], threshold, max_instances)
             if len(boxes):
                 kp, sc = predict_image(model, image, boxes, flip)
+                inst = box_scores * sc.mean(-1)
+                keep = pose_nms(kp, inst, kset.skeleton.oks_sigmas)  # as predict does
+                kp, sc, inst, boxes = kp[keep], sc[keep], inst[keep], boxes[keep]
             else:
-                kp, sc = np.zeros((0, k, 2)), np.zeros((0, k))
+                kp, sc, inst = np.zeros((0, k, 2)), np.zeros((0, k)), np.zeros(0)
             found.append(boxes)
             gt = np.array([i.keypoints for i in sample.instances], np.float64).reshape(-1, k, 3)
             cols["pred"].append(kp)
             cols["scores"].append(sc)
-            cols["inst"].append(box_scores * (sc.mean(-1) if len(sc) else 1.0))
+            cols["inst"].append(inst)
             cols["gt"].append(gt[..., :2])
             cols["vis"].append(gt[..., 2] > 0)
             cols["gt_boxes"].append(instance_boxes(sample))

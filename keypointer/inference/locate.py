@@ -18,6 +18,13 @@ import torch
 from keypointer.data import transforms as T
 from keypointer.data.whole_images import clip_boxes, letterbox, map_boxes
 from keypointer.export.locator_onnx import OnnxLocator
+from keypointer.metrics.tracking import pose_distances
+
+POSE_NMS_OKS = 0.8
+"""Two located instances whose poses overlap more than this (OKS) are one animal found twice
+(the locator's second peak on a figure gives a shifted box and the same pose): the lower
+scoring one goes. MMPose's top-down OKS NMS uses 0.9; see benchmarks/RESULTS.md, "Several
+instances", for the sweep on synthetic crowds."""
 
 
 def locate(
@@ -63,3 +70,21 @@ def _run(locator: Any, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x = torch.from_numpy(np.stack([T.to_chw_normalized(c) for c in crops])).to(device)
     boxes, scores = locator.predict(x)
     return boxes.float().cpu().numpy(), scores.float().cpu().numpy()
+
+
+def pose_nms(
+    keypoints: np.ndarray,
+    instance_scores: np.ndarray,
+    sigmas: Sequence[float],
+    max_oks: float = POSE_NMS_OKS,
+) -> np.ndarray:
+    """Indices (sorted) of the instances to keep: greedily by score, dropping any whose OKS
+    with a kept one exceeds ``max_oks``. keypoints (M, K, 2) image px, scores (M,)."""
+    keep: list[int] = []
+    for i in np.argsort(-np.asarray(instance_scores), kind="stable"):
+        if keep:
+            oks = 1.0 - pose_distances(keypoints[keep], keypoints[i : i + 1], sigmas=sigmas)
+            if oks.max() > max_oks:
+                continue
+        keep.append(int(i))
+    return np.array(sorted(keep), dtype=int)

@@ -25,7 +25,7 @@ from keypointer.data import transforms as T
 from keypointer.export.locator_onnx import OnnxLocator, locator_path
 from keypointer.export.onnx_model import OnnxModel
 from keypointer.inference.crops import make_crops
-from keypointer.inference.locate import locate
+from keypointer.inference.locate import locate, pose_nms
 from keypointer.inference.sources import read_ahead
 from keypointer.models.flip import predict_batch, predict_batch_with_gap
 from keypointer.skeleton import Skeleton
@@ -179,6 +179,7 @@ def predict_frames(
     ``batch_size`` frames ahead, while the model runs on the batch before.
     """
     prepare = (_prepare(frame, runner, detections) for frame in frames)
+    dedupe = detections is None and getattr(runner, "locator", None) is not None
     with contextlib.closing(read_ahead(prepare, batch_size)) as prepared:
         pending: list[tuple[Any, np.ndarray, np.ndarray, list | None]] = []
         count = 0
@@ -186,10 +187,10 @@ def predict_frames(
             pending.append(item)
             count += len(item[1])
             if count >= batch_size:
-                yield from _run_pending(pending, runner, batch_size, flip)
+                yield from _run_pending(pending, runner, batch_size, flip, dedupe)
                 pending, count = [], 0
         if pending:
-            yield from _run_pending(pending, runner, batch_size, flip)
+            yield from _run_pending(pending, runner, batch_size, flip, dedupe)
 
 
 def _prepare(frame: Any, runner: Any, detections: dict | None) -> tuple:
@@ -207,8 +208,10 @@ def _prepare(frame: Any, runner: Any, detections: dict | None) -> tuple:
 
 
 def _run_pending(
-    pending: list, runner: Any, batch_size: int, flip: bool
+    pending: list, runner: Any, batch_size: int, flip: bool, dedupe: bool = False
 ) -> Iterator[FramePrediction]:
+    """Run the pending frames' crops in batches; ``dedupe``: located instances go through
+    :func:`~keypointer.inference.locate.pose_nms` (one animal found twice is kept once)."""
     crops = np.concatenate([p[1] for p in pending])
     k = runner.skeleton.num_keypoints
     kp, scores, gaps = np.zeros((0, k, 2)), np.zeros((0, k)), _no_gap(runner, flip, k)
@@ -229,8 +232,16 @@ def _run_pending(
         image_id = dets[0][2] if dets else None
         inst = frame_scores.mean(-1) * box_scores
         gap = None if gaps is None else gaps[start:end] * crop_scale(mats)[:, None]
-        yield FramePrediction(frame, frame_kp, frame_scores, inst, image_id, gap)
+        pred = FramePrediction(frame, frame_kp, frame_scores, inst, image_id, gap)
+        yield _deduped(pred, runner.skeleton.oks_sigmas) if dedupe and len(inst) > 1 else pred
         start = end
+
+
+def _deduped(pred: FramePrediction, sigmas: Sequence[float]) -> FramePrediction:
+    keep = pose_nms(pred.keypoints, pred.instance_scores, sigmas)
+    gap = None if pred.flip_gap is None else pred.flip_gap[keep]
+    return FramePrediction(pred.frame, pred.keypoints[keep], pred.scores[keep],
+                           pred.instance_scores[keep], pred.image_id, gap)  # fmt: skip
 
 
 def _run(runner: Any, crops: np.ndarray, flip: bool) -> tuple:

@@ -55,3 +55,16 @@ def test_onnx_locator_gives_the_torch_boxes(tmp_path):
         assert np.sort(gs) == pytest.approx(np.sort(ws), abs=1e-3)
         for b, s in zip(wb, ws, strict=True):  # each box found by both (top-k order may differ)
             assert np.abs(gb - b).max(1).min() < 0.05
+
+
+def test_pose_nms_keeps_one_of_a_pose_found_twice_and_both_of_two_animals():
+    from keypointer.inference.locate import pose_nms
+
+    rng = np.random.default_rng(1)
+    a = rng.uniform(20, 60, (5, 2))
+    b = a + [100.0, 0.0]  # another animal, same pose, elsewhere
+    twice = a + rng.normal(0, 0.5, a.shape)  # the first one again, from a shifted box
+    kp = np.stack([a, b, twice])
+    keep = pose_nms(kp, np.array([0.7, 0.8, 0.9]), [0.05] * 5)
+    assert keep.tolist() == [1, 2]  # the better-scoring copy of the first animal stays
+    assert pose_nms(kp[:2], np.array([0.7, 0.8]), [0.05] * 5).tolist() == [0, 1]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from keypointer.config import load_config
 from keypointer.training.loop import Run, resume_config, train
+from keypointer.training.two_stage import summary_line
 
 
 def train_command(
@@ -23,4 +24,6 @@ def train_command(
     run = train(cfg, resume=resume)
     if run.dir is not None:
         print(f"run folder: {run.dir}\nbest checkpoint: {run.best}")
+        if run.locator is not None:  # several instances per image: a two-stage model
+            print(f"{summary_line(run.locator)} (in the same checkpoint)")
     return run

@@ -97,7 +97,9 @@ def write_dlc_video_h5(path: Path, tracks: VideoTracks, skeleton: Skeleton, scor
         try:
             frame.to_hdf(tmp, key="df_with_missing", mode="w", format="table")
         except ImportError:
-            raise DataError("writing .h5 needs tables: pip install 'keypointer[h5]'", path) from None
+            raise DataError(
+                "writing .h5 needs tables: pip install 'keypointer[h5]'", path
+            ) from None
     return path
 
 

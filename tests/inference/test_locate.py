@@ -53,7 +53,7 @@ def test_onnx_locator_gives_the_torch_boxes(tmp_path):
     for (wb, ws), (gb, gs) in zip(want, got, strict=True):
         assert len(wb) == len(gb) > 0
         assert np.sort(gs) == pytest.approx(np.sort(ws), abs=1e-3)
-        for b, s in zip(wb, ws, strict=True):  # each box found by both (top-k order may differ)
+        for b in wb:  # each box found by both (top-k order may differ)
             assert np.abs(gb - b).max(1).min() < 0.05
 
 

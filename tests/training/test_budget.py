@@ -52,7 +52,7 @@ def test_a_20_second_budget_ends_on_time_with_best_pt(tiny_data, tmp_path):  # n
     assert rows[-1]["val_pck"] != ""  # the last epoch was validated
     # The cosine reached its end: the lr logged at the last epoch's end is near zero. (The plan
     # is re-made every step from measured step times, so on a loaded machine the last few
-    # steps may go unplanned: 10%, not 0, which a run without the budget's stretch misses.)
+    # steps may go unplanned: 10%, not 0; a run cut off mid-cosine would log far more.)
     assert float(rows[-1]["lr"]) < 0.1 * cfg.train.lr
     assert int(rows[-1]["step"]) > 20
     assert load_checkpoint(run.best)["epoch"] >= 1

@@ -170,7 +170,8 @@ def load_locator(path: str | Path, device: str | torch.device = "cpu") -> Locato
     checkpoint has none.
 
     The entry (``keypointer.training.two_stage``): ``state["locator"] = {"model": state_dict,
-    "build_info": {"input_size": [W, H]}, "metrics": {name: float}}``.
+    "build_info": {"input_size": [W, H], "box_ratio": [rw, rh], "min_pose_score": float},
+    "metrics": {name: float}}`` (``box_ratio`` and ``min_pose_score`` are optional).
     """
     state = load_checkpoint(path, map_location="cpu")
     entry = state.get("locator")
@@ -186,4 +187,7 @@ def load_locator(path: str | Path, device: str | torch.device = "cpu") -> Locato
         except ConfigError as err:  # an input size no locator can have
             raise ValueError(f"locator build_info: {err}") from None
         model.load_state_dict(entry["model"])
+        ratio = entry["build_info"].get("box_ratio")  # none in runs before it existed
+        model.box_ratio = None if ratio is None else (float(ratio[0]), float(ratio[1]))
+        model.min_pose_score = float(entry["build_info"].get("min_pose_score", 0.0))
     return model.to(device).eval()

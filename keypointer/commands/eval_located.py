@@ -17,8 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 
 from keypointer.data.types import KeypointSet
 from keypointer.data.whole_images import instance_boxes
-from keypointer.inference.locate import locate, pose_nms
-from keypointer.inference.runners import predict_image
+from keypointer.inference.runners import as_runner, predict_located
 from keypointer.metrics.boxes import box_metrics
 from keypointer.metrics.located import located_oks
 
@@ -36,17 +35,16 @@ def located_metrics(
     k = kset.skeleton.num_keypoints
     cols: dict[str, list] = {n: [] for n in ("pred", "scores", "inst", "gt", "vis", "gt_boxes")}
     found: list[np.ndarray] = []
+    runner = as_runner(model)
+    runner.locator, runner.locator_threshold, runner.max_instances = (
+        locator,
+        threshold,
+        max_instances,
+    )
     with _progress(len(kset.samples), quiet) as advance:
         for sample in kset.samples:
-            image = sample.read()
-            ((boxes, box_scores),) = locate(locator, [image], threshold, max_instances)
-            if len(boxes):
-                kp, sc = predict_image(model, image, boxes, flip)
-                inst = box_scores * sc.mean(-1)
-                keep = pose_nms(kp, inst, kset.skeleton.oks_sigmas)  # as predict does
-                kp, sc, inst, boxes = kp[keep], sc[keep], inst[keep], boxes[keep]
-            else:
-                kp, sc, inst = np.zeros((0, k, 2)), np.zeros((0, k)), np.zeros(0)
+            boxes, pred = predict_located(runner, sample.read(), flip)  # as predict does
+            kp, sc, inst = pred.keypoints, pred.scores, pred.instance_scores
             found.append(boxes)
             gt = np.array([i.keypoints for i in sample.instances], np.float64).reshape(-1, k, 3)
             cols["pred"].append(kp)

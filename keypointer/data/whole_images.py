@@ -9,6 +9,7 @@ input pixels (items). Items use the same keys as :class:`~keypointer.data.datase
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,6 @@ from torch.utils.data import Dataset
 from keypointer.codecs.centers import CenterCodec
 from keypointer.config import AugmentConfig
 from keypointer.data import transforms as T
-from keypointer.data.images import read_image
 from keypointer.data.types import KeypointSet, Sample
 
 MIN_SIDE = 2.0
@@ -45,6 +45,48 @@ def instance_boxes(sample: Sample) -> np.ndarray:
             box = (lo[0] - 0.5, lo[1] - 0.5, hi[0] - lo[0] + 1.0, hi[1] - lo[1] + 1.0)
         out.append([float(v) for v in box])
     return np.asarray(out, np.float64).reshape(-1, 4)
+
+
+def keypoint_extent(keypoints: np.ndarray) -> np.ndarray:
+    """(M, K, 2) points (NaN for none) -> (M, 2) width and height of their extent with the
+    pixels they lie in, as :func:`instance_boxes` builds a box without a label (NaN: none)."""
+    pts = np.asarray(keypoints, np.float64)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows give NaN, as said
+        return np.nanmax(pts, 1) - np.nanmin(pts, 1) + 1.0
+
+
+def keypoint_box_ratio(kset: KeypointSet) -> tuple[float, float]:
+    """Median (width, height) of the labelled boxes over the extent of their keypoints
+    (:func:`keypoint_extent`), over instances with a box and at least two labelled points;
+    (1, 1) when none has a box. A box drawn around an animal is wider than its keypoints (the
+    body around them): this ratio turns the extent of predicted keypoints back into a box of
+    the labels' kind (:func:`keypoints_to_boxes`), for a second, better centred crop."""
+    ratios = []
+    for sample in kset.samples:
+        for inst in sample.instances:
+            box, pts = inst.bbox, np.asarray(inst.keypoints, np.float64)[inst.labelled, :2]
+            pts = pts[np.isfinite(pts).all(1)]
+            if box is None or not (box[2] > 0 and box[3] > 0) or len(pts) < 2:
+                continue
+            ratios.append(np.asarray(box[2:], np.float64) / keypoint_extent(pts[None])[0])
+    if not ratios:
+        return (1.0, 1.0)
+    rx, ry = np.median(np.asarray(ratios), 0)
+    return (float(rx), float(ry))
+
+
+def keypoints_to_boxes(keypoints: np.ndarray, ratio: tuple[float, float]) -> np.ndarray:
+    """(M, K, 2) image px -> (M, 4) COCO boxes: the keypoints' extent (:func:`keypoint_extent`)
+    grown by ``ratio`` (w, h) about its centre. Rows without a finite point give NaN."""
+    pts = np.asarray(keypoints, np.float64)
+    if len(pts) == 0:
+        return np.zeros((0, 4))
+    size = keypoint_extent(pts) * np.asarray(ratio, np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        centre = (np.nanmax(pts, 1) + np.nanmin(pts, 1)) / 2
+    return np.concatenate([centre - size / 2, size], 1)
 
 
 def letterbox(width: int, height: int, input_size: tuple[int, int]) -> np.ndarray:
@@ -107,7 +149,7 @@ class WholeImageDataset(Dataset):
 
     def __getitem__(self, key: int | tuple[int, int, int]) -> dict[str, Any]:
         seed, epoch, index = key if isinstance(key, tuple) else (self.seed, self.epoch, key)
-        image = read_image(self.kset.samples[index].image)
+        image = self.kset.samples[index].read()  # an image file, or a video's frame
         aug = self.augment
         rng = np.random.default_rng([seed, epoch, index]) if aug is not None else None
         matrix = self.affine(image.shape[1], image.shape[0], rng)

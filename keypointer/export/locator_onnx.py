@@ -86,7 +86,11 @@ def _add_metadata(path: Path, locator: nn.Module) -> None:
         "kind": "locator",
         "input_size": json.dumps(list(locator.input_size)),
         "input_format": "float32 NCHW RGB 0-255",
+        "min_pose_score": json.dumps(float(getattr(locator, "min_pose_score", 0.0))),
     }
+    ratio = getattr(locator, "box_ratio", None)
+    if ratio is not None:
+        props["box_ratio"] = json.dumps([float(v) for v in ratio])
     onnx.helper.set_model_props(proto, props)
     onnx.save(proto, str(path))
 
@@ -111,7 +115,8 @@ def _verify(wrapper: nn.Module, path: Path, example: torch.Tensor) -> float:
 
 class OnnxLocator:
     """An exported locator in ONNX Runtime: ``run(images (N, 3, H, W) 0-255 float32)`` ->
-    boxes (N, k, 4) input px, scores (N, k), as numpy; ``input_size`` (W, H)."""
+    boxes (N, k, 4) input px, scores (N, k), as numpy; ``input_size`` (W, H), and as the
+    PyTorch locator has them, ``box_ratio`` and ``min_pose_score``."""
 
     def __init__(self, path: str | Path, threads: int | None = None):
         import onnxruntime as ort
@@ -128,6 +133,9 @@ class OnnxLocator:
             if meta.get("kind") != "locator":
                 raise ValueError("not a locator")
             self.input_size = tuple(int(v) for v in json.loads(meta["input_size"]))
+            ratio = json.loads(meta["box_ratio"]) if "box_ratio" in meta else None
+            self.box_ratio = None if ratio is None else (float(ratio[0]), float(ratio[1]))
+            self.min_pose_score = float(json.loads(meta.get("min_pose_score", "0")))
         except Exception as err:  # onnxruntime raises its own exception types
             raise CheckpointError(f"{self.path}: not a keypointer locator export ({err})") from None
 

@@ -73,6 +73,21 @@ def _run(locator: Any, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return boxes.float().cpu().numpy(), scores.float().cpu().numpy()
 
 
+def keep_located(
+    keypoints: np.ndarray,
+    scores: np.ndarray,
+    sigmas: Sequence[float],
+    min_score: float = 0.0,
+) -> np.ndarray:
+    """Indices (sorted) of the located instances to keep, from their poses (M, K, 2) image px
+    and keypoint scores (M, K): a mean keypoint score of at least ``min_score`` (the locator's
+    ``min_pose_score``: a background peak or a sliver of an animal gets a pose the model is
+    unsure of), then :func:`pose_nms` on that mean score."""
+    inst = np.asarray(scores, np.float64).mean(-1)
+    sure = np.flatnonzero(inst >= min_score)
+    return sure[pose_nms(keypoints[sure], inst[sure], sigmas)]
+
+
 def pose_nms(
     keypoints: np.ndarray,
     instance_scores: np.ndarray,

@@ -18,8 +18,13 @@ import torch
 from torch import nn
 
 from keypointer.config import Config, from_dict
-from keypointer.inference.locate import locate
-from keypointer.inference.runners import TorchRunner, as_runner, load_runner, predict_image
+from keypointer.inference.runners import (
+    TorchRunner,
+    as_runner,
+    load_runner,
+    predict_image,
+    predict_located,
+)
 from keypointer.skeleton import Skeleton
 
 
@@ -82,8 +87,8 @@ class Predictor:
         """
         single = isinstance(images, np.ndarray) and images.ndim == 3
         if boxes is None and single and getattr(self.runner, "locator", None) is not None:
-            r = self.runner
-            ((boxes, _),) = locate(r.locator, [images], r.locator_threshold, r.max_instances)
+            _, found = predict_located(self.runner, images, flip)
+            return found.keypoints, found.scores
         return predict_image(self.runner, images, boxes, flip)
 
     __call__ = predict

@@ -22,11 +22,12 @@ from torch import nn
 from keypointer.checkpoint import load_locator, load_model
 from keypointer.config import BOX_MARGIN
 from keypointer.data import transforms as T
+from keypointer.data.whole_images import keypoints_to_boxes
 from keypointer.export.locator_onnx import OnnxLocator, locator_path
 from keypointer.export.onnx_model import OnnxModel
 from keypointer.inference.crops import make_crops
-from keypointer.inference.locate import locate, pose_nms
-from keypointer.inference.sources import read_ahead
+from keypointer.inference.locate import keep_located, locate
+from keypointer.inference.sources import Frame, Source, read_ahead
 from keypointer.models.flip import predict_batch, predict_batch_with_gap
 from keypointer.skeleton import Skeleton
 
@@ -174,12 +175,15 @@ def predict_frames(
 
     Crops of several frames run together, ``batch_size`` at a time. With ``detections``
     (image path -> boxes), images get one crop per box (none when they have no box) and an
-    instance score of box score x mean keypoint score; video frames are always whole.
+    instance score of box score x mean keypoint score; video frames are always whole. Without
+    them, a runner with a ``locator`` finds the instances of every image and frame, and each is
+    posed twice (:func:`recrop`), scored by its mean keypoint score and kept or not
+    (:func:`~keypointer.inference.locate.keep_located`).
     Reading ``frames`` (decoding) and cropping run in a background thread, up to
     ``batch_size`` frames ahead, while the model runs on the batch before.
     """
     prepare = (_prepare(frame, runner, detections) for frame in frames)
-    dedupe = detections is None and getattr(runner, "locator", None) is not None
+    located = detections is None and getattr(runner, "locator", None) is not None
     with contextlib.closing(read_ahead(prepare, batch_size)) as prepared:
         pending: list[tuple[Any, np.ndarray, np.ndarray, list | None]] = []
         count = 0
@@ -187,10 +191,23 @@ def predict_frames(
             pending.append(item)
             count += len(item[1])
             if count >= batch_size:
-                yield from _run_pending(pending, runner, batch_size, flip, dedupe)
+                yield from _run_pending(pending, runner, batch_size, flip, located)
                 pending, count = [], 0
         if pending:
-            yield from _run_pending(pending, runner, batch_size, flip, dedupe)
+            yield from _run_pending(pending, runner, batch_size, flip, located)
+
+
+def predict_located(
+    runner: Any, image: np.ndarray, flip: bool = False, batch_size: int = 16
+) -> tuple[np.ndarray, FramePrediction]:
+    """One RGB (H, W, 3) uint8 image through both stages, exactly as ``predict`` runs them
+    (``runner`` has a ``locator``): the boxes the locator found (M0, 4) COCO image px, and the
+    :class:`FramePrediction` of the instances kept (M <= M0)."""
+    frame = Frame(Source(Path("<image>"), "image"), _rgb(image))
+    item = _prepare(frame, runner, None)
+    boxes = np.array([d[0] for d in item[3]], np.float64).reshape(-1, 4)
+    (pred,) = _run_pending([item], runner, batch_size, flip, located=True)
+    return boxes, pred
 
 
 def _prepare(frame: Any, runner: Any, detections: dict | None) -> tuple:
@@ -208,37 +225,73 @@ def _prepare(frame: Any, runner: Any, detections: dict | None) -> tuple:
 
 
 def _run_pending(
-    pending: list, runner: Any, batch_size: int, flip: bool, dedupe: bool = False
+    pending: list, runner: Any, batch_size: int, flip: bool, located: bool = False
 ) -> Iterator[FramePrediction]:
-    """Run the pending frames' crops in batches; ``dedupe``: located instances go through
-    :func:`~keypointer.inference.locate.pose_nms` (one animal found twice is kept once)."""
-    crops = np.concatenate([p[1] for p in pending])
-    k = runner.skeleton.num_keypoints
-    kp, scores, gaps = np.zeros((0, k, 2)), np.zeros((0, k)), _no_gap(runner, flip, k)
-    if len(crops):
-        parts = [
-            _run(runner, crops[i : i + batch_size], flip) for i in range(0, len(crops), batch_size)
-        ]
-        kp = np.concatenate([p[0] for p in parts])
-        scores = np.concatenate([p[1] for p in parts]).astype(np.float64)
-        if all(p[2] is not None for p in parts):
-            gaps = np.concatenate([p[2] for p in parts]).astype(np.float64)
+    """Run the pending frames' crops in batches. ``located``: the boxes came from the locator,
+    so each instance is cropped again around its first pose (:func:`recrop`) and run again,
+    its score is its mean keypoint score, and :func:`~keypointer.inference.locate.keep_located`
+    drops the unsure ones and keeps one of an animal found twice."""
+    kp, scores, gaps = _run_crops(runner, np.concatenate([p[1] for p in pending]), batch_size, flip)
+    ratio = getattr(runner.locator, "box_ratio", None) if located else None
+    if ratio is not None and len(kp):
+        pending = recrop(pending, kp, ratio, runner)
+        kp, scores, gaps = _run_crops(
+            runner, np.concatenate([p[1] for p in pending]), batch_size, flip
+        )
     start = 0
     for frame, c, mats, dets in pending:
         end = start + len(c)
         frame_kp = T.apply_affine(kp[start:end], mats) if end > start else kp[start:end]
         frame_scores = scores[start:end]
-        box_scores = np.array([d[1] for d in dets]) if dets else np.ones(end - start)
+        box_scores = (
+            np.array([d[1] for d in dets]) if dets and not located else np.ones(end - start)
+        )
         image_id = dets[0][2] if dets else None
         inst = frame_scores.mean(-1) * box_scores
         gap = None if gaps is None else gaps[start:end] * crop_scale(mats)[:, None]
         pred = FramePrediction(frame, frame_kp, frame_scores, inst, image_id, gap)
-        yield _deduped(pred, runner.skeleton.oks_sigmas) if dedupe and len(inst) > 1 else pred
+        yield _kept(pred, runner) if located else pred
         start = end
 
 
-def _deduped(pred: FramePrediction, sigmas: Sequence[float]) -> FramePrediction:
-    keep = pose_nms(pred.keypoints, pred.instance_scores, sigmas)
+def _run_crops(runner: Any, crops: np.ndarray, batch_size: int, flip: bool) -> tuple:
+    """Crops (N, H, W, 3) in batches -> keypoints (N, K, 2) input px, scores (N, K) float64,
+    flip gaps (N, K) or None."""
+    k = runner.skeleton.num_keypoints
+    if not len(crops):
+        return np.zeros((0, k, 2)), np.zeros((0, k)), _no_gap(runner, flip, k)
+    parts = [
+        _run(runner, crops[i : i + batch_size], flip) for i in range(0, len(crops), batch_size)
+    ]
+    kp = np.concatenate([p[0] for p in parts])
+    scores = np.concatenate([p[1] for p in parts]).astype(np.float64)
+    gaps = None
+    if all(p[2] is not None for p in parts):
+        gaps = np.concatenate([p[2] for p in parts]).astype(np.float64)
+    return kp, scores, gaps
+
+
+def recrop(pending: list, keypoints: np.ndarray, ratio: Sequence[float], runner: Any) -> list:
+    """Pending frames with their located instances cropped again: each around the extent of
+    its first pose (``keypoints`` (N, K, 2) input px of all the pending crops) grown by the
+    locator's ``box_ratio`` (:func:`~keypointer.data.whole_images.keypoints_to_boxes`). The
+    locator's boxes are coarse (stride 4 at low resolution) and a crop off-centre on a crowd
+    may hold the wrong animal's limbs; the pose finds the animal better than the box did
+    (measured: benchmarks/RESULTS.md, "Several instances")."""
+    out, start = [], 0
+    for frame, c, mats, dets in pending:
+        end = start + len(c)
+        if end > start:
+            boxes = keypoints_to_boxes(T.apply_affine(keypoints[start:end], mats), ratio)
+            c, mats = make_crops(frame.image, runner.input_size, boxes, runner.margin)
+        out.append((frame, c, mats, dets))
+        start = end
+    return out
+
+
+def _kept(pred: FramePrediction, runner: Any) -> FramePrediction:
+    floor = float(getattr(runner.locator, "min_pose_score", 0.0))
+    keep = keep_located(pred.keypoints, pred.scores, runner.skeleton.oks_sigmas, floor)
     gap = None if pred.flip_gap is None else pred.flip_gap[keep]
     return FramePrediction(pred.frame, pred.keypoints[keep], pred.scores[keep],
                            pred.instance_scores[keep], pred.image_id, gap)  # fmt: skip

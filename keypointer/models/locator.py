@@ -59,6 +59,11 @@ class LocatorModel(nn.Module):
         self.codec = codec
         self.max_instances = 20
         self.build_info: dict[str, Any] | None = None
+        # How its finds are used, measured on the training labels (keypointer.training):
+        # labelled box over keypoint extent (None: no second crop), and the lowest mean
+        # keypoint score a located instance keeps.
+        self.box_ratio: tuple[float, float] | None = None
+        self.min_pose_score = 0.0
 
     @property
     def input_size(self) -> tuple[int, int]:

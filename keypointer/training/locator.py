@@ -26,7 +26,12 @@ from torch.utils.data import DataLoader
 from keypointer.config import Config, LoaderConfig
 from keypointer.data.dataset import make_loader
 from keypointer.data.types import KeypointSet
-from keypointer.data.whole_images import WholeImageDataset, instance_boxes, map_boxes
+from keypointer.data.whole_images import (
+    WholeImageDataset,
+    instance_boxes,
+    keypoint_box_ratio,
+    map_boxes,
+)
 from keypointer.device import make_autocast, resolve_amp
 from keypointer.errors import DataError, TrainingError
 from keypointer.inference.loader import to_device
@@ -127,6 +132,8 @@ def locator_setup(
     augment = cfg.augment.model_copy(update={"rotation": 0.0, "flip": 0.5})
     train_ds = WholeImageDataset(train_set, model.codec, augment)
     model.init_biases(mean_log_size(train_ds, model.codec.stride))
+    model.box_ratio = keypoint_box_ratio(train_set)
+    model.build_info = {**(model.build_info or {}), "box_ratio": list(model.box_ratio)}
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     batch = max(1, min(lc.batch_size, len(train_ds)))

@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from keypointer.data.check import SAME_IMAGE, validate
 from keypointer.data.frames import read_frame, video_info
@@ -79,3 +80,22 @@ def test_samples_of_one_video_differ_by_frame(video):
     assert "frame 4 is also listed as frame 4" in report.warnings[0]
     assert report.image_sizes == (48, 32, 48, 32)
     assert [s.frame for s in report.cleaned.samples] == [4, 9, 4]
+
+
+def test_locator_items_read_video_frames(video, tmp_path):
+    """The locator's whole-image items decode a video's frame as the pose dataset does
+    (SLEAP labels point into videos); they once opened the video as an image file."""
+    from keypointer.codecs.centers import CenterCodec
+    from keypointer.data.whole_images import WholeImageDataset
+
+    path, frames = video
+    kp = np.array([[10.0, 10, 2], [20, 20, 2]])
+    png = tmp_path / "frame9.png"
+    cv2.imwrite(str(png), cv2.cvtColor(frames[9], cv2.COLOR_RGB2BGR))
+    sk, codec = Skeleton(("a", "b")), CenterCodec((64, 64), 4)
+    from_video = WholeImageDataset(
+        KeypointSet(sk, [Sample(path, 48, 32, [Instance(kp)], frame=9)]), codec
+    )
+    from_png = WholeImageDataset(KeypointSet(sk, [Sample(png, 48, 32, [Instance(kp)])]), codec)
+    a, b = from_video[0], from_png[0]
+    assert torch.equal(a["image"], b["image"]) and a["image"].abs().sum() > 0

@@ -17,6 +17,9 @@ from keypointer.data.whole_images import (
     WholeImageDataset,
     clip_boxes,
     instance_boxes,
+    keypoint_box_ratio,
+    keypoint_extent,
+    keypoints_to_boxes,
     letterbox,
     map_boxes,
 )
@@ -42,6 +45,44 @@ def test_instance_boxes_prefer_the_box_then_the_keypoints_pixels():
     want = [[10, 20, 30, 40], [4.5, 5.5, 5, 11], [6.5, 7.5, 1, 1], [4.5, 5.5, 5, 11]]
     np.testing.assert_allclose(got, want)
     assert instance_boxes(Sample(image=None)).shape == (0, 4)
+
+
+def test_keypoint_box_ratio_is_the_median_box_over_the_extent():
+    sk = Skeleton(("a", "b"))
+
+    def inst(w, h, box):  # two points spanning w x h (extent with pixels: w + 1, h + 1)
+        return Instance(_kps((10, 10), (10 + w, 10 + h)), bbox=box)
+
+    samples = [
+        Sample(None, instances=[inst(9, 19, (0, 0, 12, 30)), inst(9, 19, (0, 0, 15, 20))]),
+        Sample(None, instances=[inst(9, 19, (0, 0, 30, 60)), inst(9, 19, None)]),  # no box
+        Sample(None, instances=[Instance(_kps((1, 1), (3, 3), v=0), bbox=(0, 0, 5, 5))]),
+    ]
+    assert keypoint_box_ratio(KeypointSet(sk, samples)) == pytest.approx((1.5, 1.5))
+    assert keypoint_box_ratio(KeypointSet(sk, samples[1:2])) == pytest.approx((3.0, 3.0))
+    assert keypoint_box_ratio(KeypointSet(sk, [])) == (1.0, 1.0)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.floats(-50, 50), st.floats(-50, 50), st.floats(0, 40), st.floats(0, 40),
+    st.floats(1, 2), st.floats(1, 2),
+)  # fmt: skip
+def test_property_keypoints_to_boxes_centre_and_grow_the_extent(x, y, w, h, rx, ry):
+    kp = np.array([[[x, y], [x + w, y + h], [x + w / 2, y]]])
+    box = keypoints_to_boxes(kp, (rx, ry))[0]
+    np.testing.assert_allclose(keypoint_extent(kp)[0], [w + 1, h + 1], atol=1e-9)
+    np.testing.assert_allclose(box[2:], [(w + 1) * rx, (h + 1) * ry], atol=1e-9)
+    np.testing.assert_allclose(box[:2] + box[2:] / 2, [x + w / 2, y + h / 2], atol=1e-9)
+    # ratio 1 gives the box instance_boxes builds from the same points, when unlabelled
+    sample = Sample(None, instances=[Instance(np.c_[kp[0], np.full(3, 2.0)])])
+    np.testing.assert_allclose(keypoints_to_boxes(kp, (1, 1)), instance_boxes(sample), atol=1e-9)
+
+
+def test_keypoints_to_boxes_of_no_points_are_nan():
+    kp = np.full((1, 3, 2), np.nan)
+    assert np.isnan(keypoints_to_boxes(kp, (1.2, 1.2))).all()
+    assert keypoints_to_boxes(np.zeros((0, 3, 2)), (1, 1)).shape == (0, 4)
 
 
 def test_letterbox_maps_the_whole_image_onto_its_content_area():

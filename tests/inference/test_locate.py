@@ -68,3 +68,68 @@ def test_pose_nms_keeps_one_of_a_pose_found_twice_and_both_of_two_animals():
     keep = pose_nms(kp, np.array([0.7, 0.8, 0.9]), [0.05] * 5)
     assert keep.tolist() == [1, 2]  # the better-scoring copy of the first animal stays
     assert pose_nms(kp[:2], np.array([0.7, 0.8]), [0.05] * 5).tolist() == [0, 1]
+
+
+def test_keep_located_drops_unsure_poses_then_duplicates():
+    from keypointer.inference.locate import keep_located
+
+    rng = np.random.default_rng(2)
+    a = rng.uniform(20, 60, (5, 2))
+    kp = np.stack([a, a + [100.0, 0.0], a + rng.normal(0, 0.5, a.shape), a + [0.0, 100.0]])
+    scores = np.array([0.7, 0.8, 0.9, 0.2])[:, None] * np.ones((4, 5))
+    assert keep_located(kp, scores, [0.05] * 5).tolist() == [1, 2, 3]
+    assert keep_located(kp, scores, [0.05] * 5, min_score=0.5).tolist() == [1, 2]
+    assert keep_located(kp, scores, [0.05] * 5, min_score=0.95).tolist() == []
+    assert keep_located(kp[:0], scores[:0], [0.05] * 5).tolist() == []
+
+
+class PointRunner:
+    """A pose 'model' that always puts its two keypoints at the same input pixels, scored by
+    how bright its crop is (a 64x64 input)."""
+
+    input_size, margin, locator_threshold, max_instances = (64, 64), 1.25, 0.0, None
+
+    def __init__(self, locator):
+        from keypointer.skeleton import Skeleton
+
+        self.skeleton, self.locator, self.crops = Skeleton(("a", "b")), locator, []
+
+    def __call__(self, crops, flip=False):
+        self.crops.append(len(crops))
+        kp = np.broadcast_to(np.array([[20.0, 24.0], [40.0, 44.0]]), (len(crops), 2, 2))
+        return kp.copy(), np.repeat(crops.mean((1, 2, 3))[:, None] / 255.0, 2, 1)
+
+
+def test_located_instances_are_posed_again_around_their_first_pose():
+    from keypointer.data import transforms as T
+    from keypointer.data.whole_images import keypoints_to_boxes
+    from keypointer.inference.crops import crop_matrix
+    from keypointer.inference.runners import predict_located
+
+    image = np.zeros((64, 64, 3), np.uint8)
+    image[8:40, 8:40] = 255  # the bright animal; the other box holds darkness
+    locator = FixedLocator([[4, 4, 40, 40], [40, 40, 20, 20]], [0.9, 0.5])
+    runner = PointRunner(locator)
+    locator.box_ratio = None  # one pass: the points in the located boxes' crops
+    boxes, one = predict_located(runner, image)
+    assert runner.crops == [2] and len(boxes) == 2
+    points = np.array([[20.0, 24], [40, 44]])  # what the runner gives, in input px
+    first = np.stack(
+        [T.apply_affine(points, crop_matrix((64, 64), (64, 64), b, 1.25)) for b in boxes]
+    )
+    np.testing.assert_allclose(np.sort(one.keypoints, 0), np.sort(first, 0), atol=1e-6)
+    locator.box_ratio, runner.crops = (1.2, 1.5), []  # two passes: crops around those points
+    _, two = predict_located(runner, image)
+    assert runner.crops == [2, 2]
+    again = keypoints_to_boxes(first, (1.2, 1.5))
+    want = np.stack(
+        [T.apply_affine(points, crop_matrix((64, 64), (64, 64), b, 1.25)) for b in again]
+    )
+    np.testing.assert_allclose(np.sort(two.keypoints, 0), np.sort(want, 0), atol=1e-6)
+    # scored by the mean keypoint score alone; the floor drops the dark one
+    assert np.sort(two.instance_scores) == pytest.approx(np.sort(two.scores.mean(1)))
+    locator.min_pose_score = float(two.instance_scores.max()) - 1e-6
+    _, kept = predict_located(runner, image)
+    assert len(kept.keypoints) == 1 and kept.scores.mean() == pytest.approx(
+        two.scores.mean(1).max()
+    )

@@ -7,11 +7,14 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from keypointer.checkpoint import load_checkpoint, load_locator, load_model
 from keypointer.config import Config, load_config
+from keypointer.data.formats import load_dataset
+from keypointer.data.whole_images import keypoint_box_ratio
 from keypointer.training import two_stage
 from keypointer.training.loop import resume_config, train
 
@@ -55,7 +58,12 @@ def test_crowds_get_a_locator_in_best_and_last(crowd_data, tmp_path):
         state = torch.load(path, weights_only=True)  # plain values and tensors only
         entry = state["locator"]
         assert set(entry) == {"model", "build_info", "metrics"}
-        assert entry["build_info"] == {"input_size": [64, 64]}
+        info = entry["build_info"]
+        assert set(info) == {"input_size", "box_ratio", "min_pose_score"}
+        assert info["input_size"] == [64, 64]
+        # synthetic boxes hold the limbs' width around the keypoints: wider than their extent
+        assert info["box_ratio"] == pytest.approx(keypoint_box_ratio(load_dataset(crowd_data)))
+        assert min(info["box_ratio"]) > 1.0 and info["min_pose_score"] > 0
         assert entry["metrics"]["steps"] == 2.0
         assert 0.0 <= entry["metrics"]["val_recall"] <= 1.0
         assert set(state) - {"locator"} <= POSE_KEYS
@@ -66,6 +74,8 @@ def test_crowds_get_a_locator_in_best_and_last(crowd_data, tmp_path):
     assert written == pytest.approx(run.locator, nan_ok=True)
     locator = load_locator(run.best)
     assert locator is not None and locator.input_size == (64, 64)
+    assert locator.box_ratio == pytest.approx(tuple(info["box_ratio"]))
+    assert locator.min_pose_score == info["min_pose_score"]
     boxes, scores = locator.predict(torch.rand(2, 3, 64, 64))
     assert boxes.shape == (2, locator.max_instances, 4) and scores.shape == boxes.shape[:2]
     weights = load_checkpoint(run.last)["locator"]["model"]
@@ -181,3 +191,18 @@ def test_ddp_main_process_trains_the_locator_while_the_other_waits(crowd_data, t
     assert load_locator(run_dir / "best.pt") is not None
     assert load_checkpoint(run_dir / "last.pt")["locator"]["metrics"]["steps"] == 2.0
     assert (run_dir / "locator_metrics.json").is_file()
+
+
+def test_min_pose_score_is_half_the_median_of_labelled_instances(crowd_data, tmp_path):
+    from keypointer.data.whole_images import instance_boxes
+    from keypointer.inference.runners import predict_image
+
+    run = train(tiny_config(crowd_data, tmp_path, "locator.enabled=false"))
+    kset = load_dataset(crowd_data)
+    floor = two_stage.min_pose_score(run.best, kset, torch.device("cpu"))
+    model, means = load_model(run.best), []
+    for sample in kset.samples:
+        means += list(predict_image(model, sample.read(), instance_boxes(sample))[1].mean(-1))
+    assert len(means) > len(kset.samples)  # several per image
+    assert floor == pytest.approx(two_stage.MIN_POSE_SHARE * float(np.median(means)))
+    assert two_stage.min_pose_score(run.best, kset.subset([]), torch.device("cpu")) == 0.0

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
@@ -275,7 +276,8 @@ def _elapsed(state: TrainState, row: dict[str, Any]) -> float:
 
 
 def validate(state: TrainState) -> dict[str, float]:
-    """PCK@``train.pck_alpha`` and mean pixel error on the validation set (EMA weights if kept)."""
+    """PCK@``train.pck_alpha``, mean pixel error and the median instance score (mean over its
+    keypoints) on the validation set (EMA weights if kept)."""
     cfg = state.cfg
     pred = predict_loader(
         state.eval_model, state.data.val_loader, state.device, state.autocast,
@@ -288,7 +290,10 @@ def validate(state: TrainState) -> dict[str, float]:
         if message:
             state.warned = True
             state.progress.log(f"warning: {message}")
-    return {"val_pck": m["pck"], "val_mean_px": m["mean_px"]}
+    # The typical labelled animal's mean keypoint score: located instances scoring far under
+    # it are dropped (keypointer.training.two_stage.min_pose_score).
+    score = float(np.median(pred.scores.mean(-1))) if len(pred.scores) else math.nan
+    return {"val_pck": m["pck"], "val_mean_px": m["mean_px"], "val_score": score}
 
 
 def save_epoch(state: TrainState, row: dict[str, Any]) -> None:

@@ -33,12 +33,10 @@ from typing import Any
 import torch
 
 from keypointer._files import write_text_atomic
-from keypointer.checkpoint import damaged, load_checkpoint, load_model, save_checkpoint
+from keypointer.checkpoint import damaged, load_checkpoint, save_checkpoint
 from keypointer.config import Config
 from keypointer.data.types import KeypointSet
-from keypointer.data.whole_images import instance_boxes
 from keypointer.device import make_autocast, resolve_amp
-from keypointer.inference.runners import predict_image
 from keypointer.training import distributed as dist
 from keypointer.training.budget import TimeBudget
 from keypointer.training.loaders import TrainData
@@ -53,7 +51,6 @@ MIN_POSE_SHARE = 0.5
 """A located instance is kept when its mean keypoint score is at least this share of the median
 of labelled ones. On synthetic crowds (benchmarks/RESULTS.md, "Several instances") floors of
 0.4-0.5 of 0.85 removed most extra instances at no cost in AP; 0.6 began to lose real ones."""
-SCORE_IMAGES = 64  # validation images scored for that median (a few seconds)
 SAVE_SLACK_S = 1.0  # beyond the two re-saves: the metrics file, the locator's bytes, noise
 
 
@@ -149,15 +146,16 @@ def after_fit(state: Any) -> dict[str, float] | None:
     metrics = None
     if state.info.is_main:
         metrics = _add_locator(
-            state.cfg, state.device, state.data, state.run_dir, state.locator, state.budget
-        )
+            state.cfg, state.device, state.data, state.run_dir, state.locator, state.budget,
+            min_pose_score(state.history),
+        )  # fmt: skip
     dist.barrier(state.info)
     return metrics
 
 
 def _add_locator(
     cfg: Config, device: torch.device, data: TrainData, run_dir: Path,
-    prior: dict[str, Any] | None, budget: TimeBudget | None,
+    prior: dict[str, Any] | None, budget: TimeBudget | None, floor: float = 0.0,
 ) -> dict[str, float]:  # fmt: skip
     started = time.perf_counter()
     # best.pt first: last.pt is the commit point a resume starts from (as records.py saves).
@@ -165,7 +163,6 @@ def _add_locator(
     states = [load_checkpoint(p) for p in paths]
     entry = prior or next((s[KEY] for s in states if s.get(KEY) is not None), None)
     if entry is None:
-        floor = min_pose_score(paths[0], data.val_set.kset, device)
         time_s = None
         if budget is not None:  # what the pose model left, less the two re-saves (~ two loads)
             reserve = 2 * (time.perf_counter() - started) + SAVE_SLACK_S
@@ -183,19 +180,17 @@ def _add_locator(
     return metrics
 
 
-def min_pose_score(pose_path: Path, kset: KeypointSet, device: torch.device) -> float:
-    """:data:`MIN_POSE_SHARE` of the median mean keypoint score that the trained pose model
-    (``pose_path``) gives the labelled instances of ``kset`` (at most :data:`SCORE_IMAGES`
-    images), cropped from their labelled boxes; 0 when there are none. A located instance
-    scoring under it is dropped (:func:`keypointer.inference.locate.keep_located`): scores
-    differ from data to data, so the floor is set by what real animals score here."""
-    model = load_model(pose_path, device)
-    scores: list[float] = []
-    for sample in kset.samples[:SCORE_IMAGES]:
-        boxes = instance_boxes(sample)
-        if len(boxes):
-            scores += predict_image(model, sample.read(), boxes)[1].mean(-1).tolist()
-    return MIN_POSE_SHARE * float(statistics.median(scores)) if scores else 0.0
+def min_pose_score(history: list[dict[str, Any]]) -> float:
+    """:data:`MIN_POSE_SHARE` of the median mean keypoint score of the labelled validation
+    instances (``val_score``) at the pose model's best epoch (best.pt's); 0 when unknown.
+    A located instance scoring under it is dropped
+    (:func:`~keypointer.inference.locate.keep_located`): scores differ from data to data, so
+    the floor is set by what real animals score here."""
+    rows = [r for r in history if math.isfinite(r.get("val_score", math.nan))]
+    if not rows:
+        return 0.0
+    best = max(rows, key=lambda r: r.get("val_pck", -math.inf))
+    return MIN_POSE_SHARE * float(best["val_score"])
 
 
 def fit_locator(

@@ -227,7 +227,7 @@ class LocatorConfig(_Section):
     score_threshold: float = Field(0.1, ge=0, le=1)
     """Centre score a located instance needs (sigmoid of the centre logit). Low on purpose: each
     find is then posed, and kept only if its pose scores well (``min_pose_score`` in the
-    checkpoint, half the median of labelled animals). On synthetic crowds 0.1 missed 13 of 251
+    checkpoint, half the median of labelled animals). On synthetic crowds 0.1 missed 12 of 251
     figures against 29 at 0.3, with fewer extra ones after the pose check."""
     max_instances: int = Field(20, ge=1)
     """Most instances the locator reports per image (top-k of the centre peaks)."""

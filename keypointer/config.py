@@ -227,8 +227,9 @@ class LocatorConfig(_Section):
     score_threshold: float = Field(0.1, ge=0, le=1)
     """Centre score a located instance needs (sigmoid of the centre logit). Low on purpose: each
     find is then posed, and kept only if its pose scores well (``min_pose_score`` in the
-    checkpoint, half the median of labelled animals). On synthetic crowds 0.1 missed 12 of 251
-    figures against 29 at 0.3, with fewer extra ones after the pose check."""
+    checkpoint, half the median of labelled animals). On synthetic crowds it missed 12 of 251
+    figures against 29 at 0.3 with a locator trained at lr 2e-3, and 12 against 13 (AP 0.874
+    against 0.871) with one trained at the default 1.6e-2 (benchmarks/RESULTS.md)."""
     max_instances: int = Field(20, ge=1)
     """Most instances the locator reports per image (top-k of the centre peaks)."""
 

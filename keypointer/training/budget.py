@@ -13,6 +13,7 @@ import time
 
 EMA = 0.1  # weight of the newest step time: smooths noise, follows a machine that slows down
 SKIP = 2  # the first steps pay for loader start-up and allocator warm-up
+SAVE_GUESS_S = 1.0  # the final saves until a validation's were timed (the first plot imports)
 
 
 class TimeBudget:
@@ -49,10 +50,12 @@ class TimeBudget:
 
     def total_steps(self, done: int, guess_reserve_steps: float = 0.0) -> int | None:
         """Steps in the whole run if it is to end on time; None before any step was timed.
-        ``guess_reserve_steps``: the final validation's cost in steps, until one was timed."""
+        ``guess_reserve_steps``: the final validation's cost in steps (plus
+        :data:`SAVE_GUESS_S` for its saves until one was timed)."""
         if self.step_s is None:
             return None
-        reserve = max(self.reserve_s, guess_reserve_steps * self.step_s)
+        guess = guess_reserve_steps * self.step_s + (0.0 if self.reserve_s else SAVE_GUESS_S)
+        reserve = max(self.reserve_s, guess)
         left = self.seconds - self.elapsed()
         # Two bounds on the steps left: each step with its share of the validations (the
         # last of which ends the run), and the steps alone with the final validation kept back.

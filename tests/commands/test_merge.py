@@ -8,21 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import cli
 
-from keypointer.cli import main
 from keypointer.commands.merge import merge_command
 from keypointer.data.formats import load_dataset, write_coco, write_csv, write_dlc
 from keypointer.data.types import KeypointSet
 from keypointer.errors import DataError
 from keypointer.skeleton import Skeleton
-
-
-def cli(*args: object) -> int:
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exit:
-        return int(exit.code or 0)
-    return 0
 
 
 @pytest.fixture(scope="module")

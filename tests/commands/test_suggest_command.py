@@ -9,22 +9,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from helpers import cli
 
 from keypointer import load
-from keypointer.cli import main
 from keypointer.commands.suggest import suggest_command, trained_format
 from keypointer.data.formats import load_dataset
 from keypointer.data.images import read_image
 
 NUM_FRAMES = 30
-
-
-def cli(*args: str) -> int:
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exit:
-        return int(exit.code or 0)
-    return 0
 
 
 @pytest.fixture(scope="module")

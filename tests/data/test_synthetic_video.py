@@ -4,9 +4,9 @@ import csv
 import json
 import time
 
-import cv2
 import numpy as np
 import pytest
+from helpers import decoded_frames
 
 from keypointer.data import synthetic
 from keypointer.data.synthetic_video import generate_video, load_truth, render_video
@@ -20,15 +20,7 @@ def clip(tmp_path_factory):
     """Two figures, 5 s at 30 fps: the video, its truth, and the decoded RGB frames."""
     out = tmp_path_factory.mktemp("clip")
     video = generate_video(out, num_frames=FRAMES, instances=2, seed=3, size=SIZE)
-    cap = cv2.VideoCapture(str(video))
-    frames = []
-    while True:
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    cap.release()
-    return out, load_truth(out / "truth.json"), frames
+    return out, load_truth(out / "truth.json"), decoded_frames(video)
 
 
 def _steps(keypoints: np.ndarray) -> np.ndarray:

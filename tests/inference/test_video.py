@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from helpers import decoded_frames
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -48,19 +49,6 @@ def write_video(path: Path, fourcc: str = "mp4v", frames: int = FRAMES) -> Path:
         writer.write(image)
     writer.release()
     return path
-
-
-def sequential(path: Path) -> list[np.ndarray]:
-    """Every frame as plain ``cv2.VideoCapture.read`` gives it (RGB), the reference."""
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    cap.release()
-    return frames
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +100,7 @@ def test_frames_carry_the_containers_timestamps(clip):
     frames = list(iter_video(clip))
     assert [f.number for f in frames] == list(range(FRAMES))
     np.testing.assert_allclose([f.time for f in frames], np.arange(FRAMES) / FPS, atol=1e-6)
-    for f, ref in zip(frames, sequential(clip), strict=True):
+    for f, ref in zip(frames, decoded_frames(clip), strict=True):
         assert np.array_equal(f.image, ref)
 
 
@@ -123,7 +111,7 @@ def test_variable_frame_rate_keeps_each_frames_own_time(tmp_path):
     assert [f.number for f in frames] == list(range(FRAMES))
     np.testing.assert_allclose([f.time for f in frames], times, atol=1e-6)
     assert not np.allclose(times, np.arange(FRAMES) / frames[0].fps)  # fps alone is wrong
-    for f, ref in zip(frames, sequential(path), strict=True):
+    for f, ref in zip(frames, decoded_frames(path), strict=True):
         assert np.array_equal(f.image, ref)
     # A start in seconds compares with these times, not with number / fps.
     picked = list(iter_video(path, FrameRange(start=1.0, stop=2.0)))
@@ -163,7 +151,7 @@ def test_frame_time_is_rounded_to_the_microsecond():
 )  # fmt: skip
 def test_a_range_gives_the_sequential_reads_frames(clip, start, stop, every):
     """Frame numbers and pixels equal those of a plain read from the start (no seeking)."""
-    reference = sequential(clip)
+    reference = decoded_frames(clip)
     got = list(iter_video(clip, FrameRange(start, stop, every)))
 
     def inside(i: int) -> bool:
@@ -383,7 +371,7 @@ def test_a_failing_consumer_releases_the_video(clip, checkpoint, tmp_path, monke
 
 def test_run_with_gap_keeps_the_averaged_keypoints_exactly(model, clip):
     runner = TorchRunner(model)
-    crops = np.stack([cv2.resize(f, (64, 64)) for f in sequential(clip)[:4]])
+    crops = np.stack([cv2.resize(f, (64, 64)) for f in decoded_frames(clip)[:4]])
     kp, scores = runner(crops, flip=True)
     kp2, scores2, gap = runner.run_with_gap(crops, flip=True)
     assert np.array_equal(kp, kp2) and np.array_equal(scores, scores2)
@@ -403,7 +391,7 @@ def test_run_with_gap_keeps_the_averaged_keypoints_exactly(model, clip):
 def test_flip_gap_is_in_image_pixels(model, clip):
     """A 128x96 frame letterboxed into 64x64: two image pixels per input pixel."""
     runner = TorchRunner(model)
-    image = cv2.resize(sequential(clip)[3], (128, 96))
+    image = cv2.resize(decoded_frames(clip)[3], (128, 96))
     frame = Frame(Source(clip, "video"), image, 3, FPS, 0.3)
     (pred,) = predict_frames([frame], runner, flip=True)
     crops, mats = make_crops(image, (64, 64))
@@ -445,7 +433,7 @@ def test_onnx_flip_gap_matches_pytorch_and_is_none_with_flip_in_the_graph(model,
     from keypointer.export import OnnxModel
 
     plain, flipped = (OnnxModel(p) for p in onnx_files)
-    crops = np.stack([cv2.resize(f, (64, 64)) for f in sequential(clip)[:3]])
+    crops = np.stack([cv2.resize(f, (64, 64)) for f in decoded_frames(clip)[:3]])
     _, _, torch_gap = TorchRunner(model).run_with_gap(crops, flip=True)
     kp, scores, gap = plain.run_with_gap(crops, flip=True)
     np.testing.assert_allclose(gap, torch_gap, atol=0.05)  # ORT vs PyTorch kernels

@@ -143,21 +143,25 @@ def test_locator_gets_its_default_cost_at_most_max_share():
 
 @pytest.mark.slow
 def test_time_budget_is_shared_and_kept(crowd_data, tmp_path):
-    """About 15 s: --time 0.25 (15 s) with a pose model and a locator that would run far longer."""
-    cfg = tiny_config(crowd_data, tmp_path, "train.time=0.25", "locator.steps=100000")
+    """About 30 s: --time 0.5 (30 s) with a pose model and a locator that would run far longer.
+    (At 15 s the fixed costs, ~3 s of set-up, probe and saves on a slow machine, left the
+    locator's share at the mercy of noise: CI gave it 2.2 s where 2.25 was asked.)"""
+    budget_s = 30.0
+    cfg = tiny_config(crowd_data, tmp_path, f"train.time={budget_s / 60}", "locator.steps=100000")
     cfg.train.epochs = 10_000  # only the first plan: the budget re-plans it
     started = time.perf_counter()
     run = train(cfg)
     wall = time.perf_counter() - started
-    assert wall <= 15.0 + 1.0, wall  # a second for what train() does before its clock starts
+    assert wall <= budget_s + 1.0, wall  # a second for what train() does before its clock starts
     pose_s = run.metrics[-1]["elapsed_s"]
     assert 3 <= run.locator["steps"] < 100_000
-    assert run.locator["time_budget_s"] > 0 and pose_s < 15.0
+    assert run.locator["time_budget_s"] > 0 and pose_s < budget_s
     assert run.locator["seconds"] <= run.locator["time_budget_s"] + 0.5
     # the locator's default (100000 steps) does not fit: it gets the most it may, 40% of what
     # was left after the set-up, less the re-saves' reserve (seconds here, on a loaded
-    # machine: hence the loose bounds); alone, the pose model would have used all 15 s
-    assert run.locator["time_budget_s"] >= 0.15 * 15.0 and pose_s <= 0.8 * 15.0
+    # machine: hence the loose bounds; measured 6.6-8.8 s); alone, the pose model would have
+    # used all 30 s
+    assert run.locator["time_budget_s"] >= 0.15 * budget_s and pose_s <= 0.8 * budget_s
 
 
 @pytest.mark.slow

@@ -128,8 +128,9 @@ class TrainConfig(_Section):
     """Passes over the training data."""
     time: float | None = Field(None, gt=0, le=100000)
     """Wall-clock budget in minutes (``--time``): the whole schedule (warm-up, decay, a final
-    validation and best.pt) fits into it, re-planned from the measured step time; the epochs
-    are then only the first plan. None: train for ``epochs``."""
+    validation and best.pt) fits into it, re-planned from the measured step time and the cost
+    of the validations so far; the epochs are then only the first plan. None: train for
+    ``epochs``."""
     recipe: bool = True
     """Fill every recipe field you did not set (input size, batch, lr, length, warm-up, sigma,
     flip, rotation, schedule, validation interval) from the data; see ``keypointer train``'s table."""

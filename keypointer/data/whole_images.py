@@ -51,7 +51,7 @@ def keypoint_extent(keypoints: np.ndarray) -> np.ndarray:
     """(M, K, 2) points (NaN for none) -> (M, 2) width and height of their extent with the
     pixels they lie in, as :func:`instance_boxes` builds a box without a label (NaN: none)."""
     pts = np.asarray(keypoints, np.float64)
-    with np.errstate(all="ignore"), warnings.catch_warnings():
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows give NaN, as said
         return np.nanmax(pts, 1) - np.nanmin(pts, 1) + 1.0
 

@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv test test-fast demo bench lint format clean
+.PHONY: venv test test-fast test-dispatch demo bench lint format clean
 
 venv: $(STAMP)
 
@@ -21,6 +21,19 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+# The fast tests of the numerics (codecs, models, losses, inference, export, the commands on
+# tiny models) again, with each library's CPU kernels one level down and the other CPU
+# precision (tests/dispatch_env.py prints the variables; the run's header shows what took
+# effect): a test that holds only with this machine's kernels fails here, not on the next
+# machine. A subset, ~5 min on 2 cores: the whole suite twice would not fit CI's 20 minutes.
+# Left out: training (its tests check plumbing, and the models' steps are in tests/models),
+# the reliability corpus (messages, not numerics), the two-stage commands (4 min alone).
+DISPATCH_TESTS ?= tests/codecs tests/models tests/inference tests/export tests/test_losses.py \
+	tests/commands --ignore=tests/commands/test_two_stage_commands.py
+test-dispatch: $(STAMP)
+	vars="$$($(PY) tests/dispatch_env.py)" && \
+	env $$vars $(PY) -m pytest -q -m "not slow" $(DISPATCH_TESTS) $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(VENV)/bin/keypointer demo

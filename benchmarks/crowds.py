@@ -54,17 +54,17 @@ def train(work: Path, minutes: float, n_train: int, threads: int) -> tuple[Path,
 def locator_share(run_dir: Path, video: Path) -> dict[str, float]:
     """Time per frame of the locator alone and of locate + pose, on the video's frames."""
     from keypointer.inference.locate import locate
-    from keypointer.inference.runners import load_runner, predict_frames
+    from keypointer.inference.pipeline import load_pipeline
     from keypointer.inference.sources import Source, iter_frames
 
-    runner = load_runner(run_dir / "best.pt")
+    pipe = load_pipeline(run_dir / "best.pt")
     frames = list(iter_frames([Source(video, "video")]))[:200]
     began = time.perf_counter()
     for f in frames:
-        locate(runner.locator, [f.image], runner.locator_threshold, runner.max_instances)
+        locate(pipe.locator.model, [f.image], pipe.locator.threshold)
     loc = (time.perf_counter() - began) / len(frames)
     began = time.perf_counter()
-    sum(1 for _ in predict_frames(frames, runner, None, 16, False))
+    sum(1 for _ in pipe.run(frames))
     total = (time.perf_counter() - began) / len(frames)
     return {"locator_ms": 1e3 * loc, "total_ms": 1e3 * total, "share": loc / total}
 
@@ -77,12 +77,14 @@ def score(run_dir: Path, work: Path, n_test: int, frames: int, instances: int) -
         run("synth", str(work / "test"), "--num-images", str(n_test), "--instances", "1-4",
             "--seed", "1")  # fmt: skip
     images = evaluate_command(run_dir / "best.pt", work / "test" / "annotations.json",
-                              out=work / "eval-test", quiet=True)  # fmt: skip
+                              out=work / "eval-test", quiet=True, overwrite=True)  # fmt: skip
     clip = work / "clip"
     if not (clip / "truth.json").exists():
         run("synth", str(clip), "--video", "--frames", str(frames), "--instances", str(instances),
             "--seed", "3")  # fmt: skip
-    video = evaluate_video(run_dir / "best.pt", clip, out=work / "eval-clip", quiet=True)
+    video = evaluate_video(
+        run_dir / "best.pt", clip, out=work / "eval-clip", quiet=True, overwrite=True
+    )
     return {"images": images, "video": video, "speed": locator_share(run_dir, clip / "video.mp4")}
 
 

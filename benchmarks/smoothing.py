@@ -258,13 +258,13 @@ def predict_clip(checkpoint: str, out: str, fps: float, frames: int, seed: int =
     """A synthetic clip, the model's predictions on it (flip TTA) and its truth:
     (truth (T, K, 3), xy (T, K, 2), scores (T, K), times (T,), flip_gap (T, K) or None)."""
     from keypointer.data.synthetic_video import generate_video, load_truth
-    from keypointer.inference.runners import load_runner, predict_frames
+    from keypointer.inference.pipeline import load_pipeline
     from keypointer.inference.sources import collect_sources, iter_frames
 
     video = generate_video(out, num_frames=frames, instances=1, seed=seed, size=128, fps=fps)
     truth = load_truth(Path(out) / "truth.json").keypoints[:, 0]
-    runner = load_runner(checkpoint)
-    preds = list(predict_frames(iter_frames(collect_sources([video])), runner, flip=True))
+    pipe = load_pipeline(checkpoint, flip=True)
+    preds = list(pipe.run(iter_frames(collect_sources([video]))))
     number = np.array([p.frame.number for p in preds])
     xy = np.full((frames, truth.shape[1], 2), np.nan)
     scores = np.zeros((frames, truth.shape[1]))

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from keypointer.data.synthetic_video import generate_video, load_truth
-from keypointer.inference.runners import load_runner, predict_frames
+from keypointer.inference.pipeline import load_pipeline
 from keypointer.inference.sources import collect_sources, iter_frames
 from keypointer.inference.suggest import (
     VideoTrack,
@@ -86,14 +86,14 @@ def predict(best: Path, video: Path, flip: bool = True) -> tuple[VideoTrack, tup
                            z["keypoints"], z["scores"], gap, z["thumbs"])  # fmt: skip
         return track, tuple(str(n) for n in z["names"]), float(z["seconds"])
     start = time.perf_counter()
-    runner = load_runner(best)
+    pipe = load_pipeline(best, flip=flip)
     frames = iter_frames(collect_sources([video]))
-    (t,) = collect_tracks(predict_frames(frames, runner, None, 16, flip))
+    (t,) = collect_tracks(pipe.run(frames))
     np.savez(cache, fps=t.fps, size=t.size, numbers=t.numbers, times=t.times,
-             keypoints=t.keypoints, scores=t.scores, thumbs=t.thumbs, names=runner.skeleton.names,
+             keypoints=t.keypoints, scores=t.scores, thumbs=t.thumbs, names=pipe.skeleton.names,
              flip_gap=t.flip_gap if t.flip_gap is not None else np.zeros(0),
              seconds=time.perf_counter() - start)  # fmt: skip
-    return t, runner.skeleton.names, time.perf_counter() - start
+    return t, pipe.skeleton.names, time.perf_counter() - start
 
 
 def true_errors(track, truth) -> tuple[np.ndarray, np.ndarray]:

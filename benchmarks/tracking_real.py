@@ -75,12 +75,12 @@ def detect(run_dir: Path, video: Path, cache: Path) -> tuple[list, list, np.ndar
     if cache.exists():
         z = np.load(cache, allow_pickle=True)
         return list(z["keypoints"]), list(z["scores"]), z["times"], float(z["seconds"])
-    from keypointer.inference.runners import load_runner, predict_frames
+    from keypointer.inference.pipeline import load_pipeline
     from keypointer.inference.sources import Source, iter_frames
 
-    runner = load_runner(run_dir / "best.pt")
+    pipe = load_pipeline(run_dir / "best.pt")
     began = time.perf_counter()
-    preds = list(predict_frames(iter_frames([Source(video, "video")]), runner))
+    preds = list(pipe.run(iter_frames([Source(video, "video")])))
     seconds = (time.perf_counter() - began) / len(preds)
     kp = np.empty(len(preds), object)
     sc = np.empty(len(preds), object)

@@ -10,8 +10,8 @@ config (regnetx_002, FPN-lite heatmap head, DARK decoding) with the recipe's inp
 not depend on them), saved as a checkpoint, and its ONNX export.
 
 - **in memory**: every frame decoded into a list first (not timed), then
-  ``predict_image(runner, frames[i : i + batch])`` batch after batch: letterbox crops, the
-  model, keypoints mapped back to the frames. The runner is the one ``predict`` loads.
+  ``pipeline.predict(frames[i : i + batch])`` batch after batch: letterbox crops, the
+  model, keypoints mapped back to the frames. The pipeline is the one ``predict`` loads.
 - **streaming**: ``predict_command(model, [video], out, draw=False)``, timed whole: loading
   the model, reading the video (in a background thread), predicting, writing the JSON and
   CSV files; and the frames/s of its own last line, counted from the first frame (without
@@ -59,7 +59,7 @@ from keypointer.checkpoint import save_checkpoint
 from keypointer.commands.predict import predict_command
 from keypointer.config import load_config
 from keypointer.export import OnnxModel, export_onnx
-from keypointer.inference.runners import load_runner, predict_image
+from keypointer.inference.pipeline import Pipeline, load_pipeline
 from keypointer.inference.video import read_video
 from keypointer.models.model import build_model
 
@@ -91,12 +91,12 @@ def recipe_model(folder: Path, input_size: tuple[int, int] | None) -> tuple[Path
     return checkpoint, onnx, tuple(cfg.model.input_size)
 
 
-def make_runner(path: Path, threads: int):
+def make_runner(path: Path, threads: int, **options) -> Pipeline:
     """What ``predict`` loads for ``path``, with ``threads`` intra-op threads for ORT (torch's
     are set globally)."""
     if path.suffix == ".onnx":
-        return OnnxModel(path, threads=threads)
-    return load_runner(path, "cpu")
+        return Pipeline(OnnxModel(path, threads=threads), source=str(path), **options)
+    return load_pipeline(path, "cpu", **options)
 
 
 def timed(fn, *args) -> tuple[float, float]:
@@ -111,7 +111,7 @@ def timed(fn, *args) -> tuple[float, float]:
 def in_memory(runner, frames: list, batch: int) -> None:
     """Predict the decoded ``frames``, ``batch`` at a time."""
     for i in range(0, len(frames), batch):
-        predict_image(runner, frames[i : i + batch])
+        runner.predict(frames[i : i + batch])
 
 
 def streaming(path: Path, video: Path, out: Path, batch: int, said: list[float]) -> None:
@@ -130,7 +130,9 @@ def speed(models: dict, args: argparse.Namespace, folder: Path) -> list[tuple]:
     for name, path in models.items():
         runner = make_runner(path, args.threads)
         # predict_command loads its runner itself; give ORT the same thread count.
-        predict_module.load_runner = lambda p, device, t=args.threads: make_runner(Path(p), t)
+        predict_module.load_pipeline = lambda p, device, t=args.threads, **o: make_runner(
+            Path(p), t, **o
+        )
         in_memory(runner, frames[: 2 * args.batch], args.batch)  # warm-up
         best = np.full((2, 2), np.inf)  # (in memory, streaming) x (wall, CPU)
         said: list[float] = []
@@ -254,7 +256,7 @@ def resident_mb() -> float:
 
 def child(argv: list[str], args: argparse.Namespace) -> None:
     model, video, out = map(Path, argv)
-    predict_module.load_runner = lambda p, device: make_runner(Path(p), args.threads)
+    predict_module.load_pipeline = lambda p, device, **o: make_runner(Path(p), args.threads, **o)
     before, most, done = resident_mb(), [0.0], threading.Event()
 
     def sample() -> None:

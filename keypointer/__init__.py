@@ -8,8 +8,9 @@ Python API::
     predictor = keypointer.load(run.best)        # -> Predictor (.model, .skeleton, .config)
     keypoints, scores = predictor.predict(rgb)   # (K, 2) in rgb's own pixels, (K,)
 
-``predict`` also takes a list of images ((N, K, 2), (N, K)), COCO ``boxes`` for one image,
-and ``flip=True`` for flip test-time augmentation. ``keypointer.load`` opens exported
+``predict`` also takes a list of images ((N, K, 2), (N, K); an empty list gives (0, K, 2),
+(0, K)), gray (H, W) and RGBA (H, W, 4) arrays, image file paths, COCO ``boxes`` for one
+image, and ``flip=True`` for flip test-time augmentation. ``keypointer.load`` opens exported
 ``.onnx`` files too. ``predictor.model`` is the plain ``nn.Module``: normalised tensors
 (N, 3, H, W) in, keypoints (N, K, 2) in input pixels and scores (N, K) out.
 

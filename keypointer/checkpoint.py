@@ -150,7 +150,13 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> Keypoint
 
     Uses the EMA weights when the run kept them (they are what was validated).
     """
-    state = load_checkpoint(path, map_location="cpu")
+    return model_from_state(load_checkpoint(path, map_location="cpu"), path, device)
+
+
+def model_from_state(
+    state: dict[str, Any], path: str | Path, device: str | torch.device = "cpu"
+) -> KeypointModel:
+    """:func:`load_model` from a checkpoint already read (``path`` names it in errors)."""
     cfg = from_dict(state["config"], source=f"{path} (stored config)")
     with damaged(path):
         skeleton = Skeleton.from_dict(state["skeleton"])
@@ -164,6 +170,15 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> Keypoint
     return model.to(device).eval()
 
 
+def load_models(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[KeypointModel, LocatorModel | None]:
+    """The pose model and its locator (None for a single-stage run), from one read of the
+    checkpoint."""
+    state = load_checkpoint(path, map_location="cpu")
+    return model_from_state(state, path, device), locator_from_state(state, path, device)
+
+
 def load_locator(path: str | Path, device: str | torch.device = "cpu") -> LocatorModel | None:
     """The locator a run on multi-instance labels stored beside the pose model, rebuilt from
     the checkpoint's config and the entry's ``build_info``, in eval mode; None when the
@@ -173,7 +188,13 @@ def load_locator(path: str | Path, device: str | torch.device = "cpu") -> Locato
     "build_info": {"input_size": [W, H], "box_ratio": [rw, rh], "min_pose_score": float},
     "metrics": {name: float}}`` (``box_ratio`` and ``min_pose_score`` are optional).
     """
-    state = load_checkpoint(path, map_location="cpu")
+    return locator_from_state(load_checkpoint(path, map_location="cpu"), path, device)
+
+
+def locator_from_state(
+    state: dict[str, Any], path: str | Path, device: str | torch.device = "cpu"
+) -> LocatorModel | None:
+    """:func:`load_locator` from a checkpoint already read (``path`` names it in errors)."""
     entry = state.get("locator")
     if entry is None:
         return None

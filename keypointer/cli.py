@@ -39,6 +39,12 @@ ImagesOpt = Annotated[
     Path | None,
     typer.Option("--images", help="Folder the label file's image paths are relative to."),
 ]
+OverwriteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite", help="Replace output files that exist (never a file this command reads)."
+    ),
+]
 
 
 def _version(value: bool) -> None:
@@ -112,11 +118,12 @@ def synth(
     ] = False,
     frames: Annotated[int, typer.Option("--frames", min=1, help="Video length in frames.")] = 300,
     fps: Annotated[float, typer.Option("--fps", help="Video frame rate.")] = 30.0,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Render a synthetic dataset (or video) with exactly known keypoints."""
     from keypointer.commands.synth import synth_command
 
-    synth_command(out, num_images, seed, size, instances, video, frames, fps)
+    synth_command(out, num_images, seed, size, instances, video, frames, fps, overwrite)
 
 
 @app.command()
@@ -189,6 +196,7 @@ def eval_(
         int | None,
         typer.Option("--max-instances", min=1, help="Video truth: the known number of animals."),
     ] = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Score a model on labelled data: table, eval.json, PCK curve, worst predictions.
 
@@ -204,14 +212,14 @@ def eval_(
             )
         evaluate_video(
             checkpoint, data, out, flip=flip, smooth=smooth, max_instances=max_instances,
-            device=device, alpha=alpha, batch_size=batch_size or 16,
+            device=device, alpha=alpha, batch_size=batch_size or 16, overwrite=overwrite,
         )  # fmt: skip
         return
     if smooth is not None or max_instances is not None:
         raise ConfigError("--smooth and --max-instances are for a video truth (truth.json)")
     evaluate_command(
         checkpoint, data, out, format=format, images=images, alpha=alpha, pcutoff=pcutoff,
-        batch_size=batch_size, flip=flip, device=device,
+        batch_size=batch_size, flip=flip, device=device, overwrite=overwrite,
     )  # fmt: skip
 
 
@@ -264,8 +272,14 @@ def predict(
         ),
     ] = None,
     h5: Annotated[
-        bool, typer.Option("--h5", help="Videos: also a DeepLabCut .h5 (needs keypointer[h5]).")
+        bool,
+        typer.Option(
+            # "\\[": rich would take [h5] for markup and print "keypointer".
+            "--h5",
+            help="Videos: also a DeepLabCut .h5 (needs pip install 'keypointer\\[h5]').",
+        ),
     ] = False,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Predict keypoints: COCO results JSON, DeepLabCut-style CSV, drawn images/videos; per
     video also tracks, outlier flags and (with --smooth) smoothed values."""
@@ -275,7 +289,7 @@ def predict(
         model, inputs, out, boxes=boxes, flip=flip, threshold=threshold, batch_size=batch_size,
         draw=draw, device=device, quiet=quiet, box_threshold=box_threshold, start=start,
         stop=stop, every=every, smooth=smooth, max_gap=max_gap, max_instances=max_instances,
-        h5=h5,
+        h5=h5, overwrite=overwrite,
     )  # fmt: skip
 
 
@@ -289,11 +303,12 @@ def export(
     flip: Annotated[
         bool, typer.Option("--flip", help="Put flip test-time augmentation in the graph.")
     ] = False,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Export to one ONNX file with decoding inside; checked against PyTorch after export."""
     from keypointer.commands.export import export_command
 
-    export_command(checkpoint, format=format, out=out, flip=flip)
+    export_command(checkpoint, format=format, out=out, flip=flip, overwrite=overwrite)
 
 
 @app.command()
@@ -320,6 +335,10 @@ def suggest(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 16,
     device: DeviceOpt = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar or table.")] = False,
+    max_instances: Annotated[
+        int | None,
+        typer.Option("--max-instances", min=1, help="Keep the N best instances of each frame."),
+    ] = None,
 ) -> None:
     """Pick the video frames most worth labelling next; write them with the model's labels."""
     from keypointer.commands.suggest import suggest_command
@@ -327,6 +346,7 @@ def suggest(
     suggest_command(
         model, videos, out, num=num, format=format, flip=flip, min_gap=min_gap,
         threshold=threshold, scorer=scorer, batch_size=batch_size, device=device, quiet=quiet,
+        max_instances=max_instances,
     )  # fmt: skip
 
 

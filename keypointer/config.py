@@ -23,6 +23,7 @@ from pydantic import (
 from keypointer.errors import ConfigError
 
 BOX_MARGIN = 1.25
+LOCATOR_SCORE_THRESHOLD = 0.1  # locator.score_threshold: the centre score a find needs
 """Default growth of an instance box into its crop (training, eval and predict alike)."""
 
 
@@ -225,7 +226,7 @@ class LocatorConfig(_Section):
     """Peak learning rate of the locator (Adam). High: trained from scratch, its recall after a
     fixed 3-4 minutes rose with it from 2e-3 to 1.6e-2, on a real two-fly video (0.84 to 0.89
     at score 0.1) and on synthetic crowds (0.87 to 0.95); 3.2e-2 was no better."""
-    score_threshold: float = Field(0.1, ge=0, le=1)
+    score_threshold: float = Field(LOCATOR_SCORE_THRESHOLD, ge=0, le=1)
     """Centre score a located instance needs (sigmoid of the centre logit). Low on purpose: each
     find is then posed, and kept only if its pose scores well (``min_pose_score`` in the
     checkpoint, half the median of labelled animals). On synthetic crowds it missed 12 of 251

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 
@@ -40,7 +41,11 @@ def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
 
 
 def cpu_has_native_bf16() -> bool:
-    """Whether /proc/cpuinfo lists AVX512-BF16 or AMX-BF16."""
+    """Whether /proc/cpuinfo lists AVX512-BF16 or AMX-BF16. ``KEYPOINTER_CPU_BF16=1`` or ``0``
+    says so instead, so that one machine runs the other's numerics (``make test-dispatch``)."""
+    forced = os.environ.get("KEYPOINTER_CPU_BF16", "")
+    if forced in ("0", "1"):
+        return forced == "1"
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             flags = set(f.read().split())

@@ -15,6 +15,24 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
+def pytest_report_header(config) -> list[str]:
+    """The CPU kernels and precision this run uses (``make test-dispatch`` lowers them): where
+    a test fails on one machine only, these lines differ."""
+    import cv2
+    import torch
+    from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+
+    from keypointer.device import resolve_amp
+
+    amp = resolve_amp("auto", torch.device("cpu"))
+    numpy = [g for g in __cpu_dispatch__ if __cpu_features__.get(g)]
+    return [
+        f"cpu kernels: torch {torch.backends.cpu.get_cpu_capability()}, numpy "
+        f"{' '.join(numpy) or 'baseline'}, train.amp=auto on cpu: {amp or 'float32'}",
+        f"opencv: {cv2.getCPUFeaturesLine()} (?: off)",
+    ]
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

@@ -50,3 +50,16 @@ def test_make_autocast():
         assert not torch.is_autocast_enabled("cpu")
     with make_autocast(CPU, torch.bfloat16):
         assert torch.mm(torch.ones(2, 2), torch.ones(2, 2)).dtype == torch.bfloat16
+
+
+def test_bf16_can_be_forced_either_way(monkeypatch):
+    from keypointer.device import cpu_has_native_bf16
+
+    monkeypatch.setenv("KEYPOINTER_CPU_BF16", "1")
+    assert cpu_has_native_bf16() is True
+    monkeypatch.setenv("KEYPOINTER_CPU_BF16", "0")
+    assert cpu_has_native_bf16() is False
+    monkeypatch.setenv("KEYPOINTER_CPU_BF16", "")
+    with open("/proc/cpuinfo", encoding="utf-8") as f:  # unset: the hardware decides
+        flags = set(f.read().split())
+    assert cpu_has_native_bf16() == bool(flags & {"avx512_bf16", "amx_bf16"})

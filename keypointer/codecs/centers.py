@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torchvision.ops import nms
 
 from keypointer.codecs._common import TINY, as_float
+from keypointer.config import LOCATOR_SCORE_THRESHOLD
 from keypointer.errors import ConfigError
 
 REGION_MAX = 0.99  # size weights around a centre stay below the centre pixel's 1
@@ -200,7 +201,7 @@ class CenterCodec:
         heatmap: Any,
         size: Any,
         k: int = 20,
-        threshold: float = 0.3,
+        threshold: float = LOCATOR_SCORE_THRESHOLD,
         logits: bool = False,
         nms_iou: float | None = None,
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -23,7 +23,9 @@ def run_check(
     console = console or Console()
     fmt = format or detect_format(path)
     kset = load_dataset(path, fmt, images)
-    report = validate(kset, check_images=True, progress=True)
+    # Frames not labelled yet (what ``suggest`` writes when the model is unsure of every
+    # point) are a labelling project's normal state: a warning here, fatal only for training.
+    report = validate(kset, check_images=True, progress=True, require_labels=False)
     _print(report, Path(path), fmt, console)
     return report
 

@@ -7,15 +7,14 @@ import shutil
 import time
 from pathlib import Path
 
-import torch
-
-from keypointer.checkpoint import load_model
 from keypointer.config import Config
-from keypointer.data.dataset import KeypointDataset, make_loader
+from keypointer.data.dataset import KeypointDataset
 from keypointer.data.formats import load_dataset
 from keypointer.data.images import read_image
-from keypointer.data.synthetic import generate
-from keypointer.inference.loader import predict_loader, quick_metrics
+from keypointer.data.synthetic import SYNTH_DESCRIPTION, generate
+from keypointer.errors import DataError
+from keypointer.inference.loader import predict_dataset, quick_metrics
+from keypointer.inference.pipeline import load_pipeline
 from keypointer.training.loop import train
 from keypointer.viz import draw_keypoints, save_gallery, write_image
 
@@ -41,11 +40,35 @@ def demo_config(out: Path, quiet: bool) -> Config:
     return cfg
 
 
+def _check_demo_folder(out: Path) -> None:
+    """Refuse an ``out`` whose ``data/`` or ``predictions/`` holds anything an earlier demo did
+    not write: the demo replaces both, and a user's folder must never be emptied."""
+    data, pictures = out / "data", out / "predictions"
+    if data.exists():
+        for child in data.iterdir():
+            labels = child / "annotations.json"
+            try:
+                ours = json.loads(labels.read_text())["info"]["description"] == SYNTH_DESCRIPTION
+            except (OSError, ValueError, KeyError, TypeError):
+                ours = False
+            if child.name not in ("train", "test") or not ours:
+                raise DataError(
+                    "holds files the demo did not write, and the demo replaces this folder; "
+                    "choose another --out",
+                    child,
+                )
+    if pictures.exists():
+        for child in pictures.iterdir():
+            if not (child.suffix == ".png" and (child.stem.isdigit() or child.stem == "gallery")):
+                raise DataError("is not a picture the demo drew; choose another --out", child)
+
+
 def run_demo(out: Path, quiet: bool = False) -> dict:
     """Generate data, train, evaluate on held-out images and draw predictions; returns the metrics."""
     t0 = time.perf_counter()
     out = Path(out)
     data = out / "data"
+    _check_demo_folder(out)
     if data.exists():
         shutil.rmtree(
             data
@@ -74,11 +97,10 @@ def run_demo(out: Path, quiet: bool = False) -> dict:
 
 def evaluate_held_out(checkpoint: Path, labels: Path, pictures: Path, n_draw: int = 8) -> dict:
     """PCK@0.05 (box-size normaliser) and mean pixel error on ``labels``; draws ``n_draw`` images."""
-    model = load_model(checkpoint)
+    pipe = load_pipeline(checkpoint)  # as predict and eval run it
     kset = load_dataset(labels)
-    ds = KeypointDataset(kset, model.codec, model.config.model.input_size, None)
-    loader = make_loader(ds, model.config.loader, train=False, device="cpu")
-    pred = predict_loader(model, loader, torch.device("cpu"))
+    ds = KeypointDataset(kset, None, pipe.input_size, None, train=False, box_margin=pipe.margin)
+    pred = predict_dataset(pipe, ds)
     metrics = quick_metrics(pred, alpha=0.05)
     pictures.mkdir(parents=True, exist_ok=True)
     drawn = []

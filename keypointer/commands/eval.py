@@ -17,21 +17,23 @@ from rich.console import Console
 from rich.table import Table
 
 from keypointer._files import write_text_atomic
-from keypointer.checkpoint import load_locator, load_model
 from keypointer.commands.eval_located import located_metrics
+from keypointer.commands.progress import progress
 from keypointer.data import transforms as T
 from keypointer.data.check import validate
-from keypointer.data.dataset import KeypointDataset, make_loader
+from keypointer.data.dataset import KeypointDataset
 from keypointer.data.formats import load_dataset
 from keypointer.device import resolve_device
 from keypointer.errors import DataError
 from keypointer.inference.crops import crop_matrix
-from keypointer.inference.loader import Predictions, predict_loader
+from keypointer.inference.loader import Predictions, predict_dataset
+from keypointer.inference.pipeline import load_pipeline
 from keypointer.metrics import bbox_norm, evaluate_keypoints, pck_curve
-from keypointer.output_paths import check_output_dir
+from keypointer.output_paths import check_output_dir, check_target
 from keypointer.viz import draw_keypoints, plot_pck_curve, plot_per_keypoint, save_gallery
 
 GENERIC_STEMS = {"annotations", "labels", "data", "instances", "person_keypoints", "config"}
+EVAL_FILES = ("eval.json", "pck_curve.png", "per_keypoint_error.png", "worst.png")
 
 
 def default_eval_dir(checkpoint: str | Path, data: str | Path) -> Path:
@@ -42,6 +44,31 @@ def default_eval_dir(checkpoint: str | Path, data: str | Path) -> Path:
     if name.lower() in GENERIC_STEMS or name.lower().startswith("collecteddata"):
         name = data.resolve().parent.name if not data.is_dir() else name
     return run / f"eval-{name or 'data'}"
+
+
+def eval_output_dir(
+    out: str | Path | None,
+    inputs: tuple[str | Path, ...],
+    names: tuple[str, ...],
+    overwrite: bool = False,
+) -> Path:
+    """Where an evaluation writes its files ``names``, checked before any work.
+
+    With ``out`` given, an existing file of those names (or an input) is refused unless
+    ``overwrite`` (inputs always). Without it, the default folder
+    (:func:`default_eval_dir` of ``inputs`` = (checkpoint, data)) is numbered on
+    (``eval-val-2``, ...) when it holds an earlier evaluation, which is never written over."""
+    if out is None:
+        base = default_eval_dir(*inputs[:2])
+        out, n = base, 1
+        while any((out / name).exists() for name in names):
+            n += 1
+            out = base.with_name(f"{base.name}-{n}")
+    out = Path(out)
+    check_output_dir(out)
+    for name in names:
+        check_target(out / name, inputs=inputs, overwrite=overwrite)
+    return out
 
 
 def evaluate_command(
@@ -58,21 +85,22 @@ def evaluate_command(
     device: str = "auto",
     num_worst: int = 12,
     quiet: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """What ``keypointer eval`` does: predict every labelled instance of ``data`` and score it.
 
     Writes ``eval.json`` (atomically; all metrics, per keypoint, the PCK curve and the worst
     instances), ``pck_curve.png``, ``per_keypoint_error.png`` and ``worst.png`` (a gallery of
     the ``num_worst`` instances with the largest mean normalised error, predictions as filled
-    dots, ground truth as rings) to ``out`` (default :func:`default_eval_dir`); prints a table.
+    dots, ground truth as rings) to ``out`` (see :func:`eval_output_dir`: an earlier
+    evaluation's files are replaced only with ``overwrite``); prints a table.
     Returns the metrics dict that ``eval.json`` holds.
     """
 
-    dev = resolve_device(device)
-    model = load_model(checkpoint, dev)
-    out_dir = Path(out) if out is not None else default_eval_dir(checkpoint, data)
-    check_output_dir(out_dir)  # before the evaluation, not after it
-    cfg, skeleton = model.config, model.skeleton
+    out_dir = eval_output_dir(out, (checkpoint, data), EVAL_FILES, overwrite)  # before any work
+    pipe = load_pipeline(checkpoint, resolve_device(device), flip=flip)
+    cfg, skeleton = pipe.config, pipe.skeleton
+    pipe = pipe.with_options(batch_size=batch_size or cfg.loader.batch_size)
     kset = validate(load_dataset(data, format, images), check_images=False).cleaned
     if kset.skeleton.names != skeleton.names:
         raise DataError(
@@ -80,32 +108,17 @@ def evaluate_command(
             f"{list(skeleton.names)}",
             data,
         )
-    ds = KeypointDataset(
-        kset,
-        model.codec,
-        cfg.model.input_size,
-        None,
-        train=False,
-        box_margin=cfg.augment.box_margin,
-    )
-    loader_cfg = cfg.loader.model_copy(update={"batch_size": batch_size or cfg.loader.batch_size})
-    loader = make_loader(ds, loader_cfg, train=False, device=dev)
-    flip_index = skeleton.flip_index() if flip else None
-    pred = predict_loader(model, loader, dev, flip_index=flip_index)
-    if ds.bad_images:
-        raise DataError(f"{len(ds.bad_images)} images could not be read, e.g. {ds.bad_images[0]}")
+    ds = KeypointDataset(kset, None, pipe.input_size, None, train=False, box_margin=pipe.margin)
+    with progress(len(kset.samples), quiet) as advance:
+        pred = predict_dataset(pipe, ds, advance)
     metrics = evaluate_keypoints(
         pred.keypoints, pred.gt, pred.visible, pred.scores, pred.bboxes, skeleton, alpha, pcutoff,
         image_ids=pred.image_ids,
     )  # fmt: skip
     alphas, curve = pck_curve(pred.keypoints, pred.gt, pred.visible, bbox_norm(pred.bboxes))
     worst = worst_instances(pred, num_worst)
-    locator = load_locator(checkpoint, dev) if not kset.whole_image else None
-    if locator is not None:  # also as predict runs: instances found by the model itself
-        lc = cfg.locator
-        metrics["located"] = located_metrics(
-            model, locator, kset, flip, lc.score_threshold, lc.max_instances, quiet
-        )
+    if pipe.two_stage and not kset.whole_image:  # also as predict runs: instances it finds
+        metrics["located"] = located_metrics(pipe, kset, quiet)
     metrics.update(
         checkpoint=str(checkpoint), data=str(data), flip=flip, num_images=len(kset),
         pck_curve={"alpha": alphas.tolist(), "pck": [_num(v) for v in curve]},
@@ -213,7 +226,7 @@ def print_eval_table(metrics: dict, out: Path) -> None:
         )
         rows.append(("instances: missed / extra", f"{oks['missed']:.0f} / {oks['extra']:.0f}"))
         rows.append(("locator boxes: recall / precision @IoU 0.5",
-                     f"{boxes['recall']:.3f} / {boxes['precision']:.3f}"))  # fmt: skip
+                     f"{boxes['recall']:.3f} / {fmt(boxes['precision'])}"))  # fmt: skip
     for r in rows:
         overall.add_row(*r)
     per = Table(title="per keypoint")

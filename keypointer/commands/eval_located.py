@@ -13,43 +13,30 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
+from keypointer.commands.progress import progress
 from keypointer.data.types import KeypointSet
 from keypointer.data.whole_images import instance_boxes
-from keypointer.inference.runners import as_runner, predict_located
+from keypointer.inference.pipeline import Pipeline
+from keypointer.inference.sources import Frame, Source
 from keypointer.metrics.boxes import box_metrics
 from keypointer.metrics.located import located_oks
 
 
-def located_metrics(
-    model: Any,
-    locator: Any,
-    kset: KeypointSet,
-    flip: bool = False,
-    threshold: float = 0.3,
-    max_instances: int | None = None,
-    quiet: bool = False,
-) -> dict[str, Any]:
-    """OKS AP/AR of located instances, missed/extra counts and box metrics over ``kset``."""
+def located_metrics(pipe: Pipeline, kset: KeypointSet, quiet: bool = False) -> dict[str, Any]:
+    """OKS AP/AR of the instances ``pipe`` (two-stage) finds in ``kset``'s images, exactly as
+    ``predict`` finds them, with missed/extra counts and the locator's box metrics."""
     k = kset.skeleton.num_keypoints
     cols: dict[str, list] = {n: [] for n in ("pred", "scores", "inst", "gt", "vis", "gt_boxes")}
     found: list[np.ndarray] = []
-    runner = as_runner(model)
-    runner.locator, runner.locator_threshold, runner.max_instances = (
-        locator,
-        threshold,
-        max_instances,
-    )
-    with _progress(len(kset.samples), quiet) as advance:
-        for sample in kset.samples:
-            boxes, pred = predict_located(runner, sample.read(), flip)  # as predict does
-            kp, sc, inst = pred.keypoints, pred.scores, pred.instance_scores
-            found.append(boxes)
+    frames = (Frame(Source(s.image, "image"), s.read()) for s in kset.samples)
+    with progress(len(kset.samples), quiet, "locating") as advance:
+        for sample, pred in zip(kset.samples, pipe.run(frames), strict=True):
+            found.append(pred.located if pred.located is not None else np.zeros((0, 4)))
             gt = np.array([i.keypoints for i in sample.instances], np.float64).reshape(-1, k, 3)
-            cols["pred"].append(kp)
-            cols["scores"].append(sc)
-            cols["inst"].append(inst)
+            cols["pred"].append(pred.keypoints)
+            cols["scores"].append(pred.scores)
+            cols["inst"].append(pred.instance_scores)
             cols["gt"].append(gt[..., :2])
             cols["vis"].append(gt[..., 2] > 0)
             cols["gt_boxes"].append(instance_boxes(sample))
@@ -57,8 +44,8 @@ def located_metrics(
     sigmas = kset.skeleton.oks_sigmas
     oks = located_oks(cols["pred"], cols["scores"], cols["inst"], cols["gt"], cols["vis"],
                       _box_per_instance(cols), sigmas)  # fmt: skip
-    boxes = box_metrics(found, cols["gt_boxes"])
-    return {"oks": oks, "boxes": boxes, "threshold": threshold}
+    boxes = {k: None if v != v else v for k, v in box_metrics(found, cols["gt_boxes"]).items()}
+    return {"oks": oks, "boxes": boxes, "threshold": pipe.locator.threshold}  # NaN: null
 
 
 def _box_per_instance(cols: dict[str, list]) -> list[np.ndarray]:
@@ -77,23 +64,3 @@ def _box_per_instance(cols: dict[str, list]) -> list[np.ndarray]:
                 rows[j] = [lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1]]
         out.append(rows)
     return out
-
-
-class _progress:
-    """A progress bar with ETA over the images (nothing when quiet)."""
-
-    def __init__(self, total: int, quiet: bool):
-        self.total, self.quiet = total, quiet
-
-    def __enter__(self):
-        if self.quiet:
-            return lambda: None
-        columns = ("locating", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        self.bar = Progress(*columns, transient=True)
-        self.bar.__enter__()
-        task = self.bar.add_task("locate", total=self.total)
-        return lambda: self.bar.advance(task)
-
-    def __exit__(self, *exc):
-        if not self.quiet:
-            self.bar.__exit__(*exc)

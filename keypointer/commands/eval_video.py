@@ -11,6 +11,7 @@ nearest-centroid baseline re-tracking the very same per-frame instances.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import time
 from collections.abc import Iterator
@@ -22,11 +23,12 @@ from rich.console import Console
 from rich.table import Table
 
 from keypointer._files import write_text_atomic
-from keypointer.commands.eval import default_eval_dir
+from keypointer.commands.eval import eval_output_dir
+from keypointer.commands.progress import progress
 from keypointer.data.synthetic_truth import FORMAT, VideoTruth, load_truth
 from keypointer.device import resolve_device
 from keypointer.errors import ConfigError, DataError
-from keypointer.inference.runners import load_runner, predict_frames
+from keypointer.inference.pipeline import Pipeline, load_pipeline
 from keypointer.inference.sources import Frame, Source, iter_frames
 from keypointer.inference.tracks import PostProcess, VideoTable, finish
 from keypointer.metrics.video import (
@@ -39,12 +41,12 @@ from keypointer.metrics.video import (
     tracks_array,
     truth_points,
 )
-from keypointer.output_paths import check_output_dir
 from keypointer.temporal.smooth import METHODS
 from keypointer.temporal.tracking import nearest_centroid_ids
 from keypointer.viz import draw_keypoints, ring_points, save_gallery, track_colors
 
 TRUTH = "truth.json"
+EVAL_JSON = "eval.json"
 PLOT = "error_over_time.png"
 SWITCHES = "switches.png"
 MAX_SWITCH_TILES = 8
@@ -82,6 +84,96 @@ def truth_files(path: str | Path) -> tuple[Path, Path]:
     return truth, video
 
 
+def read_truth(truth_file: Path) -> VideoTruth:
+    """The truth file's records in frame order.
+
+    Records may come in any order (they are sorted by frame; a frame's instances may also be
+    split over several records). Raises one :class:`DataError` naming the truth file and the
+    record (frame, track) for a track listed twice in one frame, or a frame before 0. Frames
+    past the video's end are refused as it is read (:func:`predict_video`): the count in a
+    video's header can be an estimate. Such records could never be predicted, and would
+    count as misses.
+    """
+    truth = load_truth(truth_file)
+    _no_duplicates(truth_file)
+    truth = _in_frame_order(truth)
+    if len(truth.frames) and truth.frames[0] < 0:
+        raise DataError(
+            "frames are numbered from 0, as the video's are", truth_file, _record(truth, 0)
+        )
+    return truth
+
+
+def _declared_frames(video: Path) -> int:
+    """The frame count the video's header declares (0: none)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(video))
+    try:
+        return max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0) if cap.isOpened() else 0
+    finally:
+        cap.release()
+
+
+def _record(truth: VideoTruth, row: int) -> str:
+    """'frame N, track NAME' of a truth row (its first track present)."""
+    present = [m for m in range(len(truth.tracks)) if _present(truth, row)[m]]
+    track = f", track {truth.tracks[present[0]]!r}" if present else ""
+    return f"frame {int(truth.frames[row])}{track}"
+
+
+def _present(truth: VideoTruth, row: int) -> np.ndarray:
+    """(M,) whether each track has a record in truth row ``row`` (a box or a labelled point)."""
+    boxes, keypoints = truth.boxes[row], truth.keypoints[row]
+    return np.isfinite(boxes).any(-1) | (keypoints[..., 2] > 0).any(-1)
+
+
+def _no_duplicates(truth_file: Path) -> None:
+    """DataError for a (frame, track) the truth file lists twice (:func:`load_truth` would keep
+    the last silently), naming both records."""
+    data = json.loads(truth_file.read_text(encoding="utf-8"))
+    seen: dict[tuple[int, str], int] = {}
+    for i, record in enumerate(data["frames"]):
+        frame = int(record["frame"])
+        for inst in record["instances"]:
+            key = (frame, str(inst["track"]))
+            if key in seen:
+                where = f"in records {seen[key]} and {i} of 'frames'"
+                if seen[key] == i:
+                    where = f"in record {i} of 'frames'"
+                raise DataError(
+                    f"this track is listed twice for this frame ({where}); list each track "
+                    "once per frame",
+                    truth_file,
+                    f"frame {frame}, track {key[1]!r}",
+                )
+            seen[key] = i
+
+
+def _in_frame_order(truth: VideoTruth) -> VideoTruth:
+    """``truth`` with its rows sorted by frame, rows of one frame merged (their tracks are
+    distinct: :func:`_no_duplicates` ran first)."""
+    order = np.argsort(truth.frames, kind="stable")
+    numbers, first = np.unique(truth.frames[order], return_index=True)
+    if len(numbers) == len(order) and (order == np.arange(len(order))).all():
+        return truth
+    rows = order[first]
+    keypoints, boxes = truth.keypoints[rows].copy(), truth.boxes[rows].copy()
+    fast = truth.fast[rows].copy()
+    for i in order:
+        target = int(np.searchsorted(numbers, truth.frames[i]))
+        if rows[target] == i:
+            continue
+        present = _present(truth, int(i))
+        keypoints[target, present] = truth.keypoints[i, present]
+        boxes[target, present] = truth.boxes[i, present]
+        fast[target, present] = truth.fast[i, present]
+    return dataclasses.replace(
+        truth, frames=numbers, times=truth.times[rows], keypoints=keypoints, boxes=boxes,
+        fast=fast,
+    )  # fmt: skip
+
+
 def evaluate_video(
     model: str | Path,
     truth_path: str | Path,
@@ -94,6 +186,7 @@ def evaluate_video(
     *,
     alpha: float = 0.05,
     batch_size: int = 16,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Predict the truth's video with ``model`` (checkpoint, run folder or .onnx) and score it.
 
@@ -101,25 +194,30 @@ def evaluate_video(
     smoothed tracks are scored too); ``max_instances``: the tracker's known number of animals.
     Writes ``eval.json`` (atomically; what this returns), ``error_over_time.png`` and, when
     the tracker switched identities, ``switches.png`` to ``out`` (default
-    :func:`~keypointer.commands.eval.default_eval_dir` of the truth's folder); prints tables.
+    :func:`~keypointer.commands.eval.eval_output_dir`: an earlier evaluation's files are replaced
+    only with ``overwrite``); prints tables.
     """
     if smooth is not None and smooth not in METHODS:
         raise ConfigError(f"--smooth {smooth!r}: use one of {', '.join(METHODS)}")
     if max_instances is not None and max_instances < 1:
         raise ConfigError(f"--max-instances {max_instances}: must be 1 or more")
     truth_file, video = truth_files(truth_path)
-    out_dir = Path(out) if out is not None else default_eval_dir(model, truth_file.parent)
-    check_output_dir(out_dir)  # before the work, not after it
-    truth = load_truth(truth_file)
-    runner = load_runner(model, resolve_device(device))
-    if tuple(runner.skeleton.names) != tuple(truth.names):
+    out_dir = eval_output_dir(  # before the work, not after it
+        out, (model, truth_file.parent, truth_file, video), (EVAL_JSON, PLOT, SWITCHES), overwrite
+    )
+    truth = read_truth(truth_file)
+    pipe = load_pipeline(
+        model, resolve_device(device), flip=flip, batch_size=batch_size,
+        max_instances=max_instances,
+    )  # fmt: skip
+    if tuple(pipe.skeleton.names) != tuple(truth.names):
         raise DataError(
             f"its keypoints {list(truth.names)} differ from the model's "
-            f"{list(runner.skeleton.names)}",
+            f"{list(pipe.skeleton.names)}",
             truth_file,
         )
     began = time.perf_counter()
-    table = predict_video(video, truth, runner, batch_size, flip, quiet)
+    table = predict_video(video, truth, pipe, quiet, truth_file)
     seconds = time.perf_counter() - began
     post = PostProcess(smooth=smooth, max_instances=max_instances)
     metrics, curves = score_video(truth, table, post, alpha)
@@ -139,30 +237,37 @@ def write_video_eval(
 ) -> None:
     """``eval.json`` (atomically), the plot over time and, after ID switches, their frames."""
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "eval.json", json.dumps(metrics, indent=2))
+    write_text_atomic(out / EVAL_JSON, json.dumps(metrics, indent=2))
     plot_video_eval(curves, truth, metrics, out / PLOT)
     switches = metrics["tracking"]["tracker"]["switch_frames"]
     if switches:
         switch_gallery(video, truth, curves["points"], switches, out / SWITCHES)
+    else:  # an earlier evaluation's (replaced with --overwrite) would tell of switches
+        (out / SWITCHES).unlink(missing_ok=True)
 
 
 def predict_video(
-    video: Path, truth: VideoTruth, runner: Any, batch_size: int, flip: bool, quiet: bool
+    video: Path, truth: VideoTruth, pipe: Pipeline, quiet: bool, truth_file: Path | None = None
 ) -> VideoTable:
-    """Every frame of ``video`` through the model, kept as small arrays per frame."""
-    frames = _checked_frames(video, truth)
+    """Every frame of ``video`` through ``pipe`` (as ``predict`` runs it), kept as small
+    arrays per frame;
+    DataError naming ``truth_file`` (``truth``'s) when the truth goes on past the video's
+    end."""
+    frames = _checked_frames(video, truth, truth_file or video)
     table = VideoTable(video, truth.fps)
-    stream = predict_frames(frames, runner, None, batch_size, flip)
-    with contextlib.closing(stream), _progress(len(truth.frames), quiet) as advance:
+    stream = pipe.run(frames)
+    with contextlib.closing(stream), progress(len(truth.frames), quiet) as advance:
         for pred in stream:
             table.add(pred)
             advance()
     return table
 
 
-def _checked_frames(video: Path, truth: VideoTruth) -> Iterator[Frame]:
-    """The video's frames; DataError when one does not fit the truth (size, frame count)."""
+def _checked_frames(video: Path, truth: VideoTruth, truth_file: Path) -> Iterator[Frame]:
+    """The video's frames; DataError when one does not fit the truth (size, frame count), and,
+    after the last, when the truth goes on past the video's end."""
     known = {int(n) for n in truth.frames}
+    last = -1
     for frame in iter_frames([Source(video, "video")]):
         h, w = frame.image.shape[:2]
         if (w, h) != tuple(truth.size):
@@ -171,20 +276,20 @@ def _checked_frames(video: Path, truth: VideoTruth) -> Iterator[Frame]:
             )
         if frame.number not in known:
             raise DataError(f"frame {frame.number} is not in the truth file", video)
+        last = frame.number
         yield frame
-
-
-@contextlib.contextmanager
-def _progress(total: int, quiet: bool) -> Iterator[Any]:
-    if quiet or total < 20:
-        yield lambda: None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    columns = ("predicting", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True)) as bar:
-        task = bar.add_task("predict", total=total)
-        yield lambda: bar.advance(task)
+    # The video's end: past its last frame read, and past the frames its header declares
+    # (those between are a damaged tail: counted as frames without predictions).
+    end = max(last + 1, _declared_frames(video))
+    if len(truth.frames) and truth.frames[-1] >= end:
+        row = int(np.searchsorted(truth.frames, end))
+        raise DataError(
+            f"frame {truth.frames[row]} is past the end of {video.name}, which has {end} "
+            f"frames (0 to {end - 1}); {len(truth.frames) - row} frame(s) of the truth file "
+            "are past it",
+            truth_file,
+            _record(truth, row),
+        )
 
 
 def score_video(

@@ -6,24 +6,34 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from keypointer.checkpoint import load_locator, load_model
+from keypointer.checkpoint import load_models
 from keypointer.errors import KeypointerError
 from keypointer.export.locator_onnx import export_locator, locator_path
 from keypointer.export.onnx import INPUT_FORMAT, default_onnx_path, export_onnx
-from keypointer.output_paths import check_output_file
+from keypointer.output_paths import check_target
 
 
 def export_command(
-    checkpoint: Path, format: str = "onnx", out: Path | None = None, flip: bool = False
+    checkpoint: Path,
+    format: str = "onnx",
+    out: Path | None = None,
+    flip: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """What ``keypointer export`` does: load, export, check, print a summary."""
+    """What ``keypointer export`` does: load, export, check, print a summary. An existing
+    file (an earlier export, or anything else) is replaced only with ``overwrite``; the
+    checkpoint itself never."""
     if format != "onnx":
         raise KeypointerError(f"unknown export format {format!r}; supported: onnx")
     path = Path(out) if out is not None else default_onnx_path(checkpoint)
-    check_output_file(path, example=default_onnx_path(checkpoint).name)
-    model = load_model(checkpoint, "cpu")
-    report = export_onnx(model, path, flip=flip)
-    locator = load_locator(checkpoint, "cpu")
+    example = default_onnx_path(checkpoint).name
+    read = [checkpoint, Path(checkpoint) / "best.pt", Path(checkpoint) / "last.pt"]
+    check_target(path, inputs=read, overwrite=overwrite, example=example)
+    model, locator = load_models(checkpoint, "cpu")  # one read of the checkpoint
+    if locator is not None:  # both files checked before either is written
+        check_target(locator_path(path), inputs=read, overwrite=overwrite)
+    partner = locator_path(path).name if locator is not None else None
+    report = export_onnx(model, path, flip=flip, locator_file=partner)
     if locator is not None:  # a two-stage model: the locator goes beside the pose graph
         report["locator"] = export_locator(locator, locator_path(path))
         print(f"wrote {report['locator']['path']} (the locator: images -> boxes, scores)")

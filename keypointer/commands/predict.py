@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
+from keypointer.commands.progress import progress
 from keypointer.device import resolve_device
 from keypointer.errors import ConfigError, DataError
-from keypointer.inference.runners import load_runner, predict_frames
+from keypointer.inference.pipeline import load_pipeline
 from keypointer.inference.sources import (
     Frame,
     Source,
@@ -25,9 +23,9 @@ from keypointer.inference.sources import (
     read_ahead,
 )
 from keypointer.inference.tracks import PostProcess
-from keypointer.inference.video import FrameRange
-from keypointer.inference.writers import Outputs
-from keypointer.output_paths import check_output_dir
+from keypointer.inference.video import FrameRange, VideoHeader, check_range, video_header
+from keypointer.inference.writers import OutputNames, Outputs, planned_files
+from keypointer.output_paths import check_output_dir, check_targets
 from keypointer.temporal.smooth import METHODS
 
 
@@ -50,33 +48,50 @@ def predict_command(
     max_gap: int = 10,
     max_instances: int | None = None,
     h5: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """What ``keypointer predict`` does; returns a summary (frames, instances, files).
 
     Videos are tracked, flagged and, with ``smooth`` (a method of
     :data:`keypointer.temporal.smooth.METHODS`), smoothed, filling gaps of at most ``max_gap``
-    frames; ``max_instances`` caps the instances located per frame and the tracks.
+    frames; ``max_instances``: the N best instances of each frame are kept (after the pose
+    check), then tracked into at most N identities.
 
     ``start``/``stop`` (stop exclusive) and ``every`` pick the frames of each video (images
     are unaffected): a frame number (``300`` or an int) or seconds (``"12.5s"`` or a float,
     compared with each frame's own timestamp); see
-    :class:`~keypointer.inference.video.FrameRange`.
+    :class:`~keypointer.inference.video.FrameRange`. A video of which they pick no frame is
+    an error, found before any work.
+
+    Every file the run will write is named and checked before any work: an input file is
+    never written over; a file that exists (an earlier run's) only with ``overwrite``.
     """
     picked = FrameRange.parse(start, stop, every)  # before any work, as --out
     post = _post_process(smooth, max_gap, max_instances, threshold)
+    if h5:
+        _check_h5()
     _check_out(out)
-    sources = collect_sources(inputs)
+    sources = collect_sources(inputs, out=out)
+    headers = _check_videos(sources, picked)
+    names = OutputNames()
+    sizes = {path: (h.width, h.height) for path, h in headers.items()}
+    planned = planned_files(Path(out), sources, names, draw, h5, sizes)
+    read = [model, *([boxes] if boxes else []), *(s.path for s in sources)]
+    check_targets(planned, inputs=read, overwrite=overwrite)
     detections = load_detections(boxes, sources, box_threshold) if boxes else None
-    runner = load_runner(model, resolve_device(device))
-    if max_instances is not None:
-        runner.max_instances = max_instances
+    pipe = load_pipeline(
+        model, resolve_device(device), flip=flip, batch_size=batch_size,
+        max_instances=max_instances,
+    )  # fmt: skip
+    if not quiet:
+        print(pipe.describe())
     outputs = Outputs(
-        Path(out), runner.skeleton, threshold, draw, detections is not None,
-        post=post, h5=h5, reread=lambda path: _reread(path, picked, batch_size),
+        Path(out), pipe.skeleton, threshold, draw, detections is not None,
+        post=post, h5=h5, reread=lambda path: _reread(path, picked, batch_size), names=names,
     )  # fmt: skip
     total = count_frames(sources, picked)
     began = time.perf_counter()
-    stream = predict_frames(iter_frames(sources, picked), runner, detections, batch_size, flip)
+    stream = pipe.run(iter_frames(sources, picked), detections)
     try:
         frames, instances = _write_all(stream, outputs, total, quiet)
         files = outputs.close()
@@ -89,6 +104,30 @@ def predict_command(
         print(f"{frames} images/frames, {instances} instances -> {out}")
         print(f"{frames} frames in {seconds:.1f} s, {frames / max(seconds, 1e-9):.1f} frames/s")
     return {"frames": frames, "instances": instances, "files": [str(f) for f in files]}
+
+
+def _check_h5() -> None:
+    """``--h5`` needs pandas and tables (the h5 extra): known before the model loads, not
+    after the whole video was predicted."""
+    try:
+        import pandas  # noqa: F401
+        import tables  # noqa: F401
+    except ImportError as err:
+        raise ConfigError(
+            f"--h5 needs pandas and tables ({err.name or 'one'} is missing): "
+            "pip install 'keypointer[h5]'"
+        ) from None
+
+
+def _check_videos(sources: Sequence[Source], picked: FrameRange) -> dict[Path, VideoHeader]:
+    """Every video's header, read before any work: a video that does not open, or of which
+    ``picked`` holds no frame, is an error now, not an empty output after the others ran."""
+    headers = {}
+    for s in sources:
+        if s.kind == "video" and s.path not in headers:
+            headers[s.path] = video_header(s.path)
+            check_range(s.path, headers[s.path], picked)
+    return headers
 
 
 def _post_process(
@@ -122,23 +161,9 @@ def _check_out(out: str | Path) -> None:
 def _write_all(stream: Iterable[tuple], outputs: Any, total: int, quiet: bool) -> tuple[int, int]:
     """Feed :func:`predict_frames`' results to the outputs; returns (frames, instances)."""
     frames = instances = 0
-    with _progress(total, quiet or total < PROGRESS_FROM) as advance:
+    with progress(total, quiet) as advance:
         for pred in stream:
             outputs.add(pred)
             frames, instances = frames + 1, instances + len(pred.keypoints)
             advance()
     return frames, instances
-
-
-PROGRESS_FROM = 20  # images or frames; fewer run without a progress bar
-
-
-@contextlib.contextmanager
-def _progress(total: int, quiet: bool) -> Iterator[Callable[[], None]]:
-    if quiet:
-        yield lambda: None
-        return
-    columns = ("predicting", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True)) as bar:
-        task = bar.add_task("predict", total=total or None)
-        yield lambda: bar.advance(task)

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from keypointer.commands.predict import PROGRESS_FROM, _progress
+from keypointer.commands.progress import progress
 from keypointer.data.formats import (
     FORMATS,
     detect_format,
@@ -28,7 +28,7 @@ from keypointer.data.formats import (
 from keypointer.data.types import Instance, KeypointSet, Sample
 from keypointer.device import resolve_device
 from keypointer.errors import DataError
-from keypointer.inference.runners import load_runner, predict_frames
+from keypointer.inference.pipeline import load_pipeline
 from keypointer.inference.sources import Source, collect_sources, count_frames, iter_frames
 from keypointer.inference.suggest import (
     MIN_SCORE,
@@ -59,27 +59,35 @@ def suggest_command(
     batch_size: int = 16,
     device: str = "auto",
     quiet: bool = False,
+    max_instances: int | None = None,
 ) -> dict[str, Any]:
     """What ``keypointer suggest`` does; returns {"labels": path to check, "frames": [...]}.
 
     ``out`` must be new or empty. ``threshold``: predicted points scoring below it are written
-    unlabelled. ``min_gap``: frames between two picks of one video (None: one second).
+    unlabelled. ``min_gap``: frames between two picks of one video (None: one second). The
+    frames are predicted as ``predict`` predicts them (one
+    :class:`~keypointer.inference.pipeline.Pipeline`); a two-stage model's picks hold every
+    instance found (at most ``max_instances``), each an individual to correct.
     """
     out = Path(out)
     _check_arguments(num, min_gap, format, scorer)
     _check_out(out)  # before any work: a wrong --out ends at once
     sources = _videos(videos)
-    runner = load_runner(model, resolve_device(device))
-    fmt = format or trained_format(getattr(runner, "config", None) or _model_config(runner))
-    stream = predict_frames(iter_frames(sources), runner, None, batch_size, flip)
-    tracks = collect_tracks(_counted(stream, count_frames(sources), quiet))
-    picks = suggest_frames(tracks, runner.skeleton.names, num, min_gap, threshold)
-    if len(picks) < num:
-        gaps = "the --min-gap" if min_gap is not None else "one second (--min-gap)"
-        log.warning("only %d frames lie %s apart; lower --min-gap for more", len(picks), gaps)
+    pipe = load_pipeline(
+        model, resolve_device(device), batch_size=batch_size, max_instances=max_instances
+    )
+    pipe = pipe.with_options(flip=flip and pipe.can_flip)
+    fmt = format or trained_format(pipe.config)
+    stream = pipe.run(iter_frames(sources))
+    counted = _counted(stream, count_frames(sources), quiet)
+    tracks = collect_tracks(counted, pipe.two_stage, threshold, max_instances)
+    picks = suggest_frames(tracks, pipe.skeleton.names, num, min_gap, threshold)
+    short = shortfall_message(len(picks), num, sum(len(t) for t in tracks), min_gap)
+    if short:
+        log.warning("%s", short)
     top = make_output_dir(out)
     try:
-        labels = write_suggestions(out, fmt, tracks, picks, runner.skeleton, threshold, scorer)
+        labels = write_suggestions(out, fmt, tracks, picks, pipe.skeleton, threshold, scorer)
     except BaseException:
         _clean(out, top)  # nothing half-written
         raise
@@ -87,6 +95,21 @@ def suggest_command(
         _print(tracks, picks, labels, fmt, min_gap)
     frames = [(str(tracks[p.track].path), p.number) for p in picks]
     return {"labels": labels, "format": fmt, "frames": frames}
+
+
+def shortfall_message(picked: int, num: int, frames: int, min_gap: int | None) -> str | None:
+    """Why fewer than ``num`` frames were picked, and what would give more; None when not.
+    Every frame picked: the videos hold no more (a lower --min-gap cannot help); else the
+    gap between picks of one video is what limits them."""
+    if picked >= num:
+        return None
+    if picked >= frames:
+        return (
+            f"only {picked} frames picked: the videos hold no more frames than that "
+            "(give more or longer videos for more)"
+        )
+    gap = f"--min-gap {min_gap} frames" if min_gap is not None else "one second (--min-gap)"
+    return f"only {picked} frames lie {gap} apart; lower --min-gap for more"
 
 
 def _check_arguments(num: int, min_gap: int | None, format: str | None, scorer: str) -> None:
@@ -136,10 +159,6 @@ def _clean(out: Path, top: Path | None) -> None:
             child.unlink(missing_ok=True)
 
 
-def _model_config(runner: Any) -> Any:
-    return getattr(getattr(runner, "model", None), "config", None)
-
-
 def trained_format(config: Any) -> str:
     """The label format a model was trained on, from its config (``data.format``, else what
     ``data.path`` holds or is named like); ``dlc`` when it does not say or is one keypointer
@@ -169,7 +188,7 @@ def trained_format(config: Any) -> str:
 
 
 def _counted(stream: Iterable, total: int, quiet: bool) -> Iterator:
-    with _progress(total, quiet or total < PROGRESS_FROM) as advance:
+    with progress(total, quiet) as advance:
         for pred in stream:
             yield pred
             advance()
@@ -197,7 +216,9 @@ def write_suggestions(
     """The picked frames as PNGs plus one label file of ``fmt`` in ``out``; returns the path
     :func:`label_path` names. DeepLabCut: ``labeled-data/<video>/img<frame>.png`` (frame
     numbers zero-padded as DeepLabCut's own frame extraction pads them) and
-    ``CollectedData_<scorer>.csv``; COCO and CSV: ``images/<video>_img<frame>.png``."""
+    ``CollectedData_<scorer>.csv``; COCO and CSV: ``images/<video>_img<frame>.png``. A frame
+    where no predicted point reaches ``threshold`` gets no instance: it is still listed, to
+    be labelled from scratch, and ``keypointer check`` passes it with a warning."""
     names = _video_names(tracks)
     # YOLO's writer copies the images into images/train itself: stage them beside.
     staged = tempfile.TemporaryDirectory(dir=out, prefix=".frames-") if fmt == "yolo" else None
@@ -242,12 +263,36 @@ def _write_frames(
             )
             write_image(png, images[p.number])
             record = f"{track.path.name} frame {p.number}"
-            kp = np.zeros((len(p.scores), 3))
-            sure = p.scores >= threshold
-            kp[sure, :2], kp[sure, 2] = p.keypoints[sure], 2.0
             w, h = track.size
-            samples.append(Sample(png, w, h, [Instance(kp, None, record)], None, record))
+            insts = _instances(p, threshold, record, (w, h))
+            samples.append(Sample(png, w, h, insts, None, record))
     return samples
+
+
+def _instances(
+    pick: Suggestion, threshold: float, record: str, size: tuple[int, int]
+) -> list[Instance]:
+    """The pick's predictions as labels to correct: points scoring below ``threshold``, or
+    outside the frame of ``size`` (width, height), unlabelled (no tool labels a point off
+    its image); an instance with no point left is left out (not one: the frame is
+    written with no instance, an image still to label: an empty row, label file or image
+    entry, valid in every format's tools). Several instances carry their identity (a
+    DeepLabCut individual, a COCO track_id, a CSV track)."""
+    several = pick.names is not None
+    kps = pick.keypoints if several else pick.keypoints[None]
+    scores = pick.scores if several else pick.scores[None]
+    out = []
+    for m, (points, sc) in enumerate(zip(kps, scores, strict=True)):
+        kp = np.zeros((len(sc), 3))
+        w, h = size
+        x, y = points[:, 0], points[:, 1]
+        inside = (x >= -0.5) & (x < w - 0.5) & (y >= -0.5) & (y < h - 0.5)
+        sure = (np.nan_to_num(sc) >= threshold) & inside
+        kp[sure, :2], kp[sure, 2] = points[sure], 2.0
+        if sure.any():
+            name = pick.names[m] if several else None
+            out.append(Instance(kp, None, record if name is None else f"{record}, {name}", name))
+    return out
 
 
 def _digits(track: VideoTrack) -> int:

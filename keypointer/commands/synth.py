@@ -7,7 +7,8 @@ from pathlib import Path
 
 from keypointer.data.synthetic import generate
 from keypointer.data.synthetic_video import generate_video
-from keypointer.errors import ConfigError
+from keypointer.errors import ConfigError, DataError
+from keypointer.output_paths import check_output_dir, check_target
 
 
 def synth_command(
@@ -19,10 +20,14 @@ def synth_command(
     video: bool = False,
     frames: int = 300,
     fps: float = 30.0,
+    overwrite: bool = False,
 ) -> Path:
     """Render images and their COCO labels (or with ``video`` a clip and its ground truth) into
-    ``out``; say what was written. ``instances``: figures per image, "3" or a range "1-4"."""
+    ``out``; say what was written. ``instances``: figures per image, "3" or a range "1-4".
+    A folder that already holds such files (a user's labels, an earlier synth) is written
+    into only with ``overwrite``."""
     low, high = parse_instances(instances)
+    _check_out(Path(out), video, overwrite)
     if video:
         if low != high:
             raise ConfigError(
@@ -47,3 +52,14 @@ def parse_instances(text: str) -> tuple[int, int]:
     if not 1 <= low <= high:
         raise ConfigError(f"--instances must be N or LOW-HIGH with 1 <= LOW <= HIGH, got {text!r}")
     return low, high
+
+
+def _check_out(out: Path, video: bool, overwrite: bool) -> None:
+    """Refuse before rendering when ``out`` holds a file this would write over."""
+    check_output_dir(out)
+    names = ("video.mp4", "truth.json", "truth.csv") if video else ("annotations.json",)
+    for name in names:
+        check_target(out / name, overwrite=overwrite)
+    images = out / "images"
+    if not video and not overwrite and images.is_dir() and any(images.iterdir()):
+        raise DataError("holds files already; pass --overwrite to render into it", images)

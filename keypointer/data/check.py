@@ -7,7 +7,8 @@ box with NaN/infinite coordinates, a labelled point more than the image's size o
 image smaller than 8x8 pixels, edges or flip pairs naming unknown keypoints (a flip pair
 of a keypoint with itself too), a box entirely outside its image or one that holds none of
 its instance's labelled keypoints (wrong units, or another instance's box: training would
-crop the wrong region), nothing labelled at all. Everything else is a warning (the readers'
+crop the wrong region), nothing labelled at all (for training; ``keypointer check`` warns:
+frames still to label are a normal state of a labelling project). Everything else is a warning (the readers'
 own warnings and an image file listed under two ids, whose labels then count twice, too), and :func:`validate` returns a cleaned copy
 for training: labelled points outside the image become unlabelled (the image spans
 [-0.5, size - 0.5] in pixel-centre coordinates; half a pixel more is tolerated), boxes with
@@ -37,6 +38,10 @@ BAD_BOX = "boxes with no area (keypoints' extent used instead)"
 UNREAD = "images not read (size unknown)"
 SAME_IMAGE = "image files listed again under another id (labels count twice)"
 SAME_TRACK = "images with one track on two instances"
+NOTHING_LABELLED = (
+    "no instance has a labelled keypoint yet: label these images before training "
+    "(training refuses a dataset with nothing to train on)"
+)
 PROGRESS_FROM = 100  # images; fewer are read without a progress bar
 MIN_SIDE = 8  # pixels; a smaller image is a placeholder or a broken file, not a training image
 
@@ -64,11 +69,19 @@ class CheckReport:
     tracks: dict[str, int] = field(default_factory=dict)
 
 
-def validate(kset: KeypointSet, check_images: bool = True, progress: bool = False) -> CheckReport:
+def validate(
+    kset: KeypointSet,
+    check_images: bool = True,
+    progress: bool = False,
+    require_labels: bool = True,
+) -> CheckReport:
     """Check ``kset``; raise DataError on the first fatal problem, else return the report.
 
     ``check_images``: decode every image (finds corrupt files; slow for large sets). Without
     it, images are only checked to exist, and read only when their size is not in the labels.
+    ``require_labels``: nothing labelled at all is fatal (training, evaluation); False for
+    ``check``, ``merge`` and ``convert``, where frames still to label are a normal state of
+    a labelling project (``suggest`` writes them): a warning then.
     """
     source = kset.source
     _check_fatal(kset)
@@ -85,12 +98,15 @@ def validate(kset: KeypointSet, check_images: bool = True, progress: bool = Fals
     same_track = [w for s in samples for w in _same_tracks(s)]
     counts[SAME_TRACK] += len(same_track)
     warnings += same_track
-    if not kept:
+    if not kept and require_labels:
         raise DataError("no instance has a labelled keypoint: nothing to train on", source)
     names = kset.skeleton.names
-    per_kp = sum(inst.labelled.astype(int) for s in kept for inst in s.instances)
+    per_kp = sum((i.labelled.astype(int) for s in kept for i in s.instances), np.zeros(len(names)))
     labelled = {n: int(c) for n, c in zip(names, per_kp, strict=True)}
-    warnings += [f"keypoint {n!r} is never labelled" for n, c in labelled.items() if c == 0]
+    if not kept:
+        warnings.append(NOTHING_LABELLED)
+    else:
+        warnings += [f"keypoint {n!r} is never labelled" for n, c in labelled.items() if c == 0]
     known = [sz for sz in sizes if sz[0] and sz[1]]
     wh = np.array(known).reshape(-1, 2)
     extent = (*wh.min(0).tolist(), *wh.max(0).tolist()) if known else None

@@ -178,14 +178,32 @@ class KeypointDataset(Dataset):
         size = size * p.scale
         return T.crop_affine(center, size, self.input_size, p.rotation, p.flip), p.flip
 
+    def crop_box(self, index: int) -> tuple[float, float, float, float] | None:
+        """The COCO (x, y, w, h) box item ``index`` is cropped around without augmentation
+        (before ``box_margin`` and the input's aspect ratio), None for the whole image: what
+        ``predict --boxes`` would be given to crop this instance alike."""
+        _, inst = self.entry(index)
+        crop = self._region(inst, inst.keypoints[_labelled(inst), :2].astype(np.float64))
+        if crop is None:
+            return None
+        (cx, cy), (w, h) = crop
+        return (float(cx + 0.5 - w / 2), float(cy + 0.5 - h / 2), float(w), float(h))
+
+    def _region(
+        self, inst: Instance, labelled_points: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """(center, size) of the instance's box, else of its keypoints' extent; None: the
+        whole image."""
+        if inst.bbox is not None and inst.bbox[2] > 0 and inst.bbox[3] > 0:
+            return T.bbox_crop(inst.bbox)
+        if not self.whole_image:
+            return T.keypoint_crop(labelled_points)
+        return None
+
     def _base_crop(
         self, shape: tuple[int, ...], inst: Instance, labelled_points: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        crop = None
-        if inst.bbox is not None and inst.bbox[2] > 0 and inst.bbox[3] > 0:
-            crop = T.bbox_crop(inst.bbox)
-        elif not self.whole_image:
-            crop = T.keypoint_crop(labelled_points)
+        crop = self._region(inst, labelled_points)
         if crop is None:  # the whole image: nothing to crop by, or nothing else to see
             center, size = T.image_crop(shape[1], shape[0])
             return center, T.fit_aspect(size, self.input_size)

@@ -43,6 +43,7 @@ from keypointer.data.types import (
     require_image_files,
 )
 from keypointer.errors import DataError
+from keypointer.output_paths import same_file
 from keypointer.skeleton import Skeleton, guess_flip_pairs
 
 UNIQUE = "unique body-part points (DeepLabCut individual 'single'; belong to no animal)"
@@ -267,7 +268,8 @@ def _find(image: str, root: Path, folder: Path, images: str | Path | None) -> Pa
 def write_dlc(kset: KeypointSet, out_dir: str | Path, scorer: str = "keypointer") -> Path:
     """Write a DeepLabCut project (images copied into ``labeled-data/<video>/``); returns out_dir.
 
-    ``<video>`` is each image's folder name. Occluded points (v=1) become plain labels. When
+    ``<video>`` is each image's folder name (folders of one name get ``_2``, ``_3``, ...).
+    Occluded points (v=1) become plain labels, and boxes are not stored. When
     an image has more than one instance or any instance has a track, the project is
     multi-animal: one individual per track (in order of first appearance), then
     ``individual1``, ``individual2``, ... for instances without one. Instances with no
@@ -306,7 +308,7 @@ def _video_name(folder: Path, taken: dict[Path, str]) -> str:
 
 def _copy(src: Path, dst: Path, source: Any, record: str) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
-    if path_exists(dst) and dst.resolve() == src.resolve():
+    if path_exists(dst) and same_file(dst, src):  # by identity: hard links, symlinks, ..
         return
     try:
         shutil.copyfile(src, dst)

@@ -54,6 +54,7 @@ _SHIFT = 4  # cv2 drawing with 4 fractional bits: centres are exact to 1/16 pixe
 _ONE = 1 << _SHIFT
 UNLABELLED_P = 0.03
 OCCLUDER_P = 0.35
+SYNTH_DESCRIPTION = "keypointer synthetic figures"  # COCO info.description: marks our renders
 
 
 def generate(
@@ -87,7 +88,7 @@ def generate(
         images.append({"id": i + 1, "file_name": name, "width": size, "height": size})
         for kps, box in zip(keypoints, boxes, strict=True):
             annotations.append(_annotation(len(annotations) + 1, i + 1, kps, box))
-    info = {"description": "keypointer synthetic figures", "seed": seed, "version": 1}
+    info = {"description": SYNTH_DESCRIPTION, "seed": seed, "version": 1}
     if high > 1:
         info["instances"] = [low, high]
     coco = {

@@ -8,7 +8,7 @@ one line per object: ``class cx cy w h`` then ``x y [v]`` per keypoint, all norm
 the image's width and height. v is 0 unlabelled, 1 occluded, 2 visible; with ``kpt_shape``
 [K, 2] a point at (0, 0) is unlabelled and any other is visible. The class is not kept: all
 objects share one skeleton. Several lines are several instances. YOLO has no identity: the
-writer leaves out ``Instance.track`` and says so in a warning.
+writer leaves out ``Instance.track`` (``convert`` and ``merge`` say so in a warning).
 
 Optional keys this module also reads and writes: ``kpt_names`` (a list of K names, or
 ``{class: list}``) and ``skeleton`` (0-based index pairs, for drawing).
@@ -16,7 +16,6 @@ Optional keys this module also reads and writes: ``kpt_names`` (a list of K name
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
@@ -40,7 +39,6 @@ from keypointer.data.types import (
 from keypointer.errors import DataError
 from keypointer.skeleton import Skeleton, guess_flip_pairs
 
-log = logging.getLogger("keypointer")
 IMAGE_SUFFIXES = (".bmp", ".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp")
 
 
@@ -220,8 +218,9 @@ def write_yolo(
     Images are copied to ``images/train`` (and ``images/val`` for ``val``); without ``val``,
     the YAML's ``val`` points at the training images. Coordinates are written with 6
     decimals of the normalised value. An instance with neither a box nor a labelled
-    keypoint cannot be written (YOLO needs a box) and is left out with a logged warning;
-    so are tracks (YOLO has no identity).
+    keypoint cannot be written (YOLO needs a box) and is left out; so are tracks (YOLO has
+    no identity). :func:`keypointer.data.formats.losses` counts both for the warnings of
+    ``convert`` and ``merge``.
     """
     out_dir = Path(out_dir)
     parts = [p for p in (kset, val) if p is not None]
@@ -229,14 +228,6 @@ def write_yolo(
         require_image_files(part, "a YOLO dataset")
     for split, part in zip(("train", "val"), parts, strict=False):
         _write_split(part, out_dir, split)
-    tracked = [i.track for p in parts for s in p.samples for i in s.instances if i.track]
-    if tracked:
-        log.warning(
-            "YOLO pose labels have no identity: the tracks of %d instances (%d tracks) are "
-            "not written",
-            len(tracked),
-            len(set(tracked)),
-        )
     sk = kset.skeleton
     data = {
         "train": "images/train",
@@ -256,7 +247,6 @@ def _write_split(kset: KeypointSet, out_dir: Path, split: str) -> None:
     (out_dir / "images" / split).mkdir(parents=True, exist_ok=True)
     (out_dir / "labels" / split).mkdir(parents=True, exist_ok=True)
     stems: set[str] = set()
-    skipped = 0
     for i, sample in enumerate(kset.samples):
         stem = sample.image.stem
         for candidate in (stem, f"{sample.image.parent.name}_{stem}", f"{i}_{stem}"):
@@ -271,11 +261,8 @@ def _write_split(kset: KeypointSet, out_dir: Path, split: str) -> None:
             raise DataError(f"cannot read image {sample.image}", kset.source, record)
         shutil.copyfile(sample.image, out_dir / "images" / split / (stem + sample.image.suffix))
         lines = [_line(inst, *size, kset.source) for inst in sample.instances]
-        skipped += lines.count(None)
         text = "".join(line + "\n" for line in lines if line is not None)
         (out_dir / "labels" / split / f"{stem}.txt").write_text(text, encoding="utf-8")
-    if skipped:
-        log.warning("YOLO: left out %d instances with no box and no labelled keypoint", skipped)
 
 
 def _line(inst: Instance, w: int, h: int, source: Any) -> str | None:

@@ -11,9 +11,10 @@ from keypointer.export.onnx import (
     ill_conditioned,
     verify_onnx,
 )
-from keypointer.export.onnx_model import OnnxModel
+from keypointer.export.onnx_model import FLIP_GAP, OnnxModel
 
 __all__ = [
+    "FLIP_GAP",
     "INPUT_FORMAT",
     "TOLERANCE_PX",
     "ExportError",

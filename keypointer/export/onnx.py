@@ -5,10 +5,15 @@ The exported graph (one ``.onnx`` file, opset 18+, dynamic batch) is::
     images    float32 (N, 3, H, W): RGB, values 0-255 (not normalised), H x W = input size
     keypoints float32 (N, K, 2): x, y in input pixels (pixel centres at integers)
     scores    float32 (N, K)
+    flip_gap  float32 (N, K): with ``flip=True`` only; see below
 
 ImageNet normalisation and the codec's decoding are in the graph, so a deployer only resizes
 (letterboxes) the image to the input size and converts HWC uint8 to NCHW float. With
-``flip=True`` flip test-time augmentation is in the graph too. ``metadata_props`` hold the
+``flip=True`` flip test-time augmentation is in the graph too, the same computation as
+PyTorch's (:func:`~keypointer.models.flip.decode_batch_with_gap` is traced): keypoints and
+scores are those of flip TTA, and ``flip_gap`` is the input pixels between the keypoints
+decoded from the images alone and from their mirror images alone (what ``predict --flip``
+flags as ``flip``). Such a graph always flips. ``metadata_props`` hold the
 keypoint names, skeleton edges, flip pairs, input size, the config and the keypointer
 version, so ``keypointer predict model.onnx`` needs no checkpoint.
 """
@@ -35,10 +40,11 @@ from keypointer._version import __version__
 from keypointer.codecs import HeatmapCodec
 from keypointer.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from keypointer.errors import ExportError, KeypointerError
-from keypointer.export.onnx_model import OnnxModel
+from keypointer.export.onnx_model import FLIP_GAP, OnnxModel
 from keypointer.models.flip import (
     average_flipped_heatmaps,
     decode_batch,
+    decode_batch_with_gap,
     decode_output,
     flips_heatmaps,
 )
@@ -51,7 +57,8 @@ INPUT_FORMAT = "float32 NCHW RGB 0-255"
 
 
 class ExportWrapper(nn.Module):
-    """0-255 RGB images (N, 3, H, W) -> keypoints (N, K, 2) input px, scores (N, K)."""
+    """0-255 RGB images (N, 3, H, W) -> keypoints (N, K, 2) input px, scores (N, K), and
+    with ``flip`` the flip gap (N, K) input px."""
 
     def __init__(self, model: nn.Module, flip: bool = False):
         super().__init__()
@@ -65,8 +72,10 @@ class ExportWrapper(nn.Module):
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
         return (images - self.mean) * self.inv_std
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return decode_batch(self.model, self.normalise(images), self.flip_index)
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self.flip_index is None:
+            return decode_batch(self.model, self.normalise(images))
+        return decode_batch_with_gap(self.model, self.normalise(images), self.flip_index)
 
 
 def default_onnx_path(checkpoint: str | Path) -> Path:
@@ -82,13 +91,17 @@ def export_onnx(
     opset: int = 18,
     check: bool = True,
     exporter: str = "auto",
+    locator_file: str | None = None,
 ) -> dict[str, Any]:
     """Write ``model`` (a loaded KeypointModel with ``.skeleton`` and ``.config``) to ``path``.
 
     ``exporter`` "auto" tries torch's default dynamo exporter, then the TorchScript one
     ("dynamo" / "torchscript": only that one; TorchScript is ~20x faster to export and gives
-    the same results). With ``check`` the file is compared with PyTorch on random images
-    (:func:`verify_onnx`, raising :class:`ExportError`). Returns
+    the same results). ``flip``: flip TTA in the graph, which then also outputs the flip gap
+    (N, K). With ``check`` the file is compared with PyTorch on random images
+    (:func:`verify_onnx`, raising :class:`ExportError`). ``locator_file``: the file name of
+    the locator exported beside it (a two-stage model), written into the metadata so that the
+    pose file alone is known to be half a model. Returns
     ``{"path", "exporter", ...verify_onnx's report}``.
     """
     path = Path(path)
@@ -100,7 +113,7 @@ def export_onnx(
     os.close(fd)
     try:
         exporter = _export(wrapper, example, Path(tmp), opset, exporter)
-        _add_metadata(Path(tmp), model, flip)
+        _add_metadata(Path(tmp), model, flip, locator_file)
         os.chmod(tmp, plain_file_mode())  # mkstemp's 0600, not the umask's mode
         os.replace(tmp, path)
     finally:
@@ -116,7 +129,8 @@ def _export(
 ) -> str:
     if exporter not in ("auto", "dynamo", "torchscript"):
         raise KeypointerError(f"unknown exporter {exporter!r}: auto, dynamo or torchscript")
-    names = {"input_names": ["images"], "output_names": ["keypoints", "scores"]}
+    outputs = ["keypoints", "scores"] + ([FLIP_GAP] if wrapper.flip_index is not None else [])
+    names = {"input_names": ["images"], "output_names": outputs}
     quiet = contextlib.redirect_stdout(io.StringIO())  # the exporter prints its progress
     try:
         if exporter == "torchscript":
@@ -134,7 +148,7 @@ def _export(
             raise
         if exporter == "auto":
             log.warning("dynamo ONNX export failed (%s); using the TorchScript exporter", err)
-    axes = {"images": {0: "batch"}, "keypoints": {0: "batch"}, "scores": {0: "batch"}}
+    axes = {name: {0: "batch"} for name in ["images", *outputs]}
     with quiet, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -144,7 +158,7 @@ def _export(
     return "torchscript"
 
 
-def _add_metadata(path: Path, model: nn.Module, flip: bool) -> None:
+def _add_metadata(path: Path, model: nn.Module, flip: bool, locator_file: str | None) -> None:
     import onnx
 
     proto = onnx.load(str(path))
@@ -159,6 +173,8 @@ def _add_metadata(path: Path, model: nn.Module, flip: bool) -> None:
         "flip_tta": json.dumps(bool(flip)),
         "config": json.dumps(cfg.to_dict() if cfg is not None else None),
     }
+    if locator_file is not None:
+        props["locator_file"] = locator_file
     onnx.helper.set_model_props(proto, props)
     onnx.save(proto, str(path))
 
@@ -178,33 +194,60 @@ def verify_onnx(
     Keypoints whose decoding is ill-conditioned (see :func:`ill_conditioned`) are left out:
     there, float rounding differences between the two runtimes (~1e-6 relative) move the
     result by far more than the tolerance, as they would between two PyTorch builds. Raises
-    :class:`ExportError` when a compared keypoint differs by ``TOLERANCE_PX`` or more.
+    :class:`ExportError` when a compared keypoint differs by ``TOLERANCE_PX`` or more, or
+    (with ``flip``) a flip gap by ``2 * TOLERANCE_PX`` or more (the distance between two
+    decodings, each within ``TOLERANCE_PX``; either one ill-conditioned leaves it out).
     """
     session = OnnxModel(path)
     wrapper = ExportWrapper(model.cpu().eval(), flip).eval()
     w, h = model.codec.input_size
     gen = torch.Generator().manual_seed(seed)
-    max_diff, max_score_diff, compared, total = 0.0, 0.0, 0, 0
+    max_diff, max_score_diff, max_gap_diff, compared, total = 0.0, 0.0, 0.0, 0, 0
     for n in batch_sizes:
         images = torch.rand(n, 3, h, w, generator=gen) * 255.0
         with torch.inference_mode():
-            kp, scores = wrapper(images)
-            skip = ill_conditioned(model, wrapper.normalise(images), wrapper.flip_index)
-        kp_o, scores_o = session.run(images.numpy())
+            kp, scores, *gap = wrapper(images)
+            x = wrapper.normalise(images)
+            skip = ill_conditioned(model, x, wrapper.flip_index)
+            gap_skip = _halves_ill_conditioned(model, x, wrapper.flip_index) if gap else None
+        kp_o, scores_o, gap_o = session.run_graph(images.numpy())
         if kp_o.shape != tuple(kp.shape):
             raise ExportError(f"{path}: keypoints {kp_o.shape} for batch {n}, expected {kp.shape}")
+        if (gap_o is None) != (not gap):
+            raise ExportError(
+                f"{path}: {'no' if gap_o is None else 'an unexpected'} flip gap output"
+            )
         diff = np.linalg.norm(kp_o - kp.numpy(), axis=-1)[~skip.numpy()]
         compared, total = compared + diff.size, total + skip.numel()
         max_diff = max(max_diff, float(diff.max(initial=0.0)))
         max_score_diff = max(max_score_diff, float(np.abs(scores_o - scores.numpy()).max()))
+        if gap:
+            gap_diff = np.abs(gap_o - gap[0].numpy())[~(skip | gap_skip).numpy()]
+            max_gap_diff = max(max_gap_diff, float(gap_diff.max(initial=0.0)))
     report = {"max_diff_px": max_diff, "max_score_diff": max_score_diff}
+    if flip:
+        report["max_flip_gap_diff_px"] = max_gap_diff
     report.update(compared=compared, total=total, batch_sizes=list(batch_sizes))
     if max_diff >= TOLERANCE_PX:
         raise ExportError(
             f"{path}: ONNX Runtime differs from PyTorch by {max_diff:.2e} px "
             f"(tolerance {TOLERANCE_PX:g} px)"
         )
+    if max_gap_diff >= 2 * TOLERANCE_PX:
+        raise ExportError(
+            f"{path}: ONNX Runtime's flip gap differs from PyTorch's by {max_gap_diff:.2e} px "
+            f"(tolerance {2 * TOLERANCE_PX:g} px)"
+        )
     return report
+
+
+def _halves_ill_conditioned(
+    model: nn.Module, images: torch.Tensor, flip_index: list[int]
+) -> torch.Tensor:
+    """(N, K) bool: keypoints of normalised images (N, 3, H, W) whose flip gap is
+    ill-conditioned: the decoding of the image alone or of its mirror image alone is."""
+    both = ill_conditioned(model, torch.cat([images, images.flip(-1)]))
+    return _pair_halves(both, flip_index)
 
 
 @torch.inference_mode()

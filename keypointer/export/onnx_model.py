@@ -11,8 +11,11 @@ import torch
 
 from keypointer.config import BOX_MARGIN
 from keypointer.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from keypointer.errors import CheckpointError
+from keypointer.errors import CheckpointError, ConfigError
 from keypointer.skeleton import Skeleton
+
+FLIP_GAP = "flip_gap"
+"""The third output of a graph exported with flip TTA (exports before it had two)."""
 
 
 class OnnxModel:
@@ -23,6 +26,12 @@ class OnnxModel:
     (0-255 float) and returns numpy arrays; calling it on uint8 crops (N, H, W, 3) is the
     runner protocol of :mod:`keypointer.inference.runners`. ``skeleton``, ``input_size``,
     ``config`` and ``flip_in_graph`` come from the file's metadata.
+
+    Flip TTA is in the graph or nowhere: a graph exported with ``flip`` always flips (asked
+    or not; ``flip_in_graph`` says so), the same computation as PyTorch's flip TTA, and
+    (exported since keypointer had the ``flip_gap`` output) gives the flip gap too. A graph
+    exported without it outputs decoded keypoints only, from which PyTorch's flip TTA (heatmap
+    averaging) cannot be had: asking it to flip raises :class:`ConfigError`.
     """
 
     def __init__(self, path: str | Path, threads: int | None = None, spin: bool | None = None):
@@ -47,7 +56,10 @@ class OnnxModel:
             self.skeleton = Skeleton.from_dict(json.loads(meta["skeleton"]))
             self.input_size = tuple(int(v) for v in json.loads(meta["input_size"]))
             self.flip_in_graph = bool(json.loads(meta.get("flip_tta", "false")))
+            # a two-stage export's pose file names its locator (None: single-stage, or older)
+            self.locator_file = meta.get("locator_file")
             config = json.loads(meta.get("config", "null"))
+            self._gap_output = FLIP_GAP in {o.name for o in self.session.get_outputs()}
         except (KeyError, ValueError) as err:
             raise CheckpointError(
                 f"{self.path}: not a keypointer ONNX export (metadata: {err})"
@@ -58,17 +70,39 @@ class OnnxModel:
         self.margin = float(((config or {}).get("augment") or {}).get("box_margin", BOX_MARGIN))
         self._warned = False
 
+    @property
+    def has_flip_gap(self) -> bool:
+        """Whether :meth:`run_with_gap` gives a flip gap: the graph flips and outputs it (not
+        so in exports older than that output), and the skeleton has flip pairs."""
+        return self._gap_output and bool(self.skeleton.flip_pairs)
+
+    def check_flip(self, flip: bool) -> None:
+        """Raise :class:`ConfigError` when ``flip`` is asked of a graph exported without it
+        (callable up front, before any work)."""
+        if flip and not self.flip_in_graph:
+            raise ConfigError(
+                f"{self.path} was exported without flip test-time augmentation; export it with "
+                "`keypointer export --flip` to flip in ONNX (the same computation as PyTorch's "
+                "--flip)"
+            )
+
+    def run_graph(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """0-255 float RGB (N, 3, H, W) -> keypoints (N, K, 2) input px, scores (N, K), and
+        the graph's flip gap (N, K) input px (None when it has no such output)."""
+        x = np.ascontiguousarray(images, dtype=np.float32)
+        keypoints, scores, *gap = self.session.run(None, {"images": x})
+        return keypoints, scores, (gap[0] if self._gap_output else None)
+
     def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """0-255 float RGB (N, 3, H, W) -> keypoints (N, K, 2) input px, scores (N, K)."""
-        x = np.ascontiguousarray(images, dtype=np.float32)
-        keypoints, scores = self.session.run(None, {"images": x})
+        keypoints, scores, _ = self.run_graph(images)
         return keypoints, scores
 
     def __call__(self, crops: np.ndarray, flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """uint8 RGB crops (N, H, W, 3) -> keypoints (N, K, 2) input px, scores (N, K).
 
-        ``flip`` on a graph exported without flip TTA runs the mirrored crops too and averages
-        the decoded coordinates (export with ``--flip`` for heatmap averaging, as PyTorch does).
+        Flip TTA when the graph has it, ``flip`` or not; ``flip`` asked of a graph without it
+        raises :class:`ConfigError` (see :meth:`check_flip`).
         """
         keypoints, scores, _ = self.run_with_gap(crops, flip)
         return keypoints, scores
@@ -77,17 +111,13 @@ class OnnxModel:
         self, crops: np.ndarray, flip: bool = False
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Like calling it, plus the flip gap (N, K): input pixels between the keypoints of
-        the crops and those of their mirror images mirrored back. None without flip, without
-        flip pairs, or when the graph flips inside (it returns only the average)."""
+        the crops alone and those of their mirror images alone, mirrored back, as PyTorch's
+        ``predict_batch_with_gap`` measures it. Given whenever the graph flipped (``flip``
+        asked or not) and :attr:`has_flip_gap`; else None."""
+        self.check_flip(flip)
         x = np.ascontiguousarray(crops.transpose(0, 3, 1, 2), dtype=np.float32)
-        if not flip or self.flip_in_graph:
-            return (*self.run(x), None)
-        kp, scores = self.run(np.concatenate([x, x[..., ::-1]]))
-        n, index = len(x), self.skeleton.flip_index()
-        mirrored = kp[n:, index].copy()
-        mirrored[..., 0] = (self.input_size[0] - 1) - mirrored[..., 0]
-        gap = np.linalg.norm(kp[:n] - mirrored, axis=-1) if self.skeleton.flip_pairs else None
-        return (kp[:n] + mirrored) * 0.5, (scores[:n] + scores[n:, index]) * 0.5, gap
+        keypoints, scores, gap = self.run_graph(x)
+        return keypoints, scores, (gap if self.has_flip_gap else None)
 
     def predict(self, images: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """Like ``KeypointModel.predict``: normalised images (N, 3, H, W) or (3, H, W)."""

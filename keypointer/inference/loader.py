@@ -1,15 +1,18 @@
 """Predictions for every instance of a labelled data set, in the pixels of the original images.
 
-Shared by validation during training and by ``keypointer eval``: predictions in input pixels
-are mapped back through each sample's affine, so metrics are in the pixels of the user's own
-images.
+:func:`predict_dataset` runs ``keypointer eval``'s: each labelled instance through the one
+:class:`~keypointer.inference.pipeline.Pipeline`, cropped as ``predict --boxes`` crops it, so
+eval scores what predict writes (and takes an ONNX export alike). :func:`predict_loader` is
+validation's during training: the same crops as batches of tensors, straight through the
+model (with autocast and channels-last); both map back to the pixels of the user's images.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,6 +21,9 @@ from torch.utils.data import DataLoader
 
 from keypointer._tensors import eval_mode
 from keypointer.data import transforms as T
+from keypointer.inference.crops import crop_matrix
+from keypointer.inference.pipeline import Pipeline
+from keypointer.inference.sources import Frame, Source
 from keypointer.metrics import bbox_norm, pck, pixel_errors
 from keypointer.models.flip import decode_batch
 
@@ -83,6 +89,60 @@ def predict_loader(
             if "image_id" in batch:
                 parts["image_ids"].append(batch["image_id"].cpu().numpy())
     return Predictions(**{k: np.concatenate(v) if v else _empty(k) for k, v in parts.items()})
+
+
+def predict_dataset(
+    pipe: Pipeline, dataset, advance: Callable[[], None] | None = None
+) -> Predictions:
+    """Every instance of ``dataset`` (a :class:`~keypointer.data.dataset.KeypointDataset`
+    without augmentation) through ``pipe``: one box per labelled instance
+    (:meth:`~keypointer.data.dataset.KeypointDataset.crop_box`), as ``predict --boxes`` crops
+    it. Ground truth counts where labelled and inside the crop, as in validation.
+    ``advance`` is called once per image."""
+    pipe = pipe.with_options(max_instances=None)  # one pose per labelled box, whatever the cap
+    by_image: dict[int, list[int]] = {}
+    for index in range(len(dataset)):
+        by_image.setdefault(dataset.locate(index)[0], []).append(index)
+    detections = {
+        Path(f"<image {si}>"): [(dataset.crop_box(i), 1.0, None) for i in items]
+        for si, items in by_image.items()
+    }
+
+    def frames() -> Iterator[Frame]:
+        for si in by_image:
+            sample = dataset.kset.samples[si]
+            yield Frame(Source(Path(f"<image {si}>"), "image"), sample.read())
+
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in Predictions.__dataclass_fields__}
+    for pred, (si, items) in zip(pipe.run(frames(), detections), by_image.items(), strict=True):
+        h, w = pred.frame.image.shape[:2]
+        for row, index in enumerate(items):
+            _, inst = dataset.entry(index)
+            mat = crop_matrix((w, h), pipe.input_size, dataset.crop_box(index), pipe.margin)
+            points = inst.keypoints[:, :2].astype(np.float64)
+            labelled = (inst.keypoints[:, 2] > 0) & np.isfinite(points).all(axis=1)
+            points = np.where(labelled[:, None], points, 0.0)
+            inside = _inside(T.apply_affine(points, T.invert_affine(mat)), pipe.input_size)
+            parts["keypoints"].append(pred.keypoints[row])
+            parts["scores"].append(pred.scores[row])
+            parts["gt"].append(points)
+            parts["visible"].append(labelled & inside)
+            parts["index"].append(np.int64(index))
+            parts["image_ids"].append(np.int64(si))
+        if advance is not None:
+            advance()
+    index = np.array(parts["index"], np.int64)
+    parts["bboxes"] = [instance_boxes(dataset, index)] if len(index) else []
+    stacked = {k: np.stack(v) if k != "bboxes" and v else None for k, v in parts.items()}
+    stacked["bboxes"] = parts["bboxes"][0] if parts["bboxes"] else np.zeros((0, 4))
+    return Predictions(**{k: v if v is not None else _empty(k) for k, v in stacked.items()})
+
+
+def _inside(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(K,) whether points (K, 2) in input pixels fall inside the input (pixel edges)."""
+    w, h = size
+    x, y = points[:, 0], points[:, 1]
+    return (x >= -0.5) & (x < w - 0.5) & (y >= -0.5) & (y < h - 0.5)
 
 
 def _empty(key: str) -> np.ndarray | None:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from keypointer.config import LOCATOR_SCORE_THRESHOLD
 from keypointer.data import transforms as T
 from keypointer.data.whole_images import clip_boxes, letterbox, map_boxes
 from keypointer.export.locator_onnx import OnnxLocator
@@ -31,7 +32,7 @@ against 17 without; 0.8 leaves room for two real animals overlapping in the same
 def locate(
     locator: Any,
     images: Sequence[np.ndarray],
-    threshold: float = 0.3,
+    threshold: float = LOCATOR_SCORE_THRESHOLD,
     max_instances: int | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per RGB (H, W, 3) uint8 image: boxes (M, 4) COCO x, y, w, h in its pixels and scores

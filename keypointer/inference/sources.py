@@ -22,6 +22,7 @@ import numpy as np
 from keypointer.data.images import read_image
 from keypointer.errors import DataError
 from keypointer.inference.video import FrameRange, estimate_frames, iter_video
+from keypointer.output_paths import is_inside
 
 T = TypeVar("T")
 
@@ -50,14 +51,25 @@ class Frame:
     boxes: list[tuple[list[float], float, int | None]] | None = None  # (bbox, score, image_id)
 
 
-def collect_sources(inputs: Sequence[str | Path]) -> list[Source]:
-    """Files and folders (searched recursively, sorted) -> images and videos, in order."""
+def collect_sources(inputs: Sequence[str | Path], out: str | Path | None = None) -> list[Source]:
+    """Files and folders (searched recursively, sorted) -> images and videos, in order.
+
+    ``out``: the output folder. Files a folder search finds inside it are outputs (of this
+    command's earlier runs), never inputs: all of ``out`` when it lies inside the searched
+    folder, else (``out`` is that folder or holds it) its ``drawn/`` folder, where drawn images
+    and videos go. One warning gives their count. Files named one by one are always taken.
+    """
     sources: list[Source] = []
+    skipped = 0
     for item in inputs:
         path = Path(item)
         if path.is_dir():
             found = [_source(p) for p in sorted(path.rglob("*")) if p.is_file()]
             found = [s for s in found if s is not None]
+            if out is not None:
+                outputs = _outputs_in(path, Path(out))
+                kept = [s for s in found if not is_inside(s.path, outputs)]
+                skipped, found = skipped + len(found) - len(kept), kept
             if not found:
                 raise DataError("no images or videos in this folder", path)
             sources += found
@@ -74,7 +86,17 @@ def collect_sources(inputs: Sequence[str | Path]) -> list[Source]:
             raise DataError("no such file or folder", path)
     if not sources:
         raise DataError("no input given")
+    if skipped:
+        log.warning(
+            "%s: %d images/videos inside the output folder were skipped (outputs are not inputs)",
+            out, skipped,
+        )  # fmt: skip
     return sources
+
+
+def _outputs_in(folder: Path, out: Path) -> Path:
+    """The part of ``out`` a search of ``folder`` must skip (see :func:`collect_sources`)."""
+    return out / "drawn" if is_inside(folder, out) else out
 
 
 def _source(path: Path) -> Source | None:

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 from scipy.cluster.vq import kmeans2
 
+from keypointer.inference.tracks import PostProcess, VideoTable, finish
 from keypointer.inference.video import FrameRange, iter_video
 from keypointer.temporal.outliers import frame_uncertainty, outlier_flags
 
@@ -43,12 +44,16 @@ SHOWN_NAMES = 3  # keypoint names listed per flag in a reason; more end with "+N
 
 @dataclass
 class VideoTrack:
-    """One video's predictions, one instance per frame (video frames are whole images; of
-    several, the highest-scoring one).
+    """One video's predictions.
 
-    ``numbers`` (T,) frame numbers from 0, ``times`` (T,) seconds, ``keypoints`` (T, K, 2),
-    ``scores`` (T, K), ``flip_gap`` (T, K) or None, ``size`` (width, height) of the frames,
-    ``thumbs`` (T, THUMB * THUMB) uint8 grey thumbnails (see :func:`thumbnail`) or None.
+    ``numbers`` (T,) frame numbers from 0, ``times`` (T,) seconds, ``size`` (width, height)
+    of the frames, ``thumbs`` (T, THUMB * THUMB) uint8 grey thumbnails (see
+    :func:`thumbnail`) or None. A single-instance model: ``keypoints`` (T, K, 2), ``scores``
+    (T, K), ``flip_gap`` (T, K) or None, ``names`` None. Several instances (a two-stage model,
+    or frames holding more than one): the instances matched into N identities through the
+    video (:func:`keypointer.inference.tracks.finish`, as ``predict`` tracks them):
+    ``keypoints`` (T, N, K, 2), ``scores`` (T, N, K), ``flip_gap`` (T, N, K) or None, NaN
+    where an identity is absent, and ``names`` the N identities.
     """
 
     path: Path
@@ -60,9 +65,14 @@ class VideoTrack:
     scores: np.ndarray
     flip_gap: np.ndarray | None = None
     thumbs: np.ndarray | None = None
+    names: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.numbers)
+
+    @property
+    def multi(self) -> bool:
+        return self.keypoints.ndim == 4
 
 
 @dataclass
@@ -76,8 +86,9 @@ class Suggestion:
     time: float
     uncertainty: float
     reason: str
-    keypoints: np.ndarray  # (K, 2)
-    scores: np.ndarray  # (K,)
+    keypoints: np.ndarray  # (K, 2); several instances: (M, K, 2), the ones in the frame
+    scores: np.ndarray  # (K,); several instances: (M, K)
+    names: list[str] | None = None  # several instances: the M identities
 
 
 @dataclass
@@ -86,12 +97,21 @@ class _Builder:
     fps: float
     size: tuple[int, int]
     rows: list[tuple] = field(default_factory=list)
+    table: VideoTable | None = None
 
 
-def collect_tracks(predictions: Iterable) -> list[VideoTrack]:
+def collect_tracks(
+    predictions: Iterable,
+    several: bool = False,
+    min_score: float = MIN_SCORE,
+    max_instances: int | None = None,
+) -> list[VideoTrack]:
     """:class:`~keypointer.inference.runners.FramePrediction` of video frames -> one
     :class:`VideoTrack` per video, in the order met. A frame's time is its own timestamp
-    when the reader gave one, else its number / fps."""
+    when the reader gave one, else its number / fps. ``several`` (a two-stage model), or a
+    video with a frame of more than one instance: every instance is kept, matched into
+    identities as ``predict`` matches them (``max_instances`` at most); else the one instance
+    of each frame (of several, the highest-scoring one)."""
     builders: dict[Path, _Builder] = {}
     for pred in predictions:
         frame = pred.frame
@@ -99,10 +119,13 @@ def collect_tracks(predictions: Iterable) -> list[VideoTrack]:
         if path not in builders:
             h, w = frame.image.shape[:2]
             builders[path] = _Builder(path, float(frame.fps), (int(w), int(h)))
+            builders[path].table = VideoTable(path, float(frame.fps))
         time = frame.time if frame.time is not None else frame.number / frame.fps
         row = (frame.number, time, *_best_instance(pred), thumbnail(frame.image))
         builders[path].rows.append(row)
-    return [_track(b) for b in builders.values()]
+        builders[path].table.add(pred)
+    post = PostProcess(min_score=min_score, max_instances=max_instances)
+    return [_track(b, several, post) for b in builders.values()]
 
 
 def thumbnail(image: np.ndarray) -> np.ndarray:
@@ -129,14 +152,20 @@ def _best_instance(pred) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     return pred.keypoints[m], pred.scores[m], None if pred.flip_gap is None else pred.flip_gap[m]
 
 
-def _track(b: _Builder) -> VideoTrack:
+def _track(b: _Builder, several: bool, post: PostProcess) -> VideoTrack:
     numbers, times, kp, scores, gaps, thumbs = zip(*b.rows, strict=True)
     flip_gap = None if any(g is None for g in gaps) else np.stack(gaps).astype(np.float64)
-    return VideoTrack(
+    track = VideoTrack(
         b.path, b.fps, b.size, np.array(numbers, np.int64), np.array(times, np.float64),
         np.stack(kp).astype(np.float64), np.stack(scores).astype(np.float64), flip_gap,
         np.stack(thumbs),
     )  # fmt: skip
+    if not (several or b.table.multi):
+        return track
+    tracks = finish(b.table, post)
+    track.keypoints, track.scores = tracks.raw, np.nan_to_num(tracks.scores)
+    track.flip_gap, track.names = tracks.flip_gap, list(tracks.tracks)
+    return track
 
 
 def normalised_poses(
@@ -278,8 +307,12 @@ def suggest_frames(
         ti, i = where[j]
         t, flags = tracks[ti], scored[ti][0]
         why = reason({k: v[i] for k, v in flags.items()}, names)
+        kp, sc, who = t.keypoints[i], t.scores[i], None
+        if t.multi:  # the identities present in the frame
+            here = np.isfinite(kp).any(axis=(1, 2))
+            kp, sc, who = kp[here], sc[here], [n for n, h in zip(t.names, here, strict=True) if h]
         out.append(Suggestion(ti, i, int(t.numbers[i]), float(t.times[i]), float(unc[j]), why,
-                              t.keypoints[i], t.scores[i]))  # fmt: skip
+                              kp, sc, who))  # fmt: skip
     return out
 
 
@@ -288,8 +321,13 @@ def _features(tracks: Sequence[VideoTrack], kind: str | np.ndarray, min_score: f
         return np.asarray(kind, np.float64)
     if kind == "image" and all(t.thumbs is not None for t in tracks):
         return image_features(np.concatenate([t.thumbs for t in tracks]))
-    kp = np.concatenate([t.keypoints for t in tracks])
-    return normalised_poses(kp, np.concatenate([t.scores for t in tracks]), min_score)
+    kp = np.concatenate([_first(t.keypoints, t) for t in tracks])
+    return normalised_poses(kp, np.concatenate([_first(t.scores, t) for t in tracks]), min_score)
+
+
+def _first(values: np.ndarray, track: VideoTrack) -> np.ndarray:
+    """The first identity's values of a track of several (poses are clustered on one)."""
+    return values[:, 0] if track.multi else values
 
 
 def default_gap(fps: float) -> int:
@@ -307,11 +345,41 @@ def _score(
     0.1 px against 0.2 px as far apart as 0.1 px against 20 px: on the synthetic videos it
     lowered the picked frames' true error in each of three models (2.41x random against 2.49x
     without it; 2.11x against 2.27x; 1.58x against 1.64x; benchmarks/suggest.py)."""
+    if track.multi:
+        return _score_several(track, min_score, flip_rank)
     flags = outlier_flags(
         track.keypoints, track.scores, track.times, min_score=min_score, flip_gap=track.flip_gap
     )
     gap = track.flip_gap if flip_rank else None
     return flags, np.asarray(frame_uncertainty(flags, track.scores, gap), np.float64)
+
+
+def _score_several(
+    track: VideoTrack, min_score: float, flip_rank: bool
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """:func:`_score` of a track of N identities: each identity's flags and uncertainty as
+    one animal's, then per frame the least sure identity present in it (flags: any identity's;
+    a frame with none present counts as unsure as a frame without a pose)."""
+    n = track.keypoints.shape[1]
+    present = np.isfinite(track.keypoints).any(axis=(2, 3))  # (T, N)
+    per: list[tuple[dict, np.ndarray]] = []
+    for i in range(n):
+        gap = None if track.flip_gap is None else track.flip_gap[:, i]
+        flags = outlier_flags(
+            track.keypoints[:, i], track.scores[:, i], track.times, min_score=min_score,
+            flip_gap=gap,
+        )  # fmt: skip
+        unc = frame_uncertainty(flags, track.scores[:, i], gap if flip_rank else None)
+        per.append((flags, np.asarray(unc, np.float64)))
+    unc_all = np.stack([u for _, u in per], axis=1)  # (T, N)
+    unc = np.where(present, unc_all, -np.inf).max(1)
+    none = ~present.any(1)
+    unc[none] = unc_all[none].max(1)
+    merged = {
+        kind: np.any([f[kind] & present[:, i, None] for i, (f, _) in enumerate(per)], axis=0)
+        for kind in per[0][0]
+    }
+    return merged, unc
 
 
 def read_frames(path: Path, numbers: Iterable[int]) -> dict[int, np.ndarray]:

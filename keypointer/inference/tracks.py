@@ -119,7 +119,10 @@ def finish(table: VideoTable, post: PostProcess) -> VideoTracks:
     final, flags = raw.copy(), {name: np.zeros((t, n, k), bool) for name in FLAGS}
     for i in range(n):
         g = None if gap is None else gap[:, i]
-        found = outlier_flags(raw[:, i], scores[:, i], times, min_score=post.min_score, flip_gap=g)
+        found = outlier_flags(
+            raw[:, i], scores[:, i], times, min_score=post.min_score, flip_gap=g,
+            smoothing=post.smooth,  # the smoother's spike test's points are flagged jump too
+        )  # fmt: skip
         for name in FLAGS:
             flags[name][:, i] = found[name]
         if post.smooth:

@@ -18,8 +18,10 @@ import contextlib
 import logging
 import math
 import os
+import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -249,6 +251,44 @@ def frame_time(cap: Any, number: int, fps: float) -> float:
     return round(number / fps, 6)
 
 
+class VideoHeader(NamedTuple):
+    """What a video's container declares: frame rate, frame count (0: unknown), frame size."""
+
+    fps: float
+    frames: int
+    width: int
+    height: int
+
+
+def video_header(path: Path) -> VideoHeader:
+    """The header of ``path``, read before any work; :class:`DataError` when it cannot be
+    opened."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            raise DataError("cannot open this video (corrupt, or a codec OpenCV lacks)", path)
+        fps, declared = _header(cap)
+        width, height = (
+            int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+            int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+        )
+        return VideoHeader(fps, declared, width, height)
+    finally:
+        cap.release()
+
+
+def check_range(path: Path, header: VideoHeader, frames: FrameRange) -> None:
+    """Raise :class:`DataError` naming ``path`` when ``frames`` picks none of the frames its
+    header declares (an unknown count, 0, is not judged: reading will tell)."""
+    if header.frames > 0 and frames.count(header.frames, header.fps) == 0:
+        raise DataError(
+            f"{frames} picks no frame of this video: it has {header.frames} frames "
+            f"(0 to {header.frames - 1}; {header.frames / header.fps:.2f} s at "
+            f"{header.fps:g} frames/s)",
+            path,
+        )
+
+
 def estimate_frames(path: Path, frames: FrameRange | None = None) -> int:
     """How many frames :func:`iter_video` will yield, from the declared count (0 when the
     video does not open; for the progress bar only)."""
@@ -304,19 +344,35 @@ class VideoWriteError(Exception):
     """A drawn video that cannot be written; the message is the cause."""
 
 
+def drawn_suffix(width: int, height: int) -> str:
+    """The drawn video's file suffix for frames of ``width`` x ``height``: ``.mp4`` (MPEG-4,
+    small files), or ``.avi`` (Motion JPEG) when a side is odd. OpenCV's FFmpeg writer cuts
+    the last column and row of odd sizes for every codec (33x17 became 32x16); OpenCV's own
+    Motion JPEG writer keeps them, so the drawn video always has the input's size."""
+    return ".avi" if width % 2 or height % 2 else ".mp4"
+
+
 class DrawnVideo:
     """A drawn video, written under a temporary name and renamed when complete (a run that
     fails leaves no half-written video). Frames a damaged input lacked are written black, so
-    frame n of the drawn video stays frame n of the input and of the CSV."""
+    frame n of the drawn video stays frame n of the input and of the CSV. A ``.avi`` path is
+    written as Motion JPEG by OpenCV's own writer (odd sizes, see :func:`drawn_suffix`)."""
 
     def __init__(self, path: Path, fps: float, size: tuple[int, int]):
-        self.path, self.size = path, size
+        self.path, self.size, self.fps = path, size, fps
         self.tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
         self.next = 0
-        self._writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*FOURCC), fps, size)
+        self.mjpeg = path.suffix.lower() == ".avi"
+        if self.mjpeg:
+            fourcc = cv2.VideoWriter_fourcc(*"MJPG")
+            self._writer = cv2.VideoWriter(str(self.tmp), cv2.CAP_OPENCV_MJPEG, fourcc, fps, size)
+        else:
+            self._writer = cv2.VideoWriter(
+                str(self.tmp), cv2.VideoWriter_fourcc(*FOURCC), fps, size
+            )
         if not self._writer.isOpened():
             self._writer.release()
-            raise VideoWriteError(_write_problem(self.tmp))
+            raise VideoWriteError(_write_problem(self.tmp, "MJPG" if self.mjpeg else FOURCC))
 
     def write(self, number: int, rgb: np.ndarray) -> None:
         w, h = self.size
@@ -327,6 +383,8 @@ class DrawnVideo:
 
     def close(self) -> Path:
         self._writer.release()
+        if self.mjpeg:
+            exact_avi_rate(self.tmp, self.fps)
         os.replace(self.tmp, self.path)
         return self.path
 
@@ -335,7 +393,25 @@ class DrawnVideo:
         self.tmp.unlink(missing_ok=True)
 
 
-def _write_problem(path: Path) -> str:
+def exact_avi_rate(path: Path, fps: float) -> None:
+    """Give an AVI written by OpenCV's Motion JPEG writer its exact frame rate: that writer
+    stores a whole number of frames per second (7.5 became 8), which would stretch a drawn
+    video of 29.97 or fps / --every frames per second. The rate is the fraction
+    dwRate / dwScale of the video stream header, and avih's microseconds per frame; nothing
+    is changed in a file of another layout."""
+    rate = Fraction(fps).limit_denominator(100_000)
+    with open(path, "r+b") as f:
+        head = f.read(4096)
+        avih, strh = head.find(b"avih"), head.find(b"strh")
+        if not head.startswith(b"RIFF") or avih < 0 or head[strh + 8 : strh + 12] != b"vids":
+            return
+        f.seek(avih + 8)
+        f.write(struct.pack("<I", round(1e6 / fps)))
+        f.seek(strh + 28)  # fccType, fccHandler, dwFlags, wPriority, wLanguage, dwInitialFrames
+        f.write(struct.pack("<II", rate.denominator, rate.numerator))  # dwScale, dwRate
+
+
+def _write_problem(path: Path, fourcc: str = FOURCC) -> str:
     """Why OpenCV could not open ``path`` for writing: the file system, or the codec."""
     try:
         with open(path, "wb"):
@@ -345,4 +421,4 @@ def _write_problem(path: Path) -> str:
     finally:
         with contextlib.suppress(OSError):
             path.unlink(missing_ok=True)
-    return f"this OpenCV build cannot encode {FOURCC!r} video (it lacks the FFmpeg encoder)"
+    return f"this OpenCV build cannot encode {fourcc!r} video (it lacks the FFmpeg encoder)"

@@ -9,8 +9,9 @@
   DeepLabCut writes it (key ``df_with_missing``).
 - ``<video>.frames.csv``: one row per frame and track, with everything: frame, time in seconds,
   track, and per keypoint x, y, score, the raw x and y when smoothed, and the outlier flags.
-- ``<video>.mp4``: the drawn video (a second pass over the video, after tracking and
-  smoothing): one colour per track, flagged points ringed.
+- ``drawn/<video>.mp4``: the drawn video (a second pass over the video, after tracking and
+  smoothing): one colour per track, flagged points ringed; ``drawn/<video>.avi`` (Motion
+  JPEG) when the video's width or height is odd, so it keeps the input's size.
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ def _frame_cells(tracks: VideoTracks, f: int, t: int) -> list[str]:
 def json_results(tracks: VideoTracks, image_ids: Iterable[int]) -> Iterator[dict]:
     """COCO-style results of every instance of every frame (``image_id`` from ``image_ids``,
     one per frame), with ``frame``, ``time``, ``track``, per-keypoint ``flags`` and, when
-    smoothed, ``keypoints_raw``."""
+    smoothed, ``keypoints_raw``; no null (see :func:`coco_triplets`)."""
     for f, image_id in zip(range(len(tracks.numbers)), image_ids, strict=False):
         for t, name in enumerate(tracks.tracks):
             if not np.isfinite(tracks.raw[f, t]).any():
@@ -149,7 +150,7 @@ def json_results(tracks: VideoTracks, image_ids: Iterable[int]) -> Iterator[dict
             entry = {
                 "image_id": image_id,
                 "category_id": 1,
-                "keypoints": _triplets(tracks.final[f, t], tracks.scores[f, t]),
+                "keypoints": coco_triplets(tracks.final[f, t], tracks.scores[f, t]),
                 "score": round(float(np.nan_to_num(tracks.instance_scores[f, t])), 6),
                 "frame": int(tracks.numbers[f]),
                 "time": round(float(tracks.times[f]), 6),
@@ -157,14 +158,19 @@ def json_results(tracks: VideoTracks, image_ids: Iterable[int]) -> Iterator[dict
                 "flags": {n: tracks.flags[n][f, t].astype(int).tolist() for n in FLAGS},
             }
             if tracks.smoothed:
-                entry["keypoints_raw"] = _triplets(tracks.raw[f, t], tracks.scores[f, t])
+                entry["keypoints_raw"] = coco_triplets(tracks.raw[f, t], tracks.scores[f, t])
             yield entry
 
 
-def _triplets(kp: np.ndarray, scores: np.ndarray) -> list[float | None]:
-    """COCO's flat [x, y, score] * K; NaN (no value) becomes null."""
-    flat = np.concatenate([kp, scores[:, None]], axis=1).reshape(-1)
-    return [round(float(v), 4) if np.isfinite(v) else None for v in flat]
+def coco_triplets(kp: np.ndarray, scores: np.ndarray) -> list[float]:
+    """COCO's flat [x, y, score] * K for keypoints (K, 2) and scores (K,). A point without a
+    value (NaN: a gap smoothing did not fill) is x = y = score = 0, COCO's own convention for
+    a missing point: pycocotools' ``loadRes`` fails on null, and OKS ignores score 0 here."""
+    kp, scores = np.asarray(kp, np.float64), np.asarray(scores, np.float64)
+    missing = ~np.isfinite(kp).all(axis=1) | ~np.isfinite(scores)
+    flat = np.concatenate([kp, scores[:, None]], axis=1)
+    flat[missing] = 0.0
+    return [round(float(v), 4) for v in flat.reshape(-1)]
 
 
 def draw_video(

@@ -7,24 +7,27 @@ from __future__ import annotations
 import csv
 import json
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from keypointer._files import atomic_path
+from keypointer.errors import DataError
 from keypointer.inference.runners import FramePrediction
 from keypointer.inference.sources import DRAWABLE_EXTS, Frame, Source, iter_frames
 from keypointer.inference.tracks import PostProcess, VideoTable, VideoTracks, finish
+from keypointer.inference.video import drawn_suffix
 from keypointer.inference.video_outputs import (
+    coco_triplets,
     draw_video,
     json_results,
     write_dlc_video_csv,
     write_dlc_video_h5,
     write_frames_csv,
 )
-from keypointer.output_paths import make_output_dir, remove_created
+from keypointer.output_paths import make_output_dir, remove_created, same_file
 from keypointer.skeleton import Skeleton
 from keypointer.viz import draw_keypoints, write_image
 
@@ -38,16 +41,78 @@ class _Table:
     rows: list[tuple[str, list[tuple[np.ndarray, np.ndarray]]]] = field(default_factory=list)
 
 
+class OutputNames:
+    """The file names of one run's outputs, unique among them: an input with a stem another
+    input has (another folder) gets ``name-2``. Videos reserve their stem (ext ""), for all
+    their files. Asked in the same order, the names are the same: :func:`planned_files` asks
+    first, before any work, and :class:`Outputs` then writes to the names it got."""
+
+    RESERVED = frozenset({"predictions.csv", "predictions.json", "predictions", "images", "drawn"})
+
+    def __init__(self) -> None:
+        self._names: dict[tuple[Path, str], str] = {}
+        self.drawn_suffix: dict[Path, str] = {}  # video -> its drawn video's suffix, as planned
+
+    def __call__(self, src: Path, ext: str) -> str:
+        key = (Path(src), ext)
+        if key not in self._names:
+            taken = set(self._names.values()) | self.RESERVED
+            taken |= {Path(n).stem for n in self._names.values()}
+            name, n = src.stem + ext, 1
+            while name in taken:
+                n += 1
+                name = f"{src.stem}-{n}{ext}"
+            self._names[key] = name
+        return self._names[key]
+
+
+def drawn_image_name(src: Path, names: OutputNames) -> str:
+    """The drawn copy's name under ``drawn/``: the input's format where OpenCV writes it."""
+    ext = src.suffix.lower() if src.suffix.lower() in DRAWABLE_EXTS else ".png"
+    return names(src, ext)
+
+
+def planned_files(
+    out: Path,
+    sources: Sequence[Source],
+    names: OutputNames,
+    draw: bool = True,
+    h5: bool = False,
+    sizes: Mapping[Path, tuple[int, int]] | None = None,
+) -> list[Path]:
+    """Every file a run on ``sources`` will write into ``out`` (``sizes``: each video's
+    (width, height), which picks its drawn video's format), in the order the run names them,
+    so that they can all be checked before any work."""
+    files = [out / "predictions.json", out / "images.json"]
+    if any(s.kind == "image" for s in sources):
+        files.append(out / "predictions.csv")
+    for s in sources:
+        if s.kind == "image":
+            files += [out / "drawn" / drawn_image_name(s.path, names)] if draw else []
+            continue
+        stem = names(s.path, "")
+        files += [out / f"{stem}.csv", out / f"{stem}.frames.csv"]
+        files += [out / f"{stem}.h5"] if h5 else []
+        if draw:
+            suffix = drawn_suffix(*(sizes or {}).get(s.path, (0, 0)))
+            names.drawn_suffix[s.path] = suffix
+            files.append(out / "drawn" / f"{stem}{suffix}")
+    return files
+
+
 class Outputs:
     """Collects predictions frame by frame and writes them.
 
     ``out/predictions.json``: COCO results (image_id, category_id 1, keypoints [x, y, score]*K,
-    score; video frames add frame, time, track and flags); ``out/images.json``: the image_id of
+    score; video frames add frame, time, track and flags; a point without a value is
+    x = y = score = 0, COCO's own convention, never null); ``out/images.json``: the image_id of
     every input image or frame; ``predictions.csv`` for the images, as DeepLabCut writes them
     (header rows scorer, [individuals,] bodyparts, coords; columns x, y, likelihood); drawn
-    images under ``out/drawn/``; per video the files of :mod:`keypointer.inference.video_outputs`.
-    Videos are tracked, flagged and smoothed (``post``) when each ends. ``out`` is created at
-    once; :meth:`abort` takes away what a failed run wrote.
+    images and videos under ``out/drawn/``; per video the files of
+    :mod:`keypointer.inference.video_outputs`. Videos are tracked, flagged and smoothed
+    (``post``) when each ends. ``names``: the names :func:`planned_files` checked. ``out`` is
+    created at once; :meth:`abort` takes away what a failed run wrote. No file is written
+    over the input it was made from.
     """
 
     def __init__(
@@ -61,6 +126,7 @@ class Outputs:
         post: PostProcess | None = None,
         h5: bool = False,
         reread: Callable[[Path], Iterable[Frame]] | None = None,
+        names: OutputNames | None = None,
     ):
         self.out, self.skeleton, self.threshold = Path(out), skeleton, threshold
         self.draw, self.multi, self.scorer = draw, multi, scorer
@@ -70,7 +136,7 @@ class Outputs:
         self.images: list[dict] = []
         self.table = _Table()
         self.videos: list[tuple[VideoTracks, int, dict]] = []  # tracks, first image_id, entry
-        self._names: dict[tuple[Path, str], str] = {}
+        self._name = names or OutputNames()
         self._video: VideoTable | None = None
         self._video_entry: dict = {}
         self._next_id = 1
@@ -91,13 +157,12 @@ class Outputs:
         self.images.append({"id": image_id, "file_name": str(frame.source.path), "width": w,
                             "height": h})  # fmt: skip
         for kp, sc, inst in zip(pred.keypoints, pred.scores, pred.instance_scores, strict=True):
-            flat = np.concatenate([kp, sc[:, None]], axis=1).reshape(-1)
             self.results.append(
                 {
                     "image_id": image_id,
                     "category_id": 1,
-                    "keypoints": [round(float(v), 4) for v in flat],
-                    "score": round(float(inst), 6),
+                    "keypoints": coco_triplets(kp, sc),
+                    "score": round(float(np.nan_to_num(inst)), 6),
                 }
             )
         self.table.rows.append(
@@ -122,42 +187,44 @@ class Outputs:
             return
         tracks = finish(table, self.post)
         src, stem = table.source, self._name(table.source, "")
-        self.written.append(write_dlc_video_csv(self.out / f"{stem}.csv", tracks, self.skeleton,
-                                                self.scorer))  # fmt: skip
-        self.written.append(write_frames_csv(self.out / f"{stem}.frames.csv", tracks,
-                                             self.skeleton))  # fmt: skip
+        csv_path = self._target(self.out / f"{stem}.csv", src)
+        self.written.append(write_dlc_video_csv(csv_path, tracks, self.skeleton, self.scorer))
+        frames_path = self._target(self.out / f"{stem}.frames.csv", src)
+        self.written.append(write_frames_csv(frames_path, tracks, self.skeleton))
         if self.h5:
-            self.written.append(write_dlc_video_h5(self.out / f"{stem}.h5", tracks, self.skeleton,
-                                                   self.scorer))  # fmt: skip
+            h5_path = self._target(self.out / f"{stem}.h5", src)
+            self.written.append(write_dlc_video_h5(h5_path, tracks, self.skeleton, self.scorer))
         if self.draw:
-            drawn = draw_video(self.out / f"{stem}.mp4", self.reread(src), tracks, self.skeleton,
-                               self.threshold)  # fmt: skip
-            self.written += [drawn] if drawn is not None else []
+            size = self._video_entry["width"], self._video_entry["height"]
+            name = stem + self._name.drawn_suffix.get(src, drawn_suffix(*size))
+            self.written += self._draw_video(self._target(self.out / "drawn" / name, src), tracks)
         self.videos.append((tracks, self._next_id, self._video_entry))
         self._next_id += len(tracks.numbers)
+
+    def _draw_video(self, path: Path, tracks: VideoTracks) -> list[Path]:
+        """The drawn video, in ``drawn/`` (which is taken away again when it stays empty)."""
+        folder = path.parent
+        made = not folder.exists()
+        folder.mkdir(parents=True, exist_ok=True)
+        drawn = draw_video(path, self.reread(tracks.source), tracks, self.skeleton, self.threshold)
+        if drawn is None and made and not any(folder.iterdir()):
+            folder.rmdir()
+        return [drawn] if drawn is not None else []
+
+    def _target(self, path: Path, src: Path) -> Path:
+        """``path``, unless it is the input ``src`` (the plan checked every input already;
+        this is the safety net at the moment of writing, by identity, not spelling)."""
+        if same_file(path, src):
+            raise DataError(f"refusing to overwrite an input file ({src})", path)
+        return path
 
     def _draw(self, frame: Frame, keypoints: np.ndarray, scores: np.ndarray) -> None:
         image = frame.image
         for kp, sc in zip(keypoints, scores, strict=True):
             image = draw_keypoints(image, kp, self.skeleton, sc, self.threshold)
         src = frame.source.path
-        ext = src.suffix.lower() if src.suffix.lower() in DRAWABLE_EXTS else ".png"
-        self.written.append(write_image(self.out / "drawn" / self._name(src, ext), image))
-
-    def _name(self, src: Path, ext: str) -> str:
-        """A file name for ``src`` with ``ext``, unique among the outputs (same stem, other
-        folder: ``name-2``). Videos reserve their stem (ext ""), for all their files."""
-        key = (src, ext)
-        if key not in self._names:
-            taken = set(self._names.values()) | {"predictions.csv", "predictions.json",
-                                                 "predictions", "images", "drawn"}  # fmt: skip
-            taken |= {Path(n).stem for n in self._names.values()}
-            name, n = src.stem + ext, 1
-            while name in taken or (ext == "" and name in taken):
-                n += 1
-                name = f"{src.stem}-{n}{ext}"
-            self._names[key] = name
-        return self._names[key]
+        path = self._target(self.out / "drawn" / drawn_image_name(src, self._name), src)
+        self.written.append(write_image(path, image))
 
     def abort(self) -> None:
         """After a failure: no half-written video, and no output folder this run created."""

@@ -43,8 +43,8 @@ def box_metrics(
     """Over images: ``preds[i]`` (P_i, 4) and ``gts[i]`` (G_i, 4) -> recall (matched / G),
     precision (matched / P), mean IoU of the matches, and the counts.
 
-    With nothing to find, recall is 1; with nothing found, precision is 1 (nothing was wrong);
-    mean IoU is NaN without matches.
+    With nothing to find, recall is 1; with nothing found, precision is NaN (undefined: a
+    locator that finds nothing is not precise); mean IoU is NaN without matches.
     """
     if len(preds) != len(gts):
         raise ValueError(f"{len(preds)} predicted images but {len(gts)} ground-truth images")
@@ -57,7 +57,7 @@ def box_metrics(
     matched = np.concatenate(ious) if ious else np.zeros(0)
     return {
         "recall": len(matched) / n_gt if n_gt else 1.0,
-        "precision": len(matched) / n_pred if n_pred else 1.0,
+        "precision": len(matched) / n_pred if n_pred else float("nan"),
         "mean_iou": float(matched.mean()) if len(matched) else float("nan"),
         "matched": float(len(matched)),
         "predicted": float(n_pred),

@@ -234,6 +234,31 @@ def pck(pred: Any, gt: Any, visible: Any, norm: Any, alpha: float = 0.05) -> Met
     return _summarise(np.where(np.isnan(d), np.nan, (d <= alpha).astype(float)))
 
 
+def pck_undefined_reason(gt: Any, visible: Any, norm: Any) -> str | None:
+    """Why :func:`pck` of these (N, K, 2) ground truths, (N, K) ``visible`` and (N,) ``norm``
+    is NaN (it counts no keypoint), in words for a log; None when it is defined.
+
+    The usual cause is a box of zero size: without boxes in the labels, an instance's box is
+    its labelled keypoints' extent, which has no size when they all sit on one point (a
+    one-keypoint skeleton, or labels that put every keypoint at the same place). PCK judges
+    a distance against that size, so it has nothing to judge by; the pixel error still holds.
+    """
+    gt, norm = to_numpy(gt), to_numpy(norm)
+    norm = np.full(len(gt), float(norm)) if norm.ndim == 0 else norm
+    labelled = _valid_mask(gt, visible)
+    sized = np.isfinite(norm) & (norm > 0)
+    if (labelled & sized[:, None]).any():
+        return None
+    if not labelled.any():
+        return "PCK is undefined (nan): no keypoint of these instances is labelled"
+    return (
+        "PCK is undefined (nan): every instance's box has zero size (no box in the labels, and "
+        "all its labelled keypoints on one point), and PCK measures a distance as a share of "
+        "that size. The mean pixel error is the measure here; give boxes in the labels for a "
+        "PCK"
+    )
+
+
 def pck_curve(
     pred: Any, gt: Any, visible: Any, norm: Any, alphas: Sequence[float] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -93,16 +93,28 @@ def flip_gap(codec: Any, output: Any, flip_index: Sequence[int]) -> torch.Tensor
     return torch.linalg.vector_norm(keypoints[:n] - back, dim=-1)
 
 
+def decode_batch_with_gap(
+    model: nn.Module, images: torch.Tensor, flip_index: Sequence[int]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`decode_batch` with flip TTA (the very same keypoints and scores: one forward
+    pass of 2N images, decoded by :func:`decode_output`), plus :func:`flip_gap` (N, K) in
+    input pixels, which decodes the two halves once more, separately.
+
+    ``images`` normalised (N, 3, H, W). Pure tensor ops: the ONNX export with flip traces
+    this, so an exported graph flips, and measures the gap, as PyTorch does.
+    """
+    output = to_float(model(torch.cat([images, images.flip(-1)])))
+    keypoints, scores = decode_output(model.codec, output, flip_index)
+    return keypoints, scores, flip_gap(model.codec, output, flip_index)
+
+
 def predict_batch_with_gap(
     model: nn.Module, images: torch.Tensor, flip_index: Sequence[int]
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """:func:`predict_batch` with flip TTA (the very same keypoints and scores: one forward
-    pass of 2N images, decoded by :func:`decode_output`), plus :func:`flip_gap` (N, K) in
-    input pixels, which decodes the two halves once more, separately."""
+    """:func:`decode_batch_with_gap` in eval mode under ``torch.inference_mode``: keypoints
+    (N, K, 2) and flip gap (N, K) in input px, scores (N, K)."""
     with eval_mode(model), torch.inference_mode():
-        output = to_float(model(torch.cat([images, images.flip(-1)])))
-        keypoints, scores = decode_output(model.codec, output, flip_index)
-        return keypoints, scores, flip_gap(model.codec, output, flip_index)
+        return decode_batch_with_gap(model, images, flip_index)
 
 
 def flips_heatmaps(codec: Any, output: Any) -> bool:

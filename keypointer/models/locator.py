@@ -20,7 +20,7 @@ from torch import nn
 
 from keypointer._tensors import eval_mode
 from keypointer.codecs.centers import CenterCodec, select
-from keypointer.config import Config
+from keypointer.config import LOCATOR_SCORE_THRESHOLD, Config
 from keypointer.models.backbones import create_backbone, probe_features
 from keypointer.models.heads import HeatmapHead
 
@@ -85,7 +85,10 @@ class LocatorModel(nn.Module):
             return self.decode_topk(self(images))
 
     def locate(
-        self, images: torch.Tensor, threshold: float = 0.3, nms_iou: float | None = None
+        self,
+        images: torch.Tensor,
+        threshold: float = LOCATOR_SCORE_THRESHOLD,
+        nms_iou: float | None = None,
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """:meth:`predict`, then per image the boxes (M, 4) and scores (M,) >= ``threshold``
         (and box NMS at ``nms_iou`` when given: :func:`~keypointer.codecs.centers.select`)."""

@@ -33,6 +33,7 @@ from scipy.ndimage import median_filter
 from scipy.stats import rankdata
 
 from keypointer.errors import DataError
+from keypointer.temporal.smooth import spike_outliers
 
 MAX_EXCURSION = 5  # frames: longer stays away count as a real move, not a jump
 COURSE_FRAMES = 5  # running median: the keypoint's course without one- and two-frame spikes
@@ -48,13 +49,17 @@ def outlier_flags(
     jump_factor: float = 2.0,
     flip_gap: np.ndarray | None = None,
     flip_tolerance: float | None = None,
+    smoothing: str | None = None,
 ) -> dict[str, np.ndarray]:
     """{"low_score", "jump", "flip"}: (T, K) bool each.
 
-    ``low_score``: no value, or a score below ``min_score``. ``jump``: see the module doc.
-    ``flip``: ``flip_gap`` above ``flip_tolerance`` px (None: :data:`FLIP_FRACTION` of the
-    instance's size in that frame, the longer side of its keypoints' extent); all False when
-    ``flip_gap`` is None.
+    ``low_score``: no value, or a score below ``min_score``. ``jump``: see the module doc;
+    with ``smoothing`` (a method of :data:`keypointer.temporal.smooth.METHODS`, run with its
+    default window and this ``min_score``), also every point its spike test leaves out
+    (:func:`~keypointer.temporal.smooth.spike_outliers`), so each point smoothing replaces
+    is flagged ``low_score`` or ``jump``. ``flip``: ``flip_gap`` above ``flip_tolerance`` px
+    (None: :data:`FLIP_FRACTION` of the instance's size in that frame, the longer side of
+    its keypoints' extent); all False when ``flip_gap`` is None.
     """
     xy, scores, times = _check(xy, scores, times, flip_gap)
     has = np.isfinite(xy).all(-1)
@@ -64,6 +69,8 @@ def outlier_flags(
         idx = np.flatnonzero(~low[:, k])  # low-score points are flagged already, and noisy
         if len(idx) >= 3:
             jump[idx[_jumps(xy[idx, k], times[idx], jump_percentile, jump_factor)], k] = True
+    if smoothing is not None:
+        jump |= spike_outliers(xy, scores, times, smoothing, min_score)
     flip = np.zeros(low.shape, bool)
     if flip_gap is not None:
         tol = _flip_tolerance(xy) if flip_tolerance is None else np.full(len(xy), flip_tolerance)

@@ -9,6 +9,7 @@ per keypoint:
 2. Outliers count as missing too: points further from a running median (the same window) than
    :data:`OUTLIER_SIGMAS` robust standard deviations of that keypoint's distances to it
    (Hampel's rule). A one-frame mislocalisation is then dropped, not spread over the window.
+   :func:`spike_outliers` names these points (``keypointer predict`` flags them ``jump``).
 3. The track splits into segments at gaps longer than ``max_gap`` frames; shorter gaps are
    filled (linear interpolation in time for savgol/median, the model's prediction for kalman).
    Longer gaps, and frames before a keypoint's first or after its last value, stay NaN.
@@ -67,9 +68,8 @@ def smooth(
     xy, scores, times = _check(xy, scores, times, method, max_gap, window)
     if xy.shape[0] == 0 or xy.shape[1] == 0:
         return xy.copy()
-    dt = float(np.median(np.diff(times))) if len(times) > 1 else 1.0
-    frames = _window_frames(DEFAULT_WINDOW[method] if window is None else window, dt, method)
-    valid = np.isfinite(xy).all(-1) & (np.nan_to_num(scores, nan=-np.inf) >= min_score)
+    dt, frames = _timing(times, method, window)
+    valid = _scored(xy, scores, min_score)
     valid &= ~_outliers(xy, valid, min(frames, OUTLIER_FRAMES))
     start, covered = _segments(valid, max_gap)
     if method == "kalman":
@@ -83,6 +83,36 @@ def smooth(
                 )
     out[~covered] = np.nan
     return out
+
+
+def spike_outliers(
+    xy: np.ndarray,
+    scores: np.ndarray,
+    times: np.ndarray,
+    method: str,
+    min_score: float = 0.3,
+    window: float | None = None,
+) -> np.ndarray:
+    """(T, K) bool: the points that :func:`smooth` with these arguments leaves out as spikes
+    (step 2 of the module doc) although they have a value scoring at least ``min_score``.
+    Smoothing replaces them, as it replaces missing and low-score points, by the filtered
+    track; ``keypointer predict`` flags them ``jump`` so that no point changes unflagged."""
+    xy, scores, times = _check(xy, scores, times, method, 0, window)
+    if xy.shape[0] == 0 or xy.shape[1] == 0:
+        return np.zeros(xy.shape[:2], bool)
+    _, frames = _timing(times, method, window)
+    return _outliers(xy, _scored(xy, scores, min_score), min(frames, OUTLIER_FRAMES))
+
+
+def _timing(times: np.ndarray, method: str, window: float | None) -> tuple[float, int]:
+    """(median frame interval in s, the window in frames)."""
+    dt = float(np.median(np.diff(times))) if len(times) > 1 else 1.0
+    return dt, _window_frames(DEFAULT_WINDOW[method] if window is None else window, dt, method)
+
+
+def _scored(xy: np.ndarray, scores: np.ndarray, min_score: float) -> np.ndarray:
+    """(T, K) points with a value scoring at least ``min_score`` (step 1)."""
+    return np.isfinite(xy).all(-1) & (np.nan_to_num(scores, nan=-np.inf) >= min_score)
 
 
 def _check(xy, scores, times, method, max_gap, window):

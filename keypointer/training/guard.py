@@ -14,6 +14,7 @@ import numpy as np
 from keypointer.data.types import Instance, KeypointSet
 
 NEAR = 0.6  # validation error above this share of the baseline counts as "learned nothing"
+MIN_BASELINE_PX = 1.0  # below it the average pose is already right: no comparison to make
 
 
 def _frames(ks: KeypointSet, whole_image: bool) -> list[tuple[Instance, np.ndarray]]:
@@ -52,13 +53,20 @@ def mean_pose_error(train: KeypointSet, val: KeypointSet) -> float:
 
 
 def learned_nothing_message(val_mean_px: float, baseline_px: float) -> str | None:
-    """The warning to give when ``val_mean_px`` is near the mean-pose ``baseline_px``."""
+    """The warning to give when ``val_mean_px`` is no more than ``1 - NEAR`` below the mean-pose
+    ``baseline_px``, or above it; None otherwise, and when the baseline is under
+    :data:`MIN_BASELINE_PX` (the average pose is then already right to a pixel: every labelled
+    point sits on about one spot, and there is nothing for a model to beat)."""
     if not np.isfinite(baseline_px) or not np.isfinite(val_mean_px):
         return None
-    if val_mean_px < NEAR * baseline_px:
+    if baseline_px < MIN_BASELINE_PX or val_mean_px < NEAR * baseline_px:
         return None
+    if val_mean_px > baseline_px:
+        relation = "is worse than"
+    else:
+        relation = f"is only {100 * (1 - val_mean_px / baseline_px):.0f}% below"
     return (
-        f"the model has not learned yet: validation error {val_mean_px:.1f} px is close to the "
+        f"the model has not learned yet: validation error {val_mean_px:.1f} px {relation} the "
         f"{baseline_px:.1f} px of always predicting the average pose. Likely causes: an input "
         "too small for how close the keypoints are (model.input_size), too few steps "
         "(--time MINUTES or train.epochs), or the learning rate (train.lr). Leave these unset "

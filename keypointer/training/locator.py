@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader
 
-from keypointer.config import Config, LoaderConfig
+from keypointer.config import LOCATOR_SCORE_THRESHOLD, Config, LoaderConfig
 from keypointer.data.dataset import make_loader
 from keypointer.data.types import KeypointSet
 from keypointer.data.whole_images import (
@@ -236,13 +236,14 @@ def evaluate_locator(
     model: LocatorModel,
     kset: KeypointSet,
     device: str | torch.device = "cpu",
-    threshold: float = 0.3,
+    threshold: float = LOCATOR_SCORE_THRESHOLD,
     batch_size: int = 16,
     autocast: contextlib.AbstractContextManager | None = None,
 ) -> dict[str, float]:
     """Locate the instances of every image of ``kset`` and compare with its boxes (image px):
-    ``val_recall``, ``val_precision`` at IoU 0.5, ``val_mean_iou`` of the matched boxes, the
-    counts, and ``val_ms_per_image`` (the model and decoding, batched)."""
+    ``val_recall``, ``val_precision`` at IoU 0.5 (NaN when it found no box at all),
+    ``val_mean_iou`` of the matched boxes, the counts (``val_predicted``: boxes found), and
+    ``val_ms_per_image`` (the model and decoding, batched)."""
     device = torch.device(device)
     dataset = WholeImageDataset(kset, model.codec)
     cfg = LoaderConfig(batch_size=batch_size, num_workers=0)
@@ -260,7 +261,7 @@ def evaluate_locator(
                 preds[int(i)] = map_boxes(b[s >= threshold].cpu().numpy(), m.numpy())
     finally:
         model.train(was_training)
-    found = box_metrics(preds, dataset.boxes, iou_threshold=0.5)
+    found = box_metrics(preds, dataset.boxes, iou_threshold=0.5)  # found nothing: precision NaN
     found["ms_per_image"] = 1000 * seconds / max(len(dataset), 1)
     return {f"val_{k}": v for k, v in found.items()}
 

@@ -36,6 +36,7 @@ from keypointer.config import Config, ConfigError, apply_override, from_dict, sa
 from keypointer.device import make_autocast, resolve_amp, resolve_device
 from keypointer.errors import CheckpointError, TrainingError
 from keypointer.inference.loader import predict_loader, quick_metrics, to_device
+from keypointer.metrics.keypoints import bbox_norm, pck_undefined_reason
 from keypointer.training import distributed as dist
 from keypointer.training import two_stage
 from keypointer.training.budget import TimeBudget
@@ -109,6 +110,7 @@ class TrainState:
     done_steps: int = 0
     budget: TimeBudget | None = None
     warned: bool = False  # the learned-nothing warning was given
+    pck_warned: bool = False  # the undefined-PCK warning was given
     locator: dict[str, Any] | None = None  # the resumed last.pt's locator entry (two_stage.py)
 
     @property
@@ -290,6 +292,11 @@ def validate(state: TrainState) -> dict[str, float]:
         if message:
             state.warned = True
             state.progress.log(f"warning: {message}")
+    if not state.pck_warned and math.isnan(m["pck"]):
+        reason = pck_undefined_reason(pred.gt, pred.visible, bbox_norm(pred.bboxes))
+        if reason:
+            state.pck_warned = True
+            state.progress.log(f"warning: validation {reason}")
     # The typical labelled animal's mean keypoint score: located instances scoring far under
     # it are dropped (keypointer.training.two_stage.min_pose_score).
     score = float(np.median(pred.scores.mean(-1))) if len(pred.scores) else math.nan

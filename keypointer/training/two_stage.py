@@ -222,8 +222,17 @@ def fit_locator(
 def summary_line(metrics: dict[str, float]) -> str:
     """One line for the log: the locator's validation, its length and time."""
     m = metrics
-    return (
-        f"locator: val recall {m['val_recall']:.3f}, precision {m['val_precision']:.3f} "
-        f"(IoU 0.5, {m['val_instances']:.0f} instances), mean IoU {m['val_mean_iou']:.3f}; "
-        f"{m['steps']:.0f} steps in {m['seconds'] / 60:.1f} min"
-    )
+    precision, iou = m["val_precision"], m["val_mean_iou"]
+    if m.get("val_predicted", 1) == 0 or not math.isfinite(precision):
+        # precision of no box is undefined (older checkpoints stored 1.0 for it)
+        found = (
+            f"found no box for {m['val_instances']:.0f} labelled instances (recall "
+            f"{m['val_recall']:.3f}, precision n/a)"
+        )
+    else:
+        mean_iou = f"mean IoU {iou:.3f}" if math.isfinite(iou) else "no box matched"
+        found = (
+            f"recall {m['val_recall']:.3f}, precision {precision:.3f} "
+            f"(IoU 0.5, {m['val_instances']:.0f} instances), {mean_iou}"
+        )
+    return f"locator: val {found}; {m['steps']:.0f} steps in {m['seconds'] / 60:.1f} min"

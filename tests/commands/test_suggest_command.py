@@ -68,7 +68,11 @@ def test_each_format_holds_the_frames_and_predictions_and_checks(
         kp, _ = predictor.predict(image)
         inst = sample.instances[0]
         assert (inst.keypoints[:, 2] == 2).all()  # threshold 0: every point labelled
-        np.testing.assert_allclose(inst.keypoints[:, :2], kp, atol=1e-3)
+        # suggest predicts in batches of 16, the API one image at a time: float32 kernels of
+        # another batch size differ in the last bits, and subpixel decoding magnifies that to
+        # ~1e-3 px on some CPUs. 0.02 px holds on every machine and still catches a wrong
+        # frame or a shifted point.
+        np.testing.assert_allclose(inst.keypoints[:, :2], kp, atol=0.02)
     if fmt == "dlc":
         folder = out / "labeled-data" / "clip"
         assert sorted(p.name for p in folder.glob("*.png")) == [f"img{n:02d}.png" for n in numbers]

@@ -63,15 +63,17 @@ def test_predict_eval_and_onnx_run_both_stages(two_stage, tmp_path):
     # into tenths of a pixel in the second. One pass agrees closely (as the export's own check
     # says, a few of its keypoints are ill-conditioned: flat heatmaps).
     assert np.median(diff[..., :2]) < 0.05, diff
+    from dataclasses import replace
+
     from keypointer.data.images import read_image
-    from keypointer.inference.runners import load_runner, predict_located
+    from keypointer.inference.pipeline import load_pipeline
 
     one_pass = []
     for path in (best, onnx):
-        runner = load_runner(path)
-        assert runner.locator.min_pose_score > 0 and min(runner.locator.box_ratio) > 1.0
-        runner.locator.box_ratio = None  # no second crop
-        one_pass.append(predict_located(runner, read_image(image))[1])
+        pipe = load_pipeline(path)
+        assert pipe.locator.min_pose_score > 0 and min(pipe.locator.box_ratio) > 1.0
+        pipe = pipe.with_options(locator=replace(pipe.locator, box_ratio=None))  # one crop
+        one_pass.append(pipe.run_image(read_image(image)))
     assert len(one_pass[0].keypoints) == len(one_pass[1].keypoints) >= 1
     gap = np.abs(one_pass[0].keypoints - one_pass[1].keypoints)
     assert np.quantile(gap, 0.9) < 0.01 and gap.max() < 0.5, gap

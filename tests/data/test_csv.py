@@ -126,5 +126,5 @@ def test_convert_refuses_an_existing_output_file_unless_told(tmp_path, toy_kset)
         convert(src, dst, to="coco" if name.endswith("json") else "csv", overwrite=True)
         assert load_dataset(dst).num_instances == toy_kset.num_instances
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.csv", "mine.json", "src"]
-    with pytest.raises(DataError, match="refusing to overwrite the input"):
+    with pytest.raises(DataError, match="refusing to overwrite an input"):
         convert(src, src, to="csv", overwrite=True)

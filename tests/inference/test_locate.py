@@ -87,7 +87,7 @@ class PointRunner:
     """A pose 'model' that always puts its two keypoints at the same input pixels, scored by
     how bright its crop is (a 64x64 input)."""
 
-    input_size, margin, locator_threshold, max_instances = (64, 64), 1.25, 0.0, None
+    input_size, margin = (64, 64), 1.25
 
     def __init__(self, locator):
         from keypointer.skeleton import Skeleton
@@ -104,22 +104,26 @@ def test_located_instances_are_posed_again_around_their_first_pose():
     from keypointer.data import transforms as T
     from keypointer.data.whole_images import keypoints_to_boxes
     from keypointer.inference.crops import crop_matrix
-    from keypointer.inference.runners import FIRST_PASS_SHARE, predict_located
+    from keypointer.inference.pipeline import FIRST_PASS_SHARE, LocatorStage, Pipeline
 
     image = np.zeros((64, 64, 3), np.uint8)
     image[8:40, 8:40] = 255  # the bright animal; the other box holds darkness
     locator = FixedLocator([[4, 4, 40, 40], [40, 40, 20, 20]], [0.9, 0.5])
     runner = PointRunner(locator)
-    locator.box_ratio = None  # one pass: the points in the located boxes' crops
-    boxes, one = predict_located(runner, image)
+
+    def pipeline(box_ratio, floor):
+        return Pipeline(runner, LocatorStage(locator, 0.0, box_ratio, floor))
+
+    one = pipeline(None, 0.0).run_image(image)  # one pass: the points in the boxes' crops
+    boxes = one.located
     assert runner.crops == [2] and len(boxes) == 2
     points = np.array([[20.0, 24], [40, 44]])  # what the runner gives, in input px
     first = np.stack(
         [T.apply_affine(points, crop_matrix((64, 64), (64, 64), b, 1.25)) for b in boxes]
     )
     np.testing.assert_allclose(np.sort(one.keypoints, 0), np.sort(first, 0), atol=1e-6)
-    locator.box_ratio, runner.crops = (1.2, 1.5), []  # two passes: crops around those points
-    _, two = predict_located(runner, image)
+    runner.crops = []  # two passes: crops around those points
+    two = pipeline((1.2, 1.5), 0.0).run_image(image)
     assert runner.crops == [2, 2]
     again = keypoints_to_boxes(first, (1.2, 1.5))
     want = np.stack(
@@ -130,8 +134,8 @@ def test_located_instances_are_posed_again_around_their_first_pose():
     assert np.sort(two.instance_scores) == pytest.approx(np.sort(two.scores.mean(1)))
     # the floor (here between the two) drops the dark one; at FIRST_PASS_SHARE of it, its
     # first pose (score 0.01 against 0.41) already goes, so it is not posed again
-    locator.min_pose_score, runner.crops = 0.5, []
-    _, kept = predict_located(runner, image)
+    runner.crops = []
+    kept = pipeline((1.2, 1.5), 0.5).run_image(image)
     assert runner.crops == [2, 1] and len(kept.keypoints) == 1
     assert kept.scores.mean() == pytest.approx(two.scores.mean(1).max())
-    assert FIRST_PASS_SHARE == 0.5
+    assert 0 < FIRST_PASS_SHARE < 1

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from helpers import KP_ATOL_PX, SCORE_ATOL
 
 from keypointer.codecs import HeatmapCodec
 from keypointer.commands.predict import predict_command
@@ -19,7 +20,8 @@ from keypointer.config import load_config
 from keypointer.data.images import read_image
 from keypointer.errors import DataError
 from keypointer.inference.crops import crop_matrix
-from keypointer.inference.runners import predict_image
+from keypointer.inference.pipeline import Pipeline
+from keypointer.inference.runners import as_runner
 from keypointer.inference.sources import collect_sources, load_detections
 from keypointer.models.flip import flip_heatmaps_back
 
@@ -29,8 +31,6 @@ K = 11  # synthetic skeleton
 # float32 outputs differ in their last bits; DARK decoding (a log and a Hessian of the heatmap)
 # magnifies that to ~2e-4 px seen on a CPU without bf16. These bounds allow for it and still
 # catch any real disagreement (a wrong crop or flip is off by a pixel or more).
-KP_ATOL_PX = 1e-3
-SCORE_ATOL = 1e-4
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def _assert_mirrored(kp, scores, pairs, width):
 def test_flip_tta_on_a_symmetric_image_gives_mirrored_pairs(model, synth):
     image = _symmetric(read_image(synth.parent / "images" / "000000.png"))
     assert np.array_equal(image, image[:, ::-1])
-    kp, scores = predict_image(model, image, flip=True)
+    kp, scores = Pipeline(as_runner(model), flip=True).predict(image)
     assert kp.shape == (K, 2) and scores.shape == (K,)
     _assert_mirrored(kp, scores, model.skeleton.flip_pairs, image.shape[1])
 
@@ -102,18 +102,18 @@ def test_flip_tta_of_a_regression_head_centres_unpaired_keypoints(model, synth):
     reg = build_model(cfg, K).eval()
     reg.skeleton, reg.config = model.skeleton, cfg
     image = _symmetric(read_image(synth.parent / "images" / "000001.png"))
-    kp, scores = predict_image(reg, image, flip=True)
+    kp, scores = Pipeline(as_runner(reg), flip=True).predict(image)
     _assert_mirrored(kp, scores, model.skeleton.flip_pairs, 64)
     paired = {i for p in model.skeleton.flip_pairs for i in p}
     for j in set(range(K)) - paired:  # its own mirror: exactly on the axis
         assert kp[j, 0] == pytest.approx(31.5, abs=KP_ATOL_PX)
 
 
-def test_predict_image_single_and_list_agree(model, synth):
+def test_pipeline_single_and_list_agree(model, synth):
     a = read_image(synth.parent / "images" / "000002.png")
     b = cv2.resize(a, (96, 40))  # another size and aspect
-    kp_a, sc_a = predict_image(model, a)
-    kp, sc = predict_image(model, [a, b])
+    kp_a, sc_a = Pipeline(as_runner(model)).predict(a)
+    kp, sc = Pipeline(as_runner(model)).predict([a, b])
     assert kp.shape == (2, K, 2) and sc.shape == (2, K)
     # A batch of one vs a batch of two: not bit-identical (see KP_ATOL_PX).
     np.testing.assert_allclose(kp[0], kp_a, atol=KP_ATOL_PX)
@@ -148,7 +148,7 @@ def test_predict_folder_and_video_writes_json_csv_and_drawings(checkpoint, synth
     video_rows = read_csv_rows(out / "clip.csv")
     assert [r[0] for r in video_rows[3:]] == ["0", "1", "2", "3", "4"]
     assert len(list((out / "drawn").glob("*.png"))) == 8
-    cap = cv2.VideoCapture(str(out / "clip.mp4"))
+    cap = cv2.VideoCapture(str(out / "drawn" / "clip.mp4"))
     assert cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
     assert (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))) == (
         64,
@@ -166,7 +166,7 @@ def test_predict_batch_size_does_not_change_results(checkpoint, synth, tmp_path)
     rb = json.loads((tmp_path / "b" / "predictions.json").read_text())
     # Batches of 1 vs 8 (see KP_ATOL_PX), plus the JSON's 4-decimal rounding, with room.
     np.testing.assert_allclose(
-        [r["keypoints"] for r in ra], [r["keypoints"] for r in rb], atol=2e-3
+        [r["keypoints"] for r in ra], [r["keypoints"] for r in rb], atol=KP_ATOL_PX
     )
 
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 import torch
+from helpers import KP_ATOL_PX
 
 import keypointer
 from keypointer.config import Config
@@ -41,7 +42,7 @@ def test_predictor_takes_lists_and_flip():
     predictor = Predictor(model)
     kp, sc = predictor.predict([image, image[:, ::-1].copy()])
     assert kp.shape == (2, 3, 2) and sc.shape == (2, 3)
-    np.testing.assert_allclose(kp[0], predictor.predict(image)[0], atol=1e-3)
+    np.testing.assert_allclose(kp[0], predictor.predict(image)[0], atol=KP_ATOL_PX)
     kp_f, _ = predictor.predict(image, flip=True)
     assert kp_f.shape == (3, 2) and np.isfinite(kp_f).all()
     assert predictor.skeleton.names == ("a", "left_x", "right_x")

@@ -235,15 +235,12 @@ def test_collect_tracks_groups_frames_by_video():
             instance_scores=np.array([0.5]), flip_gap=None,
         )  # fmt: skip
 
-    two = pred("a.mp4", 3, 4.0)  # two instances: the higher-scoring one is kept
-    two.keypoints = np.stack([np.full((5, 2), 4.0), np.full((5, 2), 5.0)])
-    two.scores, two.instance_scores = np.full((2, 5), 0.5), np.array([0.2, 0.9])
     none = pred("a.mp4", 4, 0.0)  # no instance: missing points that score 0
     none.keypoints, none.scores, none.instance_scores = np.zeros((0, 5, 2)), np.zeros((0, 5)), []
-    preds = [pred("a.mp4", 0, 1.0), pred("a.mp4", 2, 2.0), pred("b.mp4", 0, 3.0), two, none]
+    preds = [pred("a.mp4", 0, 1.0), pred("a.mp4", 2, 2.0), pred("b.mp4", 0, 3.0), none]
     a, b = collect_tracks(preds)
-    assert a.keypoints[2, 0, 0] == 5.0
-    assert np.isnan(a.keypoints[3]).all() and (a.scores[3] == 0).all()
+    assert not a.multi and a.names is None
+    assert np.isnan(a.keypoints[2]).all() and (a.scores[2] == 0).all()
     a = VideoTrack(a.path, a.fps, a.size, a.numbers[:2], a.times[:2], a.keypoints[:2],
                    a.scores[:2], None, a.thumbs[:2])  # fmt: skip
     assert (a.path.name, b.path.name) == ("a.mp4", "b.mp4")
@@ -264,3 +261,34 @@ def test_read_frames_gives_the_wanted_frames(tmp_path):
     assert sorted(frames) == [3, 9]
     assert abs(int(frames[9].mean()) - 180) <= 3
     assert read_frames(path, []) == {}
+
+
+def test_collect_tracks_keeps_every_instance_of_a_frame_with_several():
+    def pred(number, points):
+        frame = SimpleNamespace(
+            source=SimpleNamespace(path=Path("a.mp4")), image=np.zeros((48, 64, 3), np.uint8),
+            number=number, fps=25.0, time=None,
+        )  # fmt: skip
+        kp = np.stack([np.full((5, 2), v) for v in points]).reshape(-1, 5, 2)
+        return SimpleNamespace(
+            frame=frame, keypoints=kp, scores=np.full((len(points), 5), 0.5),
+            instance_scores=np.full(len(points), 0.5), flip_gap=None,
+        )  # fmt: skip
+
+    (track,) = collect_tracks([pred(0, [4.0, 30.0]), pred(1, [4.5, 30.5]), pred(2, [5.0])])
+    assert track.multi and len(track.names) == 2
+    assert track.keypoints.shape == (3, 2, 5, 2)
+    firsts = sorted(track.keypoints[0, :, 0, 0])
+    assert firsts == [4.0, 30.0]  # both animals of frame 0, as identities
+    picks = suggest_frames([track], list("abcde"), num=3, min_gap=0)
+    by_frame = {p.number: p for p in picks}
+    assert by_frame[0].keypoints.shape == (2, 5, 2) and len(by_frame[0].names) == 2
+    assert by_frame[2].keypoints.shape == (1, 5, 2)  # only the animal present
+    assert single_instance_pick_shapes_unchanged()
+
+
+def single_instance_pick_shapes_unchanged() -> bool:
+    track = VideoTrack(Path("a.mp4"), 25.0, (64, 48), np.arange(3), np.arange(3) / 25.0,
+                       np.zeros((3, 5, 2)), np.full((3, 5), 0.5))  # fmt: skip
+    (pick,) = suggest_frames([track], list("abcde"), num=1, min_gap=0)
+    return pick.keypoints.shape == (5, 2) and pick.names is None

@@ -16,14 +16,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from helpers import decoded_frames
+from helpers import KP_ATOL_PX, decoded_frames
 from hypothesis import given
 from hypothesis import strategies as st
 
 from keypointer.commands.predict import predict_command
 from keypointer.errors import ConfigError, DataError
 from keypointer.inference.crops import make_crops
-from keypointer.inference.runners import TorchRunner, crop_scale, predict_frames
+from keypointer.inference.pipeline import Pipeline
+from keypointer.inference.runners import TorchRunner, crop_scale
 from keypointer.inference.sources import Frame, Source, iter_frames, read_ahead
 from keypointer.inference.video import (
     FrameGaps,
@@ -36,7 +37,6 @@ from keypointer.inference.video import (
 
 FRAMES = 20
 FPS = 10
-KP_ATOL_PX = 1e-3  # see tests/inference/test_predict.py: two batch compositions
 
 
 def write_video(path: Path, fourcc: str = "mp4v", frames: int = FRAMES) -> Path:
@@ -393,7 +393,7 @@ def test_flip_gap_is_in_image_pixels(model, clip):
     runner = TorchRunner(model)
     image = cv2.resize(decoded_frames(clip)[3], (128, 96))
     frame = Frame(Source(clip, "video"), image, 3, FPS, 0.3)
-    (pred,) = predict_frames([frame], runner, flip=True)
+    (pred,) = Pipeline(runner, flip=True).run([frame])
     crops, mats = make_crops(image, (64, 64))
     np.testing.assert_allclose(crop_scale(mats), [2.0])
     *_, gap = runner.run_with_gap(crops, flip=True)
@@ -405,12 +405,12 @@ def test_flip_gap_is_in_image_pixels(model, clip):
 def test_flip_gap_is_none_without_flip_or_flip_pairs(model, clip):
     frames = list(iter_frames([Source(clip, "video")], FrameRange(stop=2)))
     runner = TorchRunner(model)
-    assert all(p.flip_gap is None for p in predict_frames(frames, runner, flip=False))
-    with_flip = list(predict_frames(frames, runner, flip=True))
+    assert all(p.flip_gap is None for p in Pipeline(runner).run(frames))
+    with_flip = list(Pipeline(runner, flip=True).run(frames))
     assert all(p.flip_gap.shape == (1, 11) for p in with_flip)
     no_pairs = TorchRunner(model)
     no_pairs.skeleton = type(model.skeleton)(model.skeleton.names)
-    assert all(p.flip_gap is None for p in predict_frames(frames, no_pairs, flip=True))
+    assert all(p.flip_gap is None for p in Pipeline(no_pairs, flip=True).run(frames))
 
 
 def test_crop_scale():
@@ -429,16 +429,18 @@ def onnx_files(model, tmp_path_factory) -> tuple[Path, Path]:
     return plain, flipped
 
 
-def test_onnx_flip_gap_matches_pytorch_and_is_none_with_flip_in_the_graph(model, clip, onnx_files):
+def test_onnx_flip_gap_matches_pytorch_and_plain_export_refuses_flip(model, clip, onnx_files):
+    from keypointer.errors import ConfigError
     from keypointer.export import OnnxModel
 
     plain, flipped = (OnnxModel(p) for p in onnx_files)
     crops = np.stack([cv2.resize(f, (64, 64)) for f in decoded_frames(clip)[:3]])
     _, _, torch_gap = TorchRunner(model).run_with_gap(crops, flip=True)
-    kp, scores, gap = plain.run_with_gap(crops, flip=True)
+    kp, scores, gap = flipped.run_with_gap(crops, flip=True)  # the graph's flip_gap output
     np.testing.assert_allclose(gap, torch_gap, atol=0.05)  # ORT vs PyTorch kernels
-    assert np.array_equal(kp, plain(crops, flip=True)[0])
-    assert flipped.run_with_gap(crops, flip=True)[2] is None
+    assert np.array_equal(kp, flipped(crops, flip=True)[0])
+    with pytest.raises(ConfigError, match="exported without flip"):
+        plain.run_with_gap(crops, flip=True)  # it could not flip as PyTorch does
     assert plain.run_with_gap(crops, flip=False)[2] is None
 
 

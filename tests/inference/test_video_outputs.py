@@ -142,7 +142,7 @@ def test_drawn_video_keeps_every_nth_frame(tmp_path):
     for pred in list(_preds([_path(np.arange(T), 0.0)], src))[::3]:  # as --every 3 gives
         out.add(pred)
     out.close()
-    cap = cv2.VideoCapture(str(tmp_path / "out" / "clip.mp4"))
+    cap = cv2.VideoCapture(str(tmp_path / "out" / "drawn" / "clip.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == T // 3
     assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(FPS / 3, rel=0.01)
 

@@ -37,7 +37,9 @@ def test_box_metrics_counts():
     assert m["mean_iou"] == pytest.approx(90 / 110)
     assert (m["matched"], m["predicted"], m["instances"]) == (1, 3, 3)
     empty = box_metrics([np.zeros((0, 4))], [np.zeros((0, 4))])
-    assert empty["recall"] == 1 and empty["precision"] == 1 and math.isnan(empty["mean_iou"])
+    assert empty["recall"] == 1 and math.isnan(empty["precision"]) and math.isnan(empty["mean_iou"])
+    missed = box_metrics([np.zeros((0, 4))], [np.array([[0, 0, 4, 4]])])
+    assert missed["recall"] == 0 and math.isnan(missed["precision"])  # found nothing: no 1.0
     with pytest.raises(ValueError):
         box_metrics([], [np.zeros((0, 4))])
 
@@ -52,6 +54,6 @@ def test_box_metrics_counts():
 def test_property_perfect_predictions_score_one(boxes):
     b = np.array(boxes, np.float64).reshape(-1, 4)
     m = box_metrics([b[::-1]], [b])
-    assert m["recall"] == 1 and m["precision"] == 1
+    assert m["recall"] == 1 and (m["precision"] == 1 or (not len(b) and math.isnan(m["precision"])))
     if len(b):
         assert m["mean_iou"] == pytest.approx(1.0)

@@ -310,7 +310,7 @@ CORPUS: dict[str, Bad] = {
         coco(set_path("annotations", 7, "image_id", value=99)), J, "annotation id 8",
         "image_id 99"),
     "empty dataset": Bad(coco(no_images), J, None, "no images"),
-    "every keypoint unlabelled": Bad(coco(clear_visibility), J, None, "nothing to train on"),
+    "every keypoint unlabelled": Bad(coco(clear_visibility), J, None, "nothing to train on", T),
     # image files
     "image missing": Bad(image(Path.unlink), J, IMG4, "not found"),
     "image zero bytes": Bad(image(lambda p: p.write_bytes(b"")), P3, IMG4, "empty (0 bytes)"),

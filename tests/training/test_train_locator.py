@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
+from helpers import FakeClock
 
 from keypointer.config import Config
 from keypointer.data import synthetic
@@ -16,6 +18,7 @@ from keypointer.data.types import Instance, KeypointSet, Sample
 from keypointer.errors import DataError
 from keypointer.models.locator import LocatorModel
 from keypointer.skeleton import Skeleton
+from keypointer.training import locator as locator_module
 from keypointer.training.locator import (
     centre_focal_loss,
     data_long_side,
@@ -120,11 +123,17 @@ def test_train_a_few_steps_returns_model_and_metrics(tmp_path):
         train_locator(train.subset([]), val, tiny_cfg(), steps=1)
 
 
-def test_time_budget_ends_the_run_on_time(tmp_path):
+def test_time_budget_ends_the_run_on_time(tmp_path, monkeypatch):
+    """On a fake clock where a step takes 0.5 s and nothing else takes time: the 100000-step
+    plan shrinks to what fits into 4 s, less the final validation's reserve (a guessed second
+    for the saves, plus half a step per validation batch), whatever this machine's speed."""
+    clock = FakeClock()
+    monkeypatch.setattr(time, "perf_counter", clock)
+    monkeypatch.setattr(locator_module, "train_step", clock.ticking(locator_module.train_step, 0.5))
     kset = crowd_set(tmp_path / "crowd", 4)
     model, metrics = train_locator(kset, kset, tiny_cfg(steps=100_000), time_budget_s=4.0)
-    assert 3 <= metrics["steps"] < 100_000
-    assert metrics["seconds"] < 4.0 * 1.5 + 1.0
+    assert 4 <= metrics["steps"] <= 6
+    assert metrics["seconds"] == 0.5 * metrics["steps"] <= 4.0
 
 
 def _boxed(width, height, *long_sides):

@@ -1,4 +1,4 @@
-"""Issue 9's data cases: the bad ones (corpus_data9.py) as test_bad_inputs.py runs its corpus,
+"""Bad label data: the cases of corpus_labels.py as test_bad_inputs.py runs its corpus,
 plus a check that they leave every file as it was; then the inputs that must now pass."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import Bases, copy_base, run_folders, train_args
-from .corpus_data9 import CORPUS9
+from .corpus_labels import CORPUS9
 from .test_bad_inputs import assert_one_clear_error
 
 

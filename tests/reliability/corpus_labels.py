@@ -1,5 +1,5 @@
-"""Bad-input cases of issue 9's data items (convert onto labels, boxes, flip pairs, CSV
-dialects), in the ``Bad`` form of corpus.py. Run by test_issue9_data.py."""
+"""Bad-input cases of label data (convert onto labels, boxes, flip pairs, CSV dialects), in
+the ``Bad`` form of corpus.py. Run by test_bad_labels_leave_files_as_they_were.py."""
 
 from __future__ import annotations
 

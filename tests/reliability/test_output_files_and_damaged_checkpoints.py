@@ -1,4 +1,4 @@
-"""Issue 9, output and checkpoint files: an exported .onnx gets the umask's mode, a damaged
+"""Output and checkpoint files: an exported .onnx gets the umask's mode, a damaged
 checkpoint gets an error that says what is wrong with it, best.pt holds no optimiser state."""
 
 from __future__ import annotations

@@ -1,0 +1,346 @@
+"""One inference pipeline: what every door runs (``predict``, ``eval``, ``suggest``, ``demo``
+and ``keypointer.load(...).predict``), so that they give the same answer for the same frames.
+
+A :class:`Pipeline` is built once, by :func:`load_pipeline`, from a checkpoint (read once) or
+an exported ONNX model (with its ``.locator.onnx``). It holds every setting of the job "find
+the animals in these frames and pose them": the pose runner, the optional
+:class:`LocatorStage` (its model, centre-score threshold, box ratio and pose-score floor, from
+the checkpoint or the ONNX metadata, defaults from :mod:`keypointer.config`), flip test-time
+augmentation, the batch size and the most instances to keep per frame. Nothing is attached to
+it after it is built: :meth:`Pipeline.with_options` returns a new one.
+
+Per frame:
+
+- given boxes (``predict --boxes``, ``eval`` on labelled boxes): one crop per box;
+- a two-stage model: locate (centre score >= the threshold, at most the locator's own top-k),
+  pose each box, pose it again in a crop around that first pose (its extent x the box ratio),
+  keep it when its mean keypoint score reaches the floor, drop poses found twice (OKS NMS);
+- else the whole image, letterboxed.
+
+Then, whatever the source of the instances, ``max_instances`` keeps the N best by instance
+score (the tracker then keeps at most N identities).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from keypointer.checkpoint import load_checkpoint, locator_from_state, model_from_state
+from keypointer.config import Config, from_dict
+from keypointer.data import transforms as T
+from keypointer.data.whole_images import keypoints_to_boxes
+from keypointer.errors import CheckpointError, ConfigError
+from keypointer.export.locator_onnx import OnnxLocator, locator_path
+from keypointer.export.onnx_model import OnnxModel
+from keypointer.inference.crops import make_crops
+from keypointer.inference.locate import keep_located, locate
+from keypointer.inference.runners import FramePrediction, TorchRunner, crop_scale, run_crops
+from keypointer.inference.sources import Frame, Source, read_ahead
+from keypointer.skeleton import Skeleton
+
+FIRST_PASS_SHARE = 0.5
+"""Share of the floor (``min_pose_score``) a first pose needs to be posed again (its loose
+crop scores lower than the second one will)."""
+
+
+@dataclass(frozen=True)
+class LocatorStage:
+    """The first stage of a two-stage model and its settings, as training measured them.
+
+    ``model``: a :class:`~keypointer.models.locator.LocatorModel` or an
+    :class:`~keypointer.export.locator_onnx.OnnxLocator`; ``threshold``: the centre score a
+    find needs (``locator.score_threshold``); ``box_ratio``: (w, h) of a labelled box over its
+    keypoints' extent, for the second crop (None: no second pass); ``min_pose_score``: the mean
+    keypoint score a posed find needs to be kept.
+    """
+
+    model: Any
+    threshold: float
+    box_ratio: tuple[float, float] | None
+    min_pose_score: float
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """The pose runner, the optional locator stage and the run settings (see the module doc).
+
+    ``pose`` follows the runner protocol of :mod:`keypointer.inference.runners`
+    (:class:`~keypointer.inference.runners.TorchRunner` or
+    :class:`~keypointer.export.onnx_model.OnnxModel`).
+    """
+
+    pose: Any
+    locator: LocatorStage | None = None
+    flip: bool = False
+    batch_size: int = 16
+    max_instances: int | None = None
+    source: str = ""
+    config: Config | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"batch size must be 1 or more, not {self.batch_size}")
+        if self.max_instances is not None and self.max_instances < 1:
+            raise ConfigError(f"--max-instances must be 1 or more, not {self.max_instances}")
+        if self.flip and not self.can_flip:
+            raise ConfigError(
+                f"{self.source or 'this ONNX model'} was exported without flip test-time "
+                "augmentation; export it with `keypointer export --flip` to flip in ONNX (the "
+                "same computation as PyTorch's --flip)"
+            )
+
+    def with_options(self, **changes: Any) -> Pipeline:
+        """A copy with other run settings (``flip``, ``batch_size``, ``max_instances``)."""
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def skeleton(self) -> Skeleton:
+        return self.pose.skeleton
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """The pose model's input (width, height)."""
+        return tuple(self.pose.input_size)
+
+    @property
+    def margin(self) -> float:
+        """How much a box grows around an instance to its crop (``augment.box_margin``)."""
+        return float(self.pose.margin)
+
+    @property
+    def two_stage(self) -> bool:
+        return self.locator is not None
+
+    @property
+    def can_flip(self) -> bool:
+        """Whether flip TTA can run as PyTorch runs it: not on an ONNX graph exported without
+        it (its outputs are decoded coordinates, not heatmaps to average)."""
+        return not isinstance(self.pose, OnnxModel) or bool(self.pose.flip_in_graph)
+
+    @property
+    def flips(self) -> bool:
+        """Whether predictions are flip-averaged: asked for, or inside an exported graph."""
+        return self.flip or bool(getattr(self.pose, "flip_in_graph", False))
+
+    def describe(self) -> str:
+        """One line saying what this model is and how it runs."""
+        kind = (
+            "two-stage (locator, then pose on each instance found)"
+            if self.two_stage
+            else "single-instance (one pose per image or box)"
+        )
+        backend = "ONNX Runtime" if isinstance(self.pose, OnnxModel) else "PyTorch"
+        extra = ", flip TTA" if self.flips else ""
+        limit = f", at most {self.max_instances} per frame" if self.max_instances else ""
+        return f"{self.source or 'model'}: {kind}, {backend}{extra}{limit}"
+
+    # ------------------------------------------------------------------ running
+
+    def run(
+        self, frames: Iterable[Frame], detections: dict | None = None
+    ) -> Iterator[FramePrediction]:
+        """Frames -> one :class:`~keypointer.inference.runners.FramePrediction` per frame, in
+        order. ``detections`` (image path -> [(box, score, image_id)]) gives the boxes of
+        images (video frames are never given boxes); without them a two-stage pipeline locates.
+        Decoding and cropping run in a background thread, up to ``batch_size`` frames ahead,
+        while the model runs on the batch before; crops of several frames run together."""
+        prepare = (self._prepare(frame, detections) for frame in frames)
+        with contextlib.closing(read_ahead(prepare, self.batch_size)) as prepared:
+            pending: list[_Pending] = []
+            count = 0
+            for item in prepared:
+                pending.append(item)
+                count += len(item.crops)
+                if count >= self.batch_size:
+                    yield from self._run_pending(pending)
+                    pending, count = [], 0
+            if pending:
+                yield from self._run_pending(pending)
+
+    def run_image(
+        self, image: np.ndarray, boxes: Sequence[Sequence[float]] | None = None
+    ) -> FramePrediction:
+        """One RGB (H, W, 3) uint8 image, exactly as :meth:`run` does it; ``boxes`` (COCO x, y,
+        w, h) crop those instead of locating or taking the whole image."""
+        frame = Frame(Source(Path("<image>"), "image"), image)
+        given = None if boxes is None else {frame.source.path: [(b, 1.0, None) for b in boxes]}
+        (pred,) = self.run([frame], given)
+        return pred
+
+    def _prepare(self, frame: Frame, detections: dict | None) -> _Pending:
+        located = None
+        if detections is not None and frame.number is None:
+            dets = detections.get(frame.source.path, [])
+        elif self.locator is not None:
+            ((boxes, scores),) = locate(self.locator.model, [frame.image], self.locator.threshold)
+            located = boxes
+            dets = [(b.tolist(), 1.0, None) for b in boxes]
+        else:
+            dets = None
+        boxes = [d[0] for d in dets] if dets is not None else None
+        crops, mats = make_crops(frame.image, self.input_size, boxes, self.margin)
+        return _Pending(frame, crops, mats, dets, located)
+
+    def _run_pending(self, pending: list[_Pending]) -> Iterator[FramePrediction]:
+        kp, scores, gaps = self._run_crops(pending)
+        if self.locator is not None and self.locator.box_ratio is not None and len(kp):
+            pending = [self._recrop(p, kp, scores) for p, kp, scores in _split(pending, kp, scores)]
+            kp, scores, gaps = self._run_crops(pending)
+        start = 0
+        for item in pending:
+            end = start + len(item.crops)
+            frame_kp = T.apply_affine(kp[start:end], item.mats) if end > start else kp[start:end]
+            frame_scores = scores[start:end]
+            dets = item.detections
+            box_scores = np.array([d[1] for d in dets]) if dets else np.ones(end - start)
+            inst = frame_scores.mean(-1) * box_scores
+            gap = None if gaps is None else gaps[start:end] * crop_scale(item.mats)[:, None]
+            image_id = dets[0][2] if dets else None
+            pred = FramePrediction(
+                item.frame, frame_kp, frame_scores, inst, image_id, gap, item.located
+            )
+            yield self._keep(pred, located=item.located is not None)
+            start = end
+
+    def _run_crops(self, pending: list[_Pending]) -> tuple:
+        crops = np.concatenate([p.crops for p in pending])
+        return run_crops(self.pose, crops, self.batch_size, self.flips)
+
+    def _recrop(self, item: _Pending, kp: np.ndarray, scores: np.ndarray) -> _Pending:
+        """``item`` with its located instances cropped again around the extent of their first
+        pose (``kp`` (M, K, 2) input px, ``scores`` (M, K)) grown by the box ratio: the
+        locator's boxes are coarse, and a crop off-centre on a crowd may hold the wrong
+        animal's limbs (benchmarks/RESULTS.md, "Several instances"). Only first poses kept at
+        :data:`FIRST_PASS_SHARE` of the floor go again: a duplicate would give the same second
+        crop, and many low-threshold finds are junk."""
+        if item.located is None or not len(item.crops):
+            return item
+        floor = FIRST_PASS_SHARE * self.locator.min_pose_score
+        first = T.apply_affine(kp, item.mats)
+        keep = keep_located(first, scores, self.skeleton.oks_sigmas, floor)
+        boxes = keypoints_to_boxes(first[keep], self.locator.box_ratio)
+        crops, mats = make_crops(item.frame.image, self.input_size, boxes, self.margin)
+        dets = [item.detections[i] for i in keep]
+        return _Pending(item.frame, crops, mats, dets, item.located)
+
+    def _keep(self, pred: FramePrediction, located: bool) -> FramePrediction:
+        """The instances kept: for located ones the sure ones, one of each found twice; then
+        at most ``max_instances``, the best by instance score (in their order)."""
+        keep = np.arange(len(pred.keypoints))
+        if located:
+            floor = self.locator.min_pose_score
+            keep = keep_located(pred.keypoints, pred.scores, self.skeleton.oks_sigmas, floor)
+        if self.max_instances is not None and len(keep) > self.max_instances:
+            best = np.argsort(-pred.instance_scores[keep], kind="stable")[: self.max_instances]
+            keep = np.sort(keep[best])
+        if len(keep) == len(pred.keypoints):
+            return pred
+        return pred.select(keep)
+
+    # ------------------------------------------------------------------ the Python API
+
+    def predict(
+        self,
+        images: np.ndarray | Sequence[np.ndarray],
+        boxes: Sequence[Sequence[float]] | None = None,
+    ) -> tuple[Any, Any]:
+        """Keypoints and scores of RGB uint8 images (see :class:`keypointer.Predictor`)."""
+        single = isinstance(images, np.ndarray) and images.ndim == 3
+        batch = [images] if single else list(images)
+        if boxes is not None and not single:
+            raise ValueError("boxes are for one image; call once per image")
+        frames = [Frame(Source(Path(f"<image {i}>"), "image"), im) for i, im in enumerate(batch)]
+        given = None
+        if boxes is not None:
+            given = {frames[0].source.path: [(b, 1.0, None) for b in boxes]}
+        preds = list(self.run(frames, given))
+        if single:
+            pred = preds[0]
+            if boxes is None and not self.two_stage:
+                return pred.keypoints[0], pred.scores[0]
+            return pred.keypoints, pred.scores
+        if self.two_stage and boxes is None:
+            return [p.keypoints for p in preds], [p.scores for p in preds]
+        k = self.skeleton.num_keypoints
+        if not preds:
+            return np.zeros((0, k, 2)), np.zeros((0, k))
+        return np.stack([p.keypoints[0] for p in preds]), np.stack([p.scores[0] for p in preds])
+
+
+@dataclass
+class _Pending:
+    """One frame between preparing and running: its crops (M, H, W, 3) uint8, their matrices
+    (M, 2, 3), its detections [(box, score, image_id)] (None: whole image) and the boxes
+    the locator found (M0, 4), or None."""
+
+    frame: Frame
+    crops: np.ndarray
+    mats: np.ndarray
+    detections: list | None
+    located: np.ndarray | None
+
+
+def _split(pending: list[_Pending], kp: np.ndarray, scores: np.ndarray) -> Iterator[tuple]:
+    start = 0
+    for item in pending:
+        end = start + len(item.crops)
+        yield item, kp[start:end], scores[start:end]
+        start = end
+
+
+# ---------------------------------------------------------------------- loading
+
+
+def load_pipeline(
+    path: str | Path,
+    device: str | torch.device = "cpu",
+    *,
+    flip: bool = False,
+    batch_size: int = 16,
+    max_instances: int | None = None,
+) -> Pipeline:
+    """The pipeline of a checkpoint (``.pt`` or run folder; read once) or an exported ``.onnx``
+    file. An ONNX export of a two-stage model is a pair, ``<name>.onnx`` and
+    ``<name>.locator.onnx``: a missing partner stops with a :class:`CheckpointError` naming it."""
+    path = Path(path)
+    if path.suffix.lower() == ".onnx":
+        pose = OnnxModel(path)
+        cfg = from_dict(pose.config or {}, source=f"{path} (metadata)")
+        locator = _onnx_locator(path, pose)
+    else:
+        state = load_checkpoint(path, map_location="cpu")
+        model = model_from_state(state, path, device)
+        pose = TorchRunner(model, device)
+        cfg = model.config
+        locator = locator_from_state(state, path, device)
+    stage = None
+    if locator is not None:
+        stage = LocatorStage(
+            locator,
+            cfg.locator.score_threshold,
+            getattr(locator, "box_ratio", None),
+            float(getattr(locator, "min_pose_score", 0.0)),
+        )
+    return Pipeline(pose, stage, flip, batch_size, max_instances, source=str(path), config=cfg)
+
+
+def _onnx_locator(path: Path, pose: OnnxModel) -> OnnxLocator | None:
+    """The locator beside a pose export: required when the export says it has one."""
+    side = locator_path(path)
+    partner = getattr(pose, "locator_file", None)  # what the export wrote down
+    if partner is not None:
+        side = path.with_name(partner)
+        if not side.is_file():
+            raise CheckpointError(
+                f"{path} is the pose stage of a two-stage model; its locator {side.name} "
+                f"must be beside it (copy both files: {path.name} and {side.name})"
+            )
+    return OnnxLocator(side) if side.is_file() else None

@@ -71,3 +71,23 @@ def model(checkpoint):
     from keypointer.checkpoint import load_model
 
     return load_model(checkpoint)
+
+
+@pytest.fixture(scope="session")
+def two_stage(tmp_path_factory) -> tuple[Path, Path]:
+    """best.pt of a tiny two-stage run (pose model + locator) on synthetic crowds (96 px, 2-3
+    figures, 6 images), and its COCO labels; trained once per test session."""
+    from keypointer.config import load_config
+    from keypointer.data.synthetic import generate
+    from keypointer.training.loop import train
+
+    root = tmp_path_factory.mktemp("two_stage")
+    data = generate(root / "data", num_images=6, seed=1, size=96, instances=(2, 3))
+    overrides = [
+        f"data.path={data}", "data.val_fraction=0", f"run.root={root}", "run.quiet=true",
+        "model.input_size=[64, 64]", "loader.batch_size=4", "loader.num_workers=0",
+        "train.epochs=2", "locator.backbone=mobilenetv3_small_050", "locator.input_size=64",
+        "locator.channels=16", "locator.batch_size=4", "locator.steps=2",
+        "locator.score_threshold=0.0", "locator.max_instances=4",
+    ]  # fmt: skip
+    return train(load_config(None, overrides)).best, data

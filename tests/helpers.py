@@ -48,6 +48,36 @@ def cli(*args: object) -> int:
     return 0
 
 
+def numbered_video(
+    path: Path,
+    frames: int = 20,
+    fourcc: str = "mp4v",
+    fps: float = 10.0,
+    size: tuple[int, int] = (64, 48),
+) -> Path:
+    """A small video whose frame i is grey level 10 i (mod 256) with the number i drawn on it
+    (tells frames apart when read back); its folder is made."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, size)
+    assert writer.isOpened(), f"OpenCV cannot write {fourcc} here"
+    for i in range(frames):
+        image = np.full((size[1], size[0], 3), (10 * i) % 256, np.uint8)
+        cv2.putText(image, str(i), (4, 40), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (255, 255, 255), 2)
+        writer.write(image)
+    writer.release()
+    return path
+
+
+def frame_count(path: Path) -> int:
+    """How many frames OpenCV grabs from a video, read to the end."""
+    cap = cv2.VideoCapture(str(path))
+    count = 0
+    while cap.grab():
+        count += 1
+    cap.release()
+    return count
+
+
 def decoded_frames(path: Path) -> list[np.ndarray]:
     """Every frame of a video as plain ``cv2.VideoCapture.read`` gives it (RGB): the
     reference that streaming readers are compared with."""
@@ -60,3 +90,19 @@ def decoded_frames(path: Path) -> list[np.ndarray]:
         frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
     cap.release()
     return frames
+
+
+def tiny_locator_config(**locator):
+    """A default Config with the smallest locator that trains in seconds (float32: the same
+    numbers on every CPU), ``locator`` fields set on top."""
+    from keypointer.config import Config
+
+    cfg = Config()
+    cfg.locator.backbone = "mobilenetv3_small_050"
+    cfg.locator.input_size = 128
+    cfg.locator.channels = 16
+    cfg.locator.batch_size = 4
+    cfg.train.amp = "off"
+    for k, v in locator.items():
+        setattr(cfg.locator, k, v)
+    return cfg

@@ -5,22 +5,11 @@ from __future__ import annotations
 
 import re
 import sys
-from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
-from helpers import cli
+from helpers import cli, numbered_video
 
 import keypointer.commands.predict as predict_module
-
-
-def write_video(path: Path, frames: int, fps: float = 25.0) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (64, 48))
-    for i in range(frames):
-        writer.write(np.full((48, 64, 3), 4 * i, np.uint8))
-    writer.release()
-    return path
 
 
 @pytest.fixture
@@ -36,7 +25,7 @@ def test_h5_without_its_extra_fails_before_the_model_loads(
     checkpoint, tmp_path, capsys, monkeypatch, no_model, missing
 ):
     monkeypatch.setitem(sys.modules, missing, None)  # import fails as when not installed
-    video = write_video(tmp_path / "clip.mp4", 10)
+    video = numbered_video(tmp_path / "clip.mp4", 10, fps=25.0)
     out = tmp_path / "out"
     assert cli("predict", checkpoint, video, "--out", out, "--h5", "--quiet") == 2
     err = capsys.readouterr().err
@@ -54,7 +43,7 @@ def test_a_range_that_picks_no_frame_is_an_error(
     checkpoint, tmp_path, capsys, no_model, pick, shown
 ):
     """12 frames at 25 fps (0.48 s): each range here picks none of them."""
-    video = write_video(tmp_path / "clip.mp4", 12)
+    video = numbered_video(tmp_path / "clip.mp4", 12, fps=25.0)
     out = tmp_path / "out"
     assert cli("predict", checkpoint, video, "--out", out, *pick, "--quiet") == 2
     err = capsys.readouterr().err
@@ -66,7 +55,10 @@ def test_a_range_that_picks_no_frame_is_an_error(
 def test_one_video_too_short_for_the_range_stops_the_whole_run(
     checkpoint, tmp_path, capsys, no_model
 ):
-    long, short = write_video(tmp_path / "long.mp4", 30), write_video(tmp_path / "short.mp4", 12)
+    long, short = (
+        numbered_video(tmp_path / "long.mp4", 30, fps=25.0),
+        numbered_video(tmp_path / "short.mp4", 12, fps=25.0),
+    )
     out = tmp_path / "out"
     assert cli("predict", checkpoint, long, short, "--out", out, "--start", "20") == 2
     err = capsys.readouterr().err
@@ -75,7 +67,7 @@ def test_one_video_too_short_for_the_range_stops_the_whole_run(
 
 
 def test_a_range_inside_the_video_still_runs(checkpoint, tmp_path):
-    video = write_video(tmp_path / "clip.mp4", 12)
+    video = numbered_video(tmp_path / "clip.mp4", 12, fps=25.0)
     out = tmp_path / "out"
     args = ["predict", checkpoint, video, "--out", out, "--start", "11", "--no-draw", "--quiet"]
     assert cli(*args, "--device", "cpu") == 0

@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from helpers import cli
+from helpers import cli, frame_count, numbered_video
 
 import keypointer.commands.predict as predict_module
 from keypointer.errors import DataError
@@ -21,25 +21,6 @@ from keypointer.inference.writers import Outputs
 from keypointer.skeleton import Skeleton
 
 FRAMES = 6
-
-
-def write_video(path: Path, frames: int = FRAMES, size: tuple[int, int] = (64, 48)) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, size)
-    rng = np.random.default_rng(0)
-    for _ in range(frames):
-        writer.write(rng.integers(0, 255, (size[1], size[0], 3), np.uint8))
-    writer.release()
-    return path
-
-
-def frame_count(path: Path) -> int:
-    cap = cv2.VideoCapture(str(path))
-    count = 0
-    while cap.grab():
-        count += 1
-    cap.release()
-    return count
 
 
 def predict(checkpoint, *args) -> int:
@@ -66,7 +47,7 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 def test_video_predicted_into_its_own_folder_is_kept(checkpoint, tmp_path):
     """The issue's case: ``predict model.pt clip/video.mp4 --out clip`` replaced the video."""
     clip = tmp_path / "clip"
-    video = write_video(clip / "video.mp4")
+    video = numbered_video(clip / "video.mp4", FRAMES)
     before = video.read_bytes()
     assert predict(checkpoint, video, "--out", clip) == 0
     assert video.read_bytes() == before
@@ -92,7 +73,7 @@ def test_an_input_under_another_spelling_is_never_written_over(
     checkpoint, tmp_path, capsys, no_model
 ):
     """``out/drawn`` a symlink to the video's folder: drawn/clip.mp4 *is* the input."""
-    video = write_video(tmp_path / "videos" / "clip.mp4")
+    video = numbered_video(tmp_path / "videos" / "clip.mp4", FRAMES)
     before = video.read_bytes()
     out = tmp_path / "out"
     out.mkdir()
@@ -107,7 +88,7 @@ def test_writing_refuses_the_input_it_was_made_from(tmp_path):
     """The safety net behind the plan: Outputs itself never writes a drawn video over its
     source, whatever planned (or did not plan) the names."""
     out = tmp_path / "out"
-    video = write_video(out / "drawn" / "clip.mp4")
+    video = numbered_video(out / "drawn" / "clip.mp4", FRAMES)
     before = video.read_bytes()
     skeleton = Skeleton(("a", "b"), ((0, 1),))
     outputs = Outputs(out, skeleton, draw=True)
@@ -149,8 +130,8 @@ def test_outputs_inside_the_input_folder_are_not_predicted_again(
 def test_a_second_run_refuses_to_replace_the_first_runs_files(checkpoint, tmp_path, capsys):
     """Two videos with one stem, in two runs: the second would have replaced same.csv."""
     first, second = (
-        write_video(tmp_path / "a" / "same.mp4"),
-        write_video(tmp_path / "b" / "same.mp4"),
+        numbered_video(tmp_path / "a" / "same.mp4", FRAMES),
+        numbered_video(tmp_path / "b" / "same.mp4", FRAMES),
     )
     out = tmp_path / "out"
     assert predict(checkpoint, first, "--out", out) == 0
@@ -168,7 +149,7 @@ def test_a_second_run_refuses_to_replace_the_first_runs_files(checkpoint, tmp_pa
 
 
 def test_the_refusal_comes_before_the_model_loads(checkpoint, tmp_path, capsys, no_model):
-    video = write_video(tmp_path / "clip.mp4")
+    video = numbered_video(tmp_path / "clip.mp4", FRAMES)
     out = tmp_path / "out"
     out.mkdir()
     (out / "clip.frames.csv").write_text("mine")
@@ -179,8 +160,8 @@ def test_the_refusal_comes_before_the_model_loads(checkpoint, tmp_path, capsys, 
 
 def test_one_run_still_names_two_videos_with_one_stem_apart(checkpoint, tmp_path):
     first, second = (
-        write_video(tmp_path / "a" / "same.mp4"),
-        write_video(tmp_path / "b" / "same.mp4"),
+        numbered_video(tmp_path / "a" / "same.mp4", FRAMES),
+        numbered_video(tmp_path / "b" / "same.mp4", FRAMES),
     )
     out = tmp_path / "out"
     assert predict(checkpoint, first, second, "--out", out) == 0
@@ -200,7 +181,7 @@ def test_one_run_still_names_two_videos_with_one_stem_apart(checkpoint, tmp_path
 def test_a_folder_in_an_output_files_place_is_refused_up_front(
     checkpoint, tmp_path, capsys, no_model, taken, kind
 ):
-    video = write_video(tmp_path / "clip.mp4")
+    video = numbered_video(tmp_path / "clip.mp4", FRAMES)
     out = tmp_path / "out"
     (out / taken).parent.mkdir(parents=True, exist_ok=True)
     if kind == "dir":

@@ -67,12 +67,16 @@ def test_each_format_holds_the_frames_and_predictions_and_checks(
         np.testing.assert_array_equal(image, frames[number])  # PNG: lossless
         kp, _ = predictor.predict(image)
         inst = sample.instances[0]
-        assert (inst.keypoints[:, 2] == 2).all()  # threshold 0: every point labelled
+        h, w = image.shape[:2]
+        inside = (kp[:, 0] >= -0.5) & (kp[:, 0] < w - 0.5) & (kp[:, 1] >= -0.5)
+        inside &= kp[:, 1] < h - 0.5
+        # threshold 0: every point in the frame labelled; one off the frame never is
+        np.testing.assert_array_equal(inst.keypoints[:, 2], np.where(inside, 2.0, 0.0))
         # suggest predicts in batches of 16, the API one image at a time: float32 kernels of
         # another batch size differ in the last bits, and subpixel decoding magnifies that to
         # ~1e-3 px on some CPUs. 0.02 px holds on every machine and still catches a wrong
         # frame or a shifted point.
-        np.testing.assert_allclose(inst.keypoints[:, :2], kp, atol=0.02)
+        np.testing.assert_allclose(inst.keypoints[inside, :2], kp[inside], atol=0.02)
     if fmt == "dlc":
         folder = out / "labeled-data" / "clip"
         assert sorted(p.name for p in folder.glob("*.png")) == [f"img{n:02d}.png" for n in numbers]

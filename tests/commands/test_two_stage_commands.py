@@ -4,30 +4,11 @@ pair (pose + locator) predicts what PyTorch predicts."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from keypointer.cli import main
-from keypointer.config import load_config
-from keypointer.training.loop import train
-
-
-@pytest.fixture(scope="module")
-def two_stage(tmp_path_factory) -> tuple[Path, Path]:
-    from keypointer.data.synthetic import generate
-
-    root = tmp_path_factory.mktemp("two")
-    data = generate(root / "data", num_images=6, seed=1, size=96, instances=(2, 3))
-    overrides = [
-        f"data.path={data}", "data.val_fraction=0", f"run.root={root}", "run.quiet=true",
-        "model.input_size=[64, 64]", "loader.batch_size=4", "loader.num_workers=0",
-        "train.epochs=2", "locator.backbone=mobilenetv3_small_050", "locator.input_size=64",
-        "locator.channels=16", "locator.batch_size=4", "locator.steps=2",
-        "locator.score_threshold=0.0", "locator.max_instances=4",
-    ]  # fmt: skip
-    return train(load_config(None, overrides)).best, data
 
 
 def _run(*argv) -> int:
@@ -53,6 +34,9 @@ def test_predict_eval_and_onnx_run_both_stages(two_stage, tmp_path):
     onnx = tmp_path / "m.onnx"
     assert _run("export", best, "--out", onnx) == 0
     assert (tmp_path / "m.locator.onnx").is_file()
+    from keypointer.export.onnx_model import OnnxModel
+
+    assert OnnxModel(onnx).locator_file == "m.locator.onnx"  # the pose file names its partner
     assert _run("predict", onnx, image, "--out", tmp_path / "ox", "--no-draw", "--quiet") == 0
     got = json.loads((tmp_path / "ox" / "predictions.json").read_text())
     assert len(got) == len(results)

@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from helpers import KP_ATOL_PX, decoded_frames
+from helpers import KP_ATOL_PX, decoded_frames, numbered_video
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -39,21 +39,13 @@ FRAMES = 20
 FPS = 10
 
 
-def write_video(path: Path, fourcc: str = "mp4v", frames: int = FRAMES) -> Path:
-    """64x48 frames, each with its number drawn and its own grey level."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), FPS, (64, 48))
-    assert writer.isOpened()
-    for i in range(frames):
-        image = np.full((48, 64, 3), 10 * i, np.uint8)
-        cv2.putText(image, str(i), (4, 40), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (255, 255, 255), 2)
-        writer.write(image)
-    writer.release()
-    return path
+def _video(path: Path, fourcc: str = "mp4v", frames: int = FRAMES) -> Path:
+    return numbered_video(path, frames, fourcc, FPS)
 
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
-    return write_video(tmp_path_factory.mktemp("clip") / "clip.mp4")
+    return _video(tmp_path_factory.mktemp("clip") / "clip.mp4")
 
 
 # --------------------------------------------------------------------------- MP4 editing
@@ -85,7 +77,7 @@ def _rewrite(data: bytes, stts: bytes) -> bytes:
 def variable_rate_video(path: Path, durations: list[int]) -> tuple[Path, np.ndarray]:
     """An mp4v video whose frame i lasts ``durations[i]`` ticks of 1/10240 s (the timescale
     OpenCV writes at 10 frames/s): a variable frame rate. Returns (path, times in s)."""
-    write_video(path, frames=len(durations))
+    _video(path, frames=len(durations))
     data = path.read_bytes()
     stts = struct.pack(">II", 0, len(durations))
     stts += b"".join(struct.pack(">II", 1, d) for d in durations)
@@ -252,7 +244,7 @@ def avi_with_declared_count(src: Path, dst: Path, declared: int) -> Path:
 
 
 def test_frames_past_a_short_header_count_are_read(tmp_path, caplog):
-    avi = write_video(tmp_path / "clip.avi", "MJPG")
+    avi = _video(tmp_path / "clip.avi", "MJPG")
     short = avi_with_declared_count(avi, tmp_path / "short.avi", 8)
     assert int(cv2.VideoCapture(str(short)).get(cv2.CAP_PROP_FRAME_COUNT)) == 8
     assert [f.number for f in iter_video(short)] == list(range(FRAMES))
@@ -260,7 +252,7 @@ def test_frames_past_a_short_header_count_are_read(tmp_path, caplog):
 
 
 def test_a_long_header_count_names_the_frames_never_found(tmp_path, caplog):
-    avi = write_video(tmp_path / "clip.avi", "MJPG")
+    avi = _video(tmp_path / "clip.avi", "MJPG")
     long = avi_with_declared_count(avi, tmp_path / "long.avi", 30)
     assert [f.number for f in iter_video(long)] == list(range(FRAMES))
     (message,) = [r.getMessage() for r in caplog.records]
@@ -269,7 +261,7 @@ def test_a_long_header_count_names_the_frames_never_found(tmp_path, caplog):
 
 def truncated_avi(tmp_path: Path) -> Path:
     """An MJPG AVI cut inside frame 12 (as a copy that stopped early)."""
-    avi = write_video(tmp_path / "cut.avi", "MJPG")
+    avi = _video(tmp_path / "cut.avi", "MJPG")
     data = avi.read_bytes()
     start = data.index(b"00dc", data.index(b"movi"))
     for _ in range(12):  # skip 12 chunks: the 13th starts here

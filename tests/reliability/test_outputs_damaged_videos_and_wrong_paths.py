@@ -9,9 +9,8 @@ import json
 import typing
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
+from helpers import frame_count, numbered_video
 
 from keypointer.config import Config, load_config
 from keypointer.errors import ConfigError
@@ -35,18 +34,6 @@ def expect(file: str, record: str | None, says: str) -> Bad:
 
 
 # --------------------------------------------------------------------------- videos
-
-
-def write_video(path: Path, fourcc: str, frames: int = FRAMES) -> Path:
-    """``frames`` 64x48 frames, each with its number drawn (tells them apart when read back)."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 10, (64, 48))
-    assert writer.isOpened(), f"OpenCV cannot write {fourcc} here"
-    for i in range(frames):
-        image = np.full((48, 64, 3), 10 * i, np.uint8)
-        cv2.putText(image, str(i), (4, 40), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (255, 255, 255), 2)
-        writer.write(image)
-    writer.release()
-    return path
 
 
 def avi_frame_chunks(data: bytes) -> list[tuple[int, int]]:
@@ -95,15 +82,6 @@ def csv_frames(path: Path) -> list[int]:
     return [int(r[0]) for r in rows if any(c not in ("", "NaN") for c in r[1:])]
 
 
-def frame_count(path: Path) -> int:
-    cap = cv2.VideoCapture(str(path))
-    count = 0
-    while cap.grab():
-        count += 1
-    cap.release()
-    return count
-
-
 @pytest.fixture(scope="module")
 def onnx_model(model, tmp_path_factory) -> Path:
     from keypointer.export import export_onnx
@@ -122,7 +100,7 @@ def any_model(request, checkpoint, onnx_model) -> Path:
 
 
 def test_predict_video_into_a_new_nested_folder(any_model, cli, tmp_path, caplog):
-    video = write_video(tmp_path / "clip.mp4", "mp4v")
+    video = numbered_video(tmp_path / "clip.mp4", FRAMES, "mp4v")
     out = tmp_path / "a" / "new" / "folder"
     result = cli("predict", any_model, video, "--out", out, "--device", "cpu", "--quiet")
     assert result.code == 0, result.err
@@ -139,7 +117,7 @@ def test_video_opencv_cannot_write_is_a_warning_and_predictions_are_kept(
     import keypointer.inference.video as video_module
 
     monkeypatch.setattr(video_module, "FOURCC", "XXXX")  # no such encoder
-    video = write_video(tmp_path / "clip.mp4", "mp4v")
+    video = numbered_video(tmp_path / "clip.mp4", FRAMES, "mp4v")
     out = tmp_path / "out"
     result = cli("predict", checkpoint, video, "--out", out, "--device", "cpu", "--quiet")
     assert result.code == 0, result.err
@@ -176,7 +154,7 @@ def unreadable_warning(caplog, video: Path) -> str:
 def test_damaged_avi_frames_are_skipped_named_and_the_rest_kept(checkpoint, cli, tmp_path, caplog):
     """MJPG frames decode independently: reading resumes after each damaged frame, and the
     frames after it keep their numbers (rows, JSON and drawn video)."""
-    video = write_video(tmp_path / "clip.avi", "MJPG")
+    video = numbered_video(tmp_path / "clip.avi", FRAMES, "MJPG")
     damage_avi(video, DAMAGED)
     out = tmp_path / "out"
     result = cli("predict", checkpoint, video, "--out", out, "--device", "cpu")
@@ -197,7 +175,7 @@ def test_damaged_avi_frames_are_skipped_named_and_the_rest_kept(checkpoint, cli,
 def test_damaged_mp4_loses_no_frame_silently(checkpoint, cli, tmp_path, caplog):
     """The issue's case: bytes zeroed in the middle of an MPEG-4 clip. Every frame is either
     predicted or named in the warning, whether or not the decoder resumes."""
-    video = write_video(tmp_path / "clip.mp4", "mp4v")
+    video = numbered_video(tmp_path / "clip.mp4", FRAMES, "mp4v")
     data = bytearray(video.read_bytes())
     n = len(data)
     data[int(n * 0.3) : int(n * 0.7)] = bytes(int(n * 0.7) - int(n * 0.3))
@@ -213,7 +191,7 @@ def test_damaged_mp4_loses_no_frame_silently(checkpoint, cli, tmp_path, caplog):
 
 
 def test_truncated_video_names_the_missing_tail(checkpoint, cli, tmp_path, caplog):
-    video = write_video(tmp_path / "clip.avi", "MJPG")
+    video = numbered_video(tmp_path / "clip.avi", FRAMES, "MJPG")
     data = video.read_bytes()
     start, _ = avi_frame_chunks(data)[12]
     video.write_bytes(data[:start])  # frames 12-19 and the index are gone
@@ -236,7 +214,7 @@ def test_frame_ranges_are_compressed_and_capped():
 def test_failure_after_some_frames_leaves_no_output_folder(checkpoint, cli, tmp_path):
     """A bad image after a video: one message, and the new folder (with its half-drawn video)
     is gone."""
-    video = write_video(tmp_path / "clip.mp4", "mp4v")
+    video = numbered_video(tmp_path / "clip.mp4", FRAMES, "mp4v")
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not a png")
     out = tmp_path / "new" / "out"
@@ -345,7 +323,7 @@ def test_float_fields_are_found():
 def test_damaged_video_as_a_subprocess_prints_one_warning(checkpoint, tmp_path):
     """Through ``python -m keypointer``: FFmpeg's line per damaged packet stays quiet; the
     user sees our one warning."""
-    video = write_video(tmp_path / "clip.avi", "MJPG")
+    video = numbered_video(tmp_path / "clip.avi", FRAMES, "MJPG")
     damage_avi(video, DAMAGED)
     out = tmp_path / "out"
     result = run_subprocess(

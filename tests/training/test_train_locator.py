@@ -10,9 +10,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import FakeClock
+from helpers import FakeClock, tiny_locator_config
 
-from keypointer.config import Config
 from keypointer.data import synthetic
 from keypointer.data.types import Instance, KeypointSet, Sample
 from keypointer.errors import DataError
@@ -50,18 +49,6 @@ def crowd_set(out: Path, n: int, seed: int = 0, tile: int = 64, grid: int = 2) -
         cv2.imwrite(str(path), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
         samples.append(Sample(path, side, side, instances, id=i))
     return KeypointSet(Skeleton(synthetic.NAMES, synthetic.EDGES), samples, source=out)
-
-
-def tiny_cfg(**locator) -> Config:
-    cfg = Config()
-    cfg.locator.backbone = "mobilenetv3_small_050"
-    cfg.locator.input_size = 128
-    cfg.locator.channels = 16
-    cfg.locator.batch_size = 4
-    cfg.train.amp = "off"
-    for k, v in locator.items():
-        setattr(cfg.locator, k, v)
-    return cfg
 
 
 def centernet_neg_loss(pred, gt, pos):
@@ -110,7 +97,7 @@ def test_train_a_few_steps_returns_model_and_metrics(tmp_path):
     kset = crowd_set(tmp_path / "crowd", 6)
     train, val = kset.subset(range(4)), kset.subset(range(4, 6))
     torch.manual_seed(0)
-    model, metrics = train_locator(train, val, tiny_cfg(), steps=3)
+    model, metrics = train_locator(train, val, tiny_locator_config(), steps=3)
     assert isinstance(model, LocatorModel) and not model.training
     assert model.input_size == (128, 128)
     assert metrics["steps"] == 3 and metrics["val_instances"] == sum(
@@ -120,7 +107,7 @@ def test_train_a_few_steps_returns_model_and_metrics(tmp_path):
         assert key in metrics
     assert math.isfinite(metrics["train_loss"]) and 0 <= metrics["val_recall"] <= 1
     with pytest.raises(DataError):
-        train_locator(train.subset([]), val, tiny_cfg(), steps=1)
+        train_locator(train.subset([]), val, tiny_locator_config(), steps=1)
 
 
 def test_time_budget_ends_the_run_on_time(tmp_path, monkeypatch):
@@ -131,7 +118,9 @@ def test_time_budget_ends_the_run_on_time(tmp_path, monkeypatch):
     monkeypatch.setattr(time, "perf_counter", clock)
     monkeypatch.setattr(locator_module, "train_step", clock.ticking(locator_module.train_step, 0.5))
     kset = crowd_set(tmp_path / "crowd", 4)
-    model, metrics = train_locator(kset, kset, tiny_cfg(steps=100_000), time_budget_s=4.0)
+    model, metrics = train_locator(
+        kset, kset, tiny_locator_config(steps=100_000), time_budget_s=4.0
+    )
     assert 4 <= metrics["steps"] <= 6
     assert metrics["seconds"] == 0.5 * metrics["steps"] <= 4.0
 
@@ -169,7 +158,9 @@ def test_learns_to_find_figures_in_crowds(tmp_path):
     CPU's rounding failed it). The bounds leave room for other CPUs; untrained, recall is ~0."""
     kset = crowd_set(tmp_path / "crowd", 96, tile=64)
     train, val = kset.subset(range(80)), kset.subset(range(80, 96))
-    cfg = tiny_cfg(batch_size=8, channels=32, backbone="lcnet_050", score_threshold=0.3, lr=2e-3)
+    cfg = tiny_locator_config(
+        batch_size=8, channels=32, backbone="lcnet_050", score_threshold=0.3, lr=2e-3
+    )
     torch.manual_seed(0)
     model, metrics = train_locator(train, val, cfg, steps=500)
     assert metrics["val_recall"] >= 0.6, metrics

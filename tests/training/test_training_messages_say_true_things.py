@@ -12,8 +12,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_locator_config
 
-from keypointer.config import Config, load_config
+from keypointer.config import load_config
 from keypointer.data import synthetic
 from keypointer.data.types import Instance, KeypointSet, Sample
 from keypointer.metrics.keypoints import bbox_norm, pck
@@ -42,16 +43,6 @@ def test_near_the_baseline_the_warning_says_by_how_much():
     assert learned_nothing_message(29.0, 50.0) is None
 
 
-def _cfg() -> Config:
-    cfg = Config()
-    cfg.locator.backbone = "mobilenetv3_small_050"
-    cfg.locator.input_size = 128
-    cfg.locator.channels = 16
-    cfg.locator.batch_size = 4
-    cfg.train.amp = "off"
-    return cfg
-
-
 def _figures(out: Path, n: int) -> KeypointSet:
     """n 64 px images of one synthetic figure each, with its box."""
     rng, samples = np.random.default_rng(0), []
@@ -66,7 +57,7 @@ def _figures(out: Path, n: int) -> KeypointSet:
 def test_a_locator_that_finds_nothing_has_no_precision(tmp_path):
     kset = _figures(tmp_path, 2)
     torch.manual_seed(0)
-    model, _, _ = locator_setup(kset, _cfg(), torch.device("cpu"))
+    model, _, _ = locator_setup(kset, tiny_locator_config(), torch.device("cpu"))
     metrics = evaluate_locator(model, kset, threshold=2.0)  # scores are <= 1: no box at all
     assert metrics["val_predicted"] == 0 and metrics["val_recall"] == 0
     assert math.isnan(metrics["val_precision"])

@@ -76,6 +76,11 @@ def suggest_command(
     pipe = load_pipeline(
         model, resolve_device(device), batch_size=batch_size, max_instances=max_instances
     )
+    if flip and not pipe.can_flip:  # ranking loses the flip flag, not the predictions
+        log.warning(
+            "%s was exported without flip TTA: frames are ranked without the flip flag "
+            "(export with --flip to use it)", model,
+        )  # fmt: skip
     pipe = pipe.with_options(flip=flip and pipe.can_flip)
     fmt = format or trained_format(pipe.config)
     stream = pipe.run(iter_frames(sources))

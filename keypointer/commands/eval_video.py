@@ -31,6 +31,7 @@ from keypointer.errors import ConfigError, DataError
 from keypointer.inference.pipeline import Pipeline, load_pipeline
 from keypointer.inference.sources import Frame, Source, iter_frames
 from keypointer.inference.tracks import PostProcess, VideoTable, finish
+from keypointer.inference.video import video_header
 from keypointer.metrics.video import (
     PoseScores,
     match_poses,
@@ -94,25 +95,13 @@ def read_truth(truth_file: Path) -> VideoTruth:
     video's header can be an estimate. Such records could never be predicted, and would
     count as misses.
     """
-    truth = load_truth(truth_file)
-    _no_duplicates(truth_file)
+    truth = load_truth(truth_file)  # refuses a track listed twice for one frame
     truth = _in_frame_order(truth)
     if len(truth.frames) and truth.frames[0] < 0:
         raise DataError(
             "frames are numbered from 0, as the video's are", truth_file, _record(truth, 0)
         )
     return truth
-
-
-def _declared_frames(video: Path) -> int:
-    """The frame count the video's header declares (0: none)."""
-    import cv2
-
-    cap = cv2.VideoCapture(str(video))
-    try:
-        return max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0) if cap.isOpened() else 0
-    finally:
-        cap.release()
 
 
 def _record(truth: VideoTruth, row: int) -> str:
@@ -128,31 +117,9 @@ def _present(truth: VideoTruth, row: int) -> np.ndarray:
     return np.isfinite(boxes).any(-1) | (keypoints[..., 2] > 0).any(-1)
 
 
-def _no_duplicates(truth_file: Path) -> None:
-    """DataError for a (frame, track) the truth file lists twice (:func:`load_truth` would keep
-    the last silently), naming both records."""
-    data = json.loads(truth_file.read_text(encoding="utf-8"))
-    seen: dict[tuple[int, str], int] = {}
-    for i, record in enumerate(data["frames"]):
-        frame = int(record["frame"])
-        for inst in record["instances"]:
-            key = (frame, str(inst["track"]))
-            if key in seen:
-                where = f"in records {seen[key]} and {i} of 'frames'"
-                if seen[key] == i:
-                    where = f"in record {i} of 'frames'"
-                raise DataError(
-                    f"this track is listed twice for this frame ({where}); list each track "
-                    "once per frame",
-                    truth_file,
-                    f"frame {frame}, track {key[1]!r}",
-                )
-            seen[key] = i
-
-
 def _in_frame_order(truth: VideoTruth) -> VideoTruth:
     """``truth`` with its rows sorted by frame, rows of one frame merged (their tracks are
-    distinct: :func:`_no_duplicates` ran first)."""
+    distinct: :func:`~keypointer.data.synthetic_truth.load_truth` checks)."""
     order = np.argsort(truth.frames, kind="stable")
     numbers, first = np.unique(truth.frames[order], return_index=True)
     if len(numbers) == len(order) and (order == np.arange(len(order))).all():
@@ -280,7 +247,7 @@ def _checked_frames(video: Path, truth: VideoTruth, truth_file: Path) -> Iterato
         yield frame
     # The video's end: past its last frame read, and past the frames its header declares
     # (those between are a damaged tail: counted as frames without predictions).
-    end = max(last + 1, _declared_frames(video))
+    end = max(last + 1, video_header(video).frames)
     if len(truth.frames) and truth.frames[-1] >= end:
         row = int(np.searchsorted(truth.frames, end))
         raise DataError(

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from keypointer.commands.progress import progress
 from keypointer.data.formats import (
+    FILE_NAMES,
     FORMATS,
     detect_format,
     write_coco,
@@ -204,9 +205,9 @@ def _counted(stream: Iterable, total: int, quiet: bool) -> Iterator:
 
 def label_path(out: Path, fmt: str) -> Path:
     """What ``keypointer check`` reads of a suggestion folder written as ``fmt``."""
-    return {"dlc": out, "coco": out / "annotations.json", "yolo": out / "data.yaml"}.get(
-        fmt, out / "labels.csv"
-    )
+    if fmt in FILE_NAMES:  # coco, csv: the file formats' default names
+        return out / FILE_NAMES[fmt]
+    return out / "data.yaml" if fmt == "yolo" else out
 
 
 def write_suggestions(

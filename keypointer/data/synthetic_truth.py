@@ -112,8 +112,10 @@ def load_truth(path: str | Path) -> VideoTruth:
         keypoints = np.full((t, m, k, 3), np.nan)
         keypoints[..., 2] = 0.0
         boxes, fast = np.full((t, m, 4), np.nan), np.zeros((t, m), bool)
+        seen: dict[tuple[int, str], int] = {}  # (frame, track) -> its record
         for i, record in enumerate(frames):
             for inst in record["instances"]:
+                _once(seen, int(record["frame"]), str(inst["track"]), i, path)
                 j = column[inst["track"]]
                 keypoints[i, j] = np.asarray(inst["keypoints"], dtype=float).reshape(k, 3)
                 boxes[i, j] = np.asarray(inst["bbox"], dtype=float).reshape(4)
@@ -125,3 +127,21 @@ def load_truth(path: str | Path) -> VideoTruth:
     except (KeyError, TypeError, ValueError) as err:
         raise DataError(f"malformed truth file: {err!r}", path) from err
     return VideoTruth(numbers, times, tracks, keypoints, boxes, fast, names, skeleton, fps, size)
+
+
+def _once(
+    seen: dict[tuple[int, str], int], frame: int, track: str, record: int, path: Path
+) -> None:
+    """Note ``track`` in ``frame`` (``record`` of "frames"); DataError naming both records when
+    it was listed before: one of the two would be kept silently."""
+    first = seen.get((frame, track))
+    if first is None:
+        seen[(frame, track)] = record
+        return
+    where = f"in records {first} and {record}" if first != record else f"in record {record}"
+    raise DataError(
+        f"this track is listed twice for this frame ({where} of 'frames'); list each track "
+        "once per frame",
+        path,
+        f"frame {frame}, track {track!r}",
+    )

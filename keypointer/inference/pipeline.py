@@ -91,11 +91,7 @@ class Pipeline:
         if self.max_instances is not None and self.max_instances < 1:
             raise ConfigError(f"--max-instances must be 1 or more, not {self.max_instances}")
         if self.flip and not self.can_flip:
-            raise ConfigError(
-                f"{self.source or 'this ONNX model'} was exported without flip test-time "
-                "augmentation; export it with `keypointer export --flip` to flip in ONNX (the "
-                "same computation as PyTorch's --flip)"
-            )
+            self.pose.check_flip(self.flip)  # an ONNX graph without flip TTA says why
 
     def with_options(self, **changes: Any) -> Pipeline:
         """A copy with other run settings (``flip``, ``batch_size``, ``max_instances``)."""
@@ -253,24 +249,19 @@ class Pipeline:
         boxes: Sequence[Sequence[float]] | None = None,
     ) -> tuple[Any, Any]:
         """Keypoints and scores of RGB uint8 images (see :class:`keypointer.Predictor`)."""
-        single = isinstance(images, np.ndarray) and images.ndim == 3
-        batch = [images] if single else list(images)
-        if boxes is not None and not single:
-            raise ValueError("boxes are for one image; call once per image")
-        frames = [Frame(Source(Path(f"<image {i}>"), "image"), im) for i, im in enumerate(batch)]
-        given = None
-        if boxes is not None:
-            given = {frames[0].source.path: [(b, 1.0, None) for b in boxes]}
-        preds = list(self.run(frames, given))
-        if single:
-            pred = preds[0]
+        if isinstance(images, np.ndarray) and images.ndim == 3:  # one image
+            pred = self.run_image(images, boxes)
             if boxes is None and not self.two_stage:
                 return pred.keypoints[0], pred.scores[0]
             return pred.keypoints, pred.scores
-        if self.two_stage and boxes is None:
+        if boxes is not None:
+            raise ValueError("boxes are for one image; call once per image")
+        frames = [Frame(Source(Path(f"<image {i}>"), "image"), im) for i, im in enumerate(images)]
+        preds = list(self.run(frames))
+        if self.two_stage:
             return [p.keypoints for p in preds], [p.scores for p in preds]
-        k = self.skeleton.num_keypoints
         if not preds:
+            k = self.skeleton.num_keypoints
             return np.zeros((0, k, 2)), np.zeros((0, k))
         return np.stack([p.keypoints[0] for p in preds]), np.stack([p.scores[0] for p in preds])
 

@@ -18,9 +18,9 @@ import math
 import statistics
 import time
 
-from keypointer._malloc import tune_malloc
+from keypointer.malloc import tune_malloc
 
-tune_malloc()  # first: before torch allocates; see keypointer/_malloc.py
+tune_malloc()  # first: before torch allocates; see keypointer/malloc.py
 
 # isort: split
 import cv2

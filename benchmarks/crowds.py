@@ -53,7 +53,7 @@ def train(work: Path, minutes: float, n_train: int, threads: int) -> tuple[Path,
 
 def locator_share(run_dir: Path, video: Path) -> dict[str, float]:
     """Time per frame of the locator alone and of locate + pose, on the video's frames."""
-    from keypointer.inference.locate import locate
+    from keypointer.inference.locate import find_boxes
     from keypointer.inference.pipeline import load_pipeline
     from keypointer.inference.sources import Source, iter_frames
 
@@ -61,7 +61,7 @@ def locator_share(run_dir: Path, video: Path) -> dict[str, float]:
     frames = list(iter_frames([Source(video, "video")]))[:200]
     began = time.perf_counter()
     for f in frames:
-        locate(pipe.locator.model, [f.image], pipe.locator.threshold)
+        find_boxes(pipe.locator.model, [f.image], pipe.locator.threshold)
     loc = (time.perf_counter() - began) / len(frames)
     began = time.perf_counter()
     sum(1 for _ in pipe.run(frames))
@@ -70,19 +70,19 @@ def locator_share(run_dir: Path, video: Path) -> dict[str, float]:
 
 
 def score(run_dir: Path, work: Path, n_test: int, frames: int, instances: int) -> dict:
-    from keypointer.commands.eval import evaluate_command
-    from keypointer.commands.eval_video import evaluate_video
+    from keypointer.commands.eval import eval_command
+    from keypointer.commands.eval_video import eval_video_command
 
     if not (work / "test" / "annotations.json").exists():
         run("synth", str(work / "test"), "--num-images", str(n_test), "--instances", "1-4",
             "--seed", "1")  # fmt: skip
-    images = evaluate_command(run_dir / "best.pt", work / "test" / "annotations.json",
+    images = eval_command(run_dir / "best.pt", work / "test" / "annotations.json",
                               out=work / "eval-test", quiet=True, overwrite=True)  # fmt: skip
     clip = work / "clip"
     if not (clip / "truth.json").exists():
         run("synth", str(clip), "--video", "--frames", str(frames), "--instances", str(instances),
             "--seed", "3")  # fmt: skip
-    video = evaluate_video(
+    video = eval_video_command(
         run_dir / "best.pt", clip, out=work / "eval-clip", quiet=True, overwrite=True
     )
     return {"images": images, "video": video, "speed": locator_share(run_dir, clip / "video.mp4")}

@@ -24,9 +24,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from keypointer._malloc import tune_malloc
+from keypointer.malloc import tune_malloc
 
-tune_malloc()  # first: before torch allocates; see keypointer/_malloc.py
+tune_malloc()  # first: before torch allocates; see keypointer/malloc.py
 
 # isort: split
 import cv2

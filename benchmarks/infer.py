@@ -25,9 +25,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from keypointer._malloc import tune_malloc
+from keypointer.malloc import tune_malloc
 
-tune_malloc()  # first: before torch allocates; see keypointer/_malloc.py
+tune_malloc()  # first: before torch allocates; see keypointer/malloc.py
 
 # isort: split
 import numpy as np

@@ -20,9 +20,9 @@ import statistics
 import time
 from pathlib import Path
 
-from keypointer._malloc import tune_malloc
+from keypointer.malloc import tune_malloc
 
-tune_malloc()  # first: before torch allocates; see keypointer/_malloc.py
+tune_malloc()  # first: before torch allocates; see keypointer/malloc.py
 
 # isort: split
 import numpy as np

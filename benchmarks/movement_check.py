@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keypointer.inference.writers import _Table, write_dlc_csv
+from keypointer.inference.writers import ImageTable, write_dlc_csv
 from keypointer.skeleton import Skeleton
 
 FPS = 25.0
@@ -72,7 +72,7 @@ def cases(rng: np.random.Generator) -> dict[str, tuple[np.ndarray, np.ndarray, b
 
 def write(path: Path, case: tuple, skeleton: Skeleton) -> None:
     kp, sc, multi, numbers = case
-    table = _Table()
+    table = ImageTable()
     for number, kps, scs in zip(numbers, kp, sc, strict=True):
         present = [i for i in range(len(kps)) if np.isfinite(kps[i]).any()]
         table.rows.append((str(number), [(kps[i], scs[i]) for i in present]))

@@ -7,7 +7,7 @@
         # a model for (b): demo settings on 1000 whole frames of synthetic clip seed 7, ~5-9 min
     .venv/bin/python benchmarks/smoothing.py --checkpoint best.pt  # + (b) the synthetic video
 
-(a) ``synthetic_tracks`` (tests/temporal/test_smooth.py): sums of sinusoids (0.1-1.5 Hz, 10-40
+(a) ``synthetic_tracks`` (tests/helpers.py): sums of sinusoids (0.1-1.5 Hz, 10-40
 px each), Gaussian noise 1.5 px / score, 0.5% one-frame spikes of 20-60 px, low-score
 stretches; 20 s at 30 and 250 fps, 17 keypoints, seeds 0-2. (b) a model's predictions (flip
 TTA) on ``keypointer.data.synthetic_video`` clips of seed 0, 128 px, against their truth
@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "temporal"))
-from test_smooth import synthetic_tracks, track_metrics  # the test's known-truth tracks
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from helpers import synthetic_tracks, track_metrics  # the tests' known-truth tracks
 
 from keypointer.temporal import smooth as sm
 from keypointer.temporal.outliers import outlier_flags

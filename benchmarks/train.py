@@ -5,7 +5,7 @@ memory. Prints samples/s, the ratio, page faults per step, and the share of the
 CPU's measured convolution peak. Run: ``.venv/bin/python benchmarks/train.py``.
 
 With ``--compare-malloc`` it runs itself twice in subprocesses, with and without
-keypointer's malloc tuning (see keypointer/_malloc.py), and prints both.
+keypointer's malloc tuning (see keypointer/malloc.py), and prints both.
 """
 
 from __future__ import annotations
@@ -22,23 +22,25 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from keypointer._malloc import tune_malloc
+from keypointer.malloc import tune_malloc
 
-tune_malloc()  # first: before torch allocates; see keypointer/_malloc.py
+tune_malloc()  # first: before torch allocates; see keypointer/malloc.py
 
 # isort: split
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from keypointer.codecs import make_codec
 from keypointer.config import Config
 from keypointer.device import make_autocast, resolve_amp
-from keypointer.losses import make_loss
 from keypointer.models.model import build_model
+from keypointer.models.registry import make_codec, make_loss
 from keypointer.training import distributed as dist
-from keypointer.training.loop import TrainState, train_one_epoch
+from keypointer.training.loop import train_one_epoch
+from keypointer.training.optim import LRShape
 from keypointer.training.progress import TrainProgress
+from keypointer.training.schedule import Schedule
+from keypointer.training.state import TrainState
 
 K = 17
 
@@ -95,9 +97,11 @@ def engine_loop(model, batches, optimizer, cfg, autocast) -> list[float]:
     loss_fn = make_loss(cfg, reduction="keypoint_sum")
     device = torch.device("cpu")
     data = SimpleNamespace(train_loader=loader, loss_fn=loss_fn)  # only what the loop reads
+    schedule = Schedule(LRShape(cfg.train, len(batches), len(batches)))  # every batch once
     state = TrainState(
-        cfg, device, dist.DistInfo(), data, model, model, optimizer, sched, scaler, None,
-        autocast, progress, run_dir=Path("."),
+        cfg=cfg, device=device, info=dist.DistInfo(), data=data, model=model, wrapped=model,
+        optimizer=optimizer, scheduler=sched, scaler=scaler, ema=None, autocast=autocast,
+        schedule=schedule, progress=progress, run_dir=Path("."),
     )  # fmt: skip
     train_one_epoch(state, 0)
     return loader.times

@@ -45,9 +45,9 @@ import threading
 import time
 from pathlib import Path
 
-from keypointer._malloc import tune_malloc
+from keypointer.malloc import tune_malloc
 
-tune_malloc()  # first: before torch allocates; see keypointer/_malloc.py
+tune_malloc()  # first: before torch allocates; see keypointer/malloc.py
 
 # isort: split
 import cv2
@@ -60,7 +60,7 @@ from keypointer.commands.predict import predict_command
 from keypointer.config import load_config
 from keypointer.export import OnnxModel, export_onnx
 from keypointer.inference.pipeline import Pipeline, load_pipeline
-from keypointer.inference.video import read_video
+from keypointer.inference.video import iter_video
 from keypointer.models.model import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,7 +125,7 @@ def streaming(path: Path, video: Path, out: Path, batch: int, said: list[float])
 
 def speed(models: dict, args: argparse.Namespace, folder: Path) -> list[tuple]:
     """Per model: (name, in-memory frames/s, streaming frames/s, their CPU ms per frame)."""
-    frames = [image for _, image, *_ in read_video(VIDEO)]
+    frames = [f.image for f in iter_video(VIDEO)]
     n, rows = len(frames), []
     for name, path in models.items():
         runner = make_runner(path, args.threads)

@@ -15,16 +15,18 @@ image, and ``flip=True`` for flip test-time augmentation. ``keypointer.load`` op
 (N, 3, H, W) in, keypoints (N, K, 2) in input pixels and scores (N, K) out.
 
 Importing keypointer changes no process-wide setting; ``keypointer.train`` and the CLI tune
-malloc (see ``keypointer/_malloc.py``).
+malloc (see ``keypointer/malloc.py``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from keypointer._version import __version__
+from keypointer.version import __version__
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from keypointer.config import Config
     from keypointer.inference.predictor import Predictor
     from keypointer.training.loop import Run
@@ -34,12 +36,12 @@ __all__ = ["__version__", "load", "load_config", "train"]
 
 def train(config: Config) -> Run:
     """Train a model; see :func:`keypointer.training.loop.train`."""
-    from keypointer.training.loop import train as _train
+    from keypointer.training import loop
 
-    return _train(config)
+    return loop.train(config)
 
 
-def load(path: Any, device: str = "cpu") -> Predictor:
+def load(path: str | Path, device: str = "cpu") -> Predictor:
     """A :class:`~keypointer.inference.Predictor` for a checkpoint (``.pt`` or run folder,
     loaded with ``weights_only=True``) or an exported ``.onnx`` file."""
     from keypointer.inference.predictor import Predictor
@@ -47,8 +49,8 @@ def load(path: Any, device: str = "cpu") -> Predictor:
     return Predictor.load(path, device=device)
 
 
-def load_config(path: Any = None, overrides: list[str] | None = None) -> Config:
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """A validated config from a YAML file (None: the defaults) and ``key=value`` overrides."""
-    from keypointer.config import load_config as _load
+    from keypointer import config
 
-    return _load(path, overrides)
+    return config.load_config(path, overrides)

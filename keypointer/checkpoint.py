@@ -13,22 +13,37 @@ import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from keypointer._files import atomic_path
 from keypointer.config import from_dict
 from keypointer.errors import CheckpointError, ConfigError
+from keypointer.files import atomic_path
 from keypointer.models.locator import LocatorModel, build_locator
 from keypointer.models.model import KeypointModel, build_model
 from keypointer.skeleton import Skeleton
 
+State = dict[str, object]
+"""A checkpoint's contents: ``model`` (state dict), ``config`` (:meth:`Config.to_dict`),
+``skeleton`` (:meth:`Skeleton.to_dict`), ``epoch``, ``history``, optionally ``ema_model``,
+``locator`` (see :func:`load_locator`) and the :data:`RESUME_ONLY` entries. Read from a file,
+so nothing about the values is promised until they are restored."""
 
-def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over ``path``.
+# What restoring from entries that do not fit together raises: a missing entry (KeyError), an
+# entry of the wrong type or form (TypeError, ValueError, IndexError), weights whose names or
+# shapes do not fit the model (RuntimeError from load_state_dict). A bug in the restoring code
+# (AttributeError, NameError, AssertionError, ...) is none of these and keeps its traceback.
+MISMATCH_ERRORS = (KeyError, TypeError, ValueError, IndexError, RuntimeError)
 
-    A kill at any moment leaves either the old file or the new one, never a torn one.
+
+def save_checkpoint(state: State, path: str | Path) -> None:
+    """Write ``state`` to ``path`` atomically: a temporary file in the same folder, fsync, then
+    a rename, so a kill at any moment leaves either the old file or the new one, never a torn
+    one.
+
+    Args:
+        state: the checkpoint's contents (tensors and plain values only).
+        path: the file to write.
     """
     with atomic_path(path, durable=True) as tmp, open(tmp, "wb") as f:
         torch.save(state, f)
@@ -38,11 +53,15 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
 RESUME_ONLY = ("optimizer", "scheduler", "scaler", "ema_n_averaged", "rng_torch", "rng_cuda")
 
 
-def deployable(state: dict[str, Any]) -> dict[str, Any]:
+def deployable(state: State) -> State:
     """``state`` without the resume-only entries (optimiser moments: 2x the weights with Adam).
 
-    Weights (raw and EMA), config, skeleton, epoch and history stay: enough for eval,
-    predict and export, and to start a new run from the weights.
+    Args:
+        state: a full checkpoint (last.pt).
+
+    Returns:
+        A new dict: weights (raw and EMA), config, skeleton, epoch and history, enough for
+        eval, predict and export, and to start a new run from the weights.
     """
     return {k: v for k, v in state.items() if k not in RESUME_ONLY}
 
@@ -50,7 +69,13 @@ def deployable(state: dict[str, Any]) -> dict[str, Any]:
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     """Delete the temporary files of saves that a kill interrupted (``.last.pt.*.tmp`` ...).
 
-    Only call this when no other process writes to ``folder``. Returns what was removed.
+    Only call this when no other process writes to ``folder``.
+
+    Args:
+        folder: a run folder.
+
+    Returns:
+        The files removed.
     """
     stale = [p for p in Path(folder).glob(".*.tmp") if p.is_file()]
     for p in stale:
@@ -58,8 +83,19 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     return stale
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint safely; anything but tensors and plain values is refused."""
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> State:
+    """Load a checkpoint safely; anything but tensors and plain values is refused.
+
+    Args:
+        path: a .pt file, or a run folder (its best.pt, else its last.pt).
+        map_location: where the tensors go.
+
+    Returns:
+        The checkpoint's contents, with at least ``model`` and ``config``.
+
+    Raises:
+        CheckpointError: no such file, a damaged one, or one holding other objects.
+    """
     path = Path(path)
     if path.is_dir():
         path = path / "best.pt" if (path / "best.pt").exists() else path / "last.pt"
@@ -129,11 +165,17 @@ def _damage(path: Path) -> str | None:
 
 @contextmanager
 def damaged(path: str | Path) -> Iterator[None]:
-    """Turn a checkpoint whose contents do not fit together (wrong shapes, missing or mistyped
-    entries: a damaged or hand-edited file) into a CheckpointError."""
+    """Around code that restores from the checkpoint at ``path``: turn contents that do not fit
+    together (wrong shapes, missing or mistyped entries: a damaged or hand-edited file) into a
+    CheckpointError naming the file. Only :data:`MISMATCH_ERRORS` are turned; a bug in the
+    code inside keeps its traceback.
+
+    Args:
+        path: the checkpoint the code inside restores from.
+    """
     try:
         yield
-    except (RuntimeError, KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+    except MISMATCH_ERRORS as err:
         # A changed byte can still unpickle, into entries that do not fit: say so if it shows.
         problem = _damage(Path(path)) if Path(path).is_file() else None
         if problem is not None:
@@ -148,22 +190,39 @@ def damaged(path: str | Path) -> Iterator[None]:
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> KeypointModel:
     """Rebuild the model from the config stored in the checkpoint and load its weights.
 
-    Uses the EMA weights when the run kept them (they are what was validated).
+    Args:
+        path: as :func:`load_checkpoint`.
+        device: where the model goes.
+
+    Returns:
+        The model in eval mode, with ``skeleton`` and ``config`` attached; the EMA weights when
+        the run kept them (they are what was validated).
     """
     return model_from_state(load_checkpoint(path, map_location="cpu"), path, device)
 
 
 def model_from_state(
-    state: dict[str, Any], path: str | Path, device: str | torch.device = "cpu"
+    state: State, path: str | Path, device: str | torch.device = "cpu"
 ) -> KeypointModel:
-    """:func:`load_model` from a checkpoint already read (``path`` names it in errors)."""
+    """:func:`load_model` from a checkpoint already read.
+
+    Args:
+        state: what :func:`load_checkpoint` returned.
+        path: the file it came from (named in errors).
+        device: where the model goes.
+
+    Returns:
+        As :func:`load_model`.
+    """
     cfg = from_dict(state["config"], source=f"{path} (stored config)")
     with damaged(path):
-        skeleton = Skeleton.from_dict(state["skeleton"])
+        skeleton = Skeleton.from_dict(_mapping(state["skeleton"], "skeleton"))
     model = build_model(cfg, skeleton.num_keypoints, pretrained=False)
     with damaged(path):
-        weights = state.get("ema_model") or state["model"]
-        weights = {k.removeprefix("module."): v for k, v in weights.items() if k != "n_averaged"}
+        weights = _mapping(state.get("ema_model") or state["model"], "model weights")
+        weights = {
+            str(k).removeprefix("module."): v for k, v in weights.items() if k != "n_averaged"
+        }
         model.load_state_dict(weights)
     model.skeleton = skeleton
     model.config = cfg
@@ -173,16 +232,29 @@ def model_from_state(
 def load_models(
     path: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[KeypointModel, LocatorModel | None]:
-    """The pose model and its locator (None for a single-stage run), from one read of the
-    checkpoint."""
+    """The pose model and its locator, from one read of the checkpoint.
+
+    Args:
+        path: as :func:`load_checkpoint`.
+        device: where the models go.
+
+    Returns:
+        (as :func:`load_model`, as :func:`load_locator`: None for a single-stage run).
+    """
     state = load_checkpoint(path, map_location="cpu")
     return model_from_state(state, path, device), locator_from_state(state, path, device)
 
 
 def load_locator(path: str | Path, device: str | torch.device = "cpu") -> LocatorModel | None:
     """The locator a run on multi-instance labels stored beside the pose model, rebuilt from
-    the checkpoint's config and the entry's ``build_info``, in eval mode; None when the
-    checkpoint has none.
+    the checkpoint's config and the entry's ``build_info``.
+
+    Args:
+        path: as :func:`load_checkpoint`.
+        device: where the model goes.
+
+    Returns:
+        The locator in eval mode; None when the checkpoint has none.
 
     The entry (``keypointer.training.two_stage``): ``state["locator"] = {"model": state_dict,
     "build_info": {"input_size": [W, H], "box_ratio": [rw, rh], "min_pose_score": float},
@@ -192,15 +264,26 @@ def load_locator(path: str | Path, device: str | torch.device = "cpu") -> Locato
 
 
 def locator_from_state(
-    state: dict[str, Any], path: str | Path, device: str | torch.device = "cpu"
+    state: State, path: str | Path, device: str | torch.device = "cpu"
 ) -> LocatorModel | None:
-    """:func:`load_locator` from a checkpoint already read (``path`` names it in errors)."""
+    """:func:`load_locator` from a checkpoint already read.
+
+    Args:
+        state: what :func:`load_checkpoint` returned.
+        path: the file it came from (named in errors).
+        device: where the model goes.
+
+    Returns:
+        As :func:`load_locator`.
+    """
     entry = state.get("locator")
     if entry is None:
         return None
     cfg = from_dict(state["config"], source=f"{path} (stored config)")
     with damaged(path):
-        width, height = (int(v) for v in entry["build_info"]["input_size"])
+        entry = _mapping(entry, "locator")
+        info = _mapping(entry["build_info"], "locator build_info")
+        width, height = (int(v) for v in info["input_size"])
         if not (32 <= width <= 4096 and 32 <= height <= 4096):  # what locator.input_size allows
             raise ValueError(f"locator input size {width}x{height} is out of range")
         try:
@@ -208,7 +291,14 @@ def locator_from_state(
         except ConfigError as err:  # an input size no locator can have
             raise ValueError(f"locator build_info: {err}") from None
         model.load_state_dict(entry["model"])
-        ratio = entry["build_info"].get("box_ratio")  # none in runs before it existed
+        ratio = info.get("box_ratio")  # none in runs before it existed
         model.box_ratio = None if ratio is None else (float(ratio[0]), float(ratio[1]))
-        model.min_pose_score = float(entry["build_info"].get("min_pose_score", 0.0))
+        model.min_pose_score = float(info.get("min_pose_score", 0.0))
     return model.to(device).eval()
+
+
+def _mapping(value: object, what: str) -> dict:
+    """``value`` if it is a dict, else the TypeError that :func:`damaged` reports."""
+    if not isinstance(value, dict):
+        raise TypeError(f"{what} is a {type(value).__name__}, not a mapping")
+    return value

@@ -1,4 +1,5 @@
-"""The ``keypointer`` command. Each command is a thin wrapper over a library function.
+"""The ``keypointer`` command. Each command ``<name>`` is ``<name>_cli`` here, a thin wrapper
+that parses the options and calls ``<name>_command`` of :mod:`keypointer.commands.<name>`.
 
 Errors the user can fix (bad labels, bad config, unreadable images) end with one
 message on stderr and exit code 2; see :mod:`keypointer.errors`.
@@ -13,9 +14,10 @@ from typing import Annotated
 
 import typer
 
-from keypointer._malloc import tune_malloc
-from keypointer._version import __version__
+from keypointer.config import DEFAULT_FPS, KEYPOINT_SCORE_THRESHOLD
 from keypointer.errors import ConfigError, KeypointerError
+from keypointer.malloc import tune_malloc
+from keypointer.version import __version__
 
 app = typer.Typer(
     name="keypointer",
@@ -62,8 +64,8 @@ def _root(
     """Train, evaluate and deploy 2D keypoint detectors on your own labelled images."""
 
 
-@app.command()
-def check(
+@app.command("check")
+def check_cli(
     path: Annotated[
         Path,
         typer.Argument(
@@ -74,13 +76,13 @@ def check(
     images: ImagesOpt = None,
 ) -> None:
     """Load and validate a dataset, and print a summary of it and of any problems."""
-    from keypointer.commands.check import run_check
+    from keypointer.commands.check import check_command
 
-    run_check(path, format=format, images=images)
+    check_command(path, format=format, images=images)
 
 
-@app.command()
-def convert(
+@app.command("convert")
+def convert_cli(
     src: Annotated[Path, typer.Argument(help="Labels to read.")],
     dst: Annotated[
         Path,
@@ -99,8 +101,8 @@ def convert(
     convert_command(src, dst, to=to, format=format, images=images, overwrite=overwrite)
 
 
-@app.command()
-def synth(
+@app.command("synth")
+def synth_cli(
     out: Annotated[Path, typer.Argument(help="Output folder (COCO JSON + images, or a video).")],
     num_images: Annotated[int, typer.Option("--num-images", min=1)] = 500,
     seed: Annotated[int, typer.Option("--seed")] = 0,
@@ -117,17 +119,27 @@ def synth(
         bool, typer.Option("--video", help="A clip (video.mp4, truth.json, truth.csv) instead.")
     ] = False,
     frames: Annotated[int, typer.Option("--frames", min=1, help="Video length in frames.")] = 300,
-    fps: Annotated[float, typer.Option("--fps", help="Video frame rate.")] = 30.0,
+    fps: Annotated[float, typer.Option("--fps", help="Video frame rate.")] = DEFAULT_FPS,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Render a synthetic dataset (or video) with exactly known keypoints."""
     from keypointer.commands.synth import synth_command
 
-    synth_command(out, num_images, seed, size, instances, video, frames, fps, overwrite)
+    synth_command(
+        out,
+        num_images=num_images,
+        seed=seed,
+        size=size,
+        instances=instances,
+        video=video,
+        frames=frames,
+        fps=fps,
+        overwrite=overwrite,
+    )
 
 
-@app.command()
-def train(
+@app.command("train")
+def train_cli(
     data: Annotated[Path | None, typer.Option("--data", help="Training labels.")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="YAML config file.")] = None,
     set_: SetOpt = None,
@@ -149,17 +161,17 @@ def train(
     train_command(data=data, config=config, overrides=overrides, resume=resume, quiet=quiet)
 
 
-@app.command()
-def demo(
+@app.command("demo")
+def demo_cli(
     out: Annotated[Path, typer.Option("--out", help="Folder for the data and the run.")] = Path(
         "demo"
     ),
     quiet: Annotated[bool, typer.Option("--quiet")] = False,
 ) -> None:
     """Synthesise data, train the default model, evaluate it and draw its predictions."""
-    from keypointer.commands.demo import run_demo
+    from keypointer.commands.demo import demo_command
 
-    run_demo(out, quiet=quiet)
+    demo_command(out, quiet=quiet)
 
 
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:1 ...")]
@@ -169,7 +181,7 @@ FlipOpt = Annotated[
 
 
 @app.command("eval")
-def eval_(
+def eval_cli(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.pt) or run folder.")],
     data: Annotated[
         Path, typer.Option("--data", help="Labels, or a video truth.json (or its folder).")
@@ -202,29 +214,46 @@ def eval_(
 
     DATA may also be a video with known tracks (a truth.json from synth --video, or its
     folder): pixel error, jitter, ID switches and MOTA, tracker against nearest centroid."""
-    from keypointer.commands.eval import evaluate_command
-    from keypointer.commands.eval_video import evaluate_video, is_video_truth
+    from keypointer.commands.eval import eval_command
+    from keypointer.commands.eval_video import eval_video_command, is_video_truth
 
     if is_video_truth(data):
         if format is not None or images is not None or pcutoff is not None:
             raise ConfigError(
                 "--format, --images and --pcutoff are for labelled images, not a video truth"
             )
-        evaluate_video(
-            checkpoint, data, out, flip=flip, smooth=smooth, max_instances=max_instances,
-            device=device, alpha=alpha, batch_size=batch_size or 16, overwrite=overwrite,
-        )  # fmt: skip
+        eval_video_command(
+            checkpoint,
+            data,
+            out,
+            flip=flip,
+            smooth=smooth,
+            max_instances=max_instances,
+            device=device,
+            alpha=alpha,
+            batch_size=batch_size or 16,
+            overwrite=overwrite,
+        )
         return
     if smooth is not None or max_instances is not None:
         raise ConfigError("--smooth and --max-instances are for a video truth (truth.json)")
-    evaluate_command(
-        checkpoint, data, out, format=format, images=images, alpha=alpha, pcutoff=pcutoff,
-        batch_size=batch_size, flip=flip, device=device, overwrite=overwrite,
-    )  # fmt: skip
+    eval_command(
+        checkpoint,
+        data,
+        out,
+        format=format,
+        images=images,
+        alpha=alpha,
+        pcutoff=pcutoff,
+        batch_size=batch_size,
+        flip=flip,
+        device=device,
+        overwrite=overwrite,
+    )
 
 
-@app.command()
-def predict(
+@app.command("predict")
+def predict_cli(
     model: Annotated[Path, typer.Argument(help="Checkpoint (.pt), run folder or .onnx file.")],
     inputs: Annotated[list[Path], typer.Argument(help="Images, folders and videos.")],
     out: Annotated[Path, typer.Option("--out", help="Output folder.")],
@@ -235,7 +264,7 @@ def predict(
     flip: FlipOpt = False,
     threshold: Annotated[
         float, typer.Option("--threshold", help="Draw keypoints scoring at least this.")
-    ] = 0.3,
+    ] = KEYPOINT_SCORE_THRESHOLD,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 16,
     draw: Annotated[
         bool, typer.Option("--draw/--no-draw", help="Write drawn images and videos.")
@@ -286,15 +315,30 @@ def predict(
     from keypointer.commands.predict import predict_command
 
     predict_command(
-        model, inputs, out, boxes=boxes, flip=flip, threshold=threshold, batch_size=batch_size,
-        draw=draw, device=device, quiet=quiet, box_threshold=box_threshold, start=start,
-        stop=stop, every=every, smooth=smooth, max_gap=max_gap, max_instances=max_instances,
-        h5=h5, overwrite=overwrite,
-    )  # fmt: skip
+        model,
+        inputs,
+        out,
+        boxes=boxes,
+        flip=flip,
+        threshold=threshold,
+        batch_size=batch_size,
+        draw=draw,
+        device=device,
+        quiet=quiet,
+        box_threshold=box_threshold,
+        start=start,
+        stop=stop,
+        every=every,
+        smooth=smooth,
+        max_gap=max_gap,
+        max_instances=max_instances,
+        h5=h5,
+        overwrite=overwrite,
+    )
 
 
-@app.command()
-def export(
+@app.command("export")
+def export_cli(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.pt) or run folder.")],
     format: Annotated[str, typer.Option("--format", help="onnx")] = "onnx",
     out: Annotated[
@@ -311,8 +355,8 @@ def export(
     export_command(checkpoint, format=format, out=out, flip=flip, overwrite=overwrite)
 
 
-@app.command()
-def suggest(
+@app.command("suggest")
+def suggest_cli(
     model: Annotated[Path, typer.Argument(help="Checkpoint (.pt), run folder or .onnx file.")],
     videos: Annotated[list[Path], typer.Argument(help="Videos to pick frames from.")],
     out: Annotated[Path, typer.Option("--out", help="New or empty folder for frames + labels.")],
@@ -330,7 +374,7 @@ def suggest(
     ] = None,
     threshold: Annotated[
         float, typer.Option("--threshold", help="Points scoring below this are left unlabelled.")
-    ] = 0.3,
+    ] = KEYPOINT_SCORE_THRESHOLD,
     scorer: Annotated[str, typer.Option("--scorer", help="DeepLabCut scorer name.")] = "keypointer",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 16,
     device: DeviceOpt = "auto",
@@ -344,14 +388,24 @@ def suggest(
     from keypointer.commands.suggest import suggest_command
 
     suggest_command(
-        model, videos, out, num=num, format=format, flip=flip, min_gap=min_gap,
-        threshold=threshold, scorer=scorer, batch_size=batch_size, device=device, quiet=quiet,
+        model,
+        videos,
+        out,
+        num=num,
+        format=format,
+        flip=flip,
+        min_gap=min_gap,
+        threshold=threshold,
+        scorer=scorer,
+        batch_size=batch_size,
+        device=device,
+        quiet=quiet,
         max_instances=max_instances,
-    )  # fmt: skip
+    )
 
 
-@app.command()
-def merge(
+@app.command("merge")
+def merge_cli(
     a: Annotated[Path, typer.Argument(help="Labels (any readable format).")],
     b: Annotated[Path, typer.Argument(help="Labels of the same skeleton; they win where both.")],
     out: Annotated[Path, typer.Option("--out", help="Output: .json (coco), .csv, or a folder.")],
@@ -380,7 +434,7 @@ def main(argv: list[str] | None = None) -> None:
     # FFmpeg prints a line per damaged packet of a video; predict names the unreadable frames
     # in one warning instead. -8 is AV_LOG_QUIET.
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-    tune_malloc()  # before torch allocates: training steps fault far less; see _malloc.py
+    tune_malloc()  # before torch allocates: training steps fault far less; see malloc.py
     try:
         app(args=argv)
     except KeypointerError as err:

@@ -1,14 +1,15 @@
 """Typed configuration: the pydantic models *are* the config file and the CLI overrides.
 
-A config is one flat YAML file (no inheritance) with the sections below. Any
+A config is one flat YAML file (no inheritance) with the sections below. Every
 field can be overridden from the command line as ``--set train.lr=1e-3``.
 Unknown keys and wrong types are rejected with the dotted path of every bad field.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import yaml
 from pydantic import (
@@ -22,9 +23,26 @@ from pydantic import (
 
 from keypointer.errors import ConfigError
 
+# --------------------------------------------------------------------------- constants
+# The one home of every default and constant that more than one module uses; a constant that
+# one module alone uses is named at the top of that module.
+
 BOX_MARGIN = 1.25
-LOCATOR_SCORE_THRESHOLD = 0.1  # locator.score_threshold: the centre score a find needs
 """Default growth of an instance box into its crop (training, eval and predict alike)."""
+LOCATOR_SCORE_THRESHOLD = 0.1
+"""``locator.score_threshold``: the centre score a located instance needs."""
+KEYPOINT_SCORE_THRESHOLD = 0.3
+"""A keypoint scoring under this is "low score": flagged, not drawn, filled in by smoothing."""
+HEATMAP_STRIDE = 4
+"""Input pixels per heatmap pixel of the pose model's heatmap (and integral) heads."""
+DEFAULT_FPS = 30.0
+"""Frame rate assumed when a video does not state one, and of synthetic clips."""
+VALIDATION_STEP_COST = 0.5
+"""A validation batch costs about half a training step (forward only): time-budget planning."""
+
+RECIPE = {"recipe": True}
+"""``json_schema_extra`` of a field that the recipe (``train.recipe``) chooses from the data
+when the user does not set it; :func:`recipe_fields` lists them, the README table says so."""
 
 
 class _Section(BaseModel):
@@ -39,8 +57,9 @@ class _Section(BaseModel):
 class DataConfig(_Section):
     path: str | None = None
     """Training labels: a COCO JSON, a DeepLabCut project, a YOLO data.yaml or a CSV."""
-    format: Literal["coco", "dlc", "yolo", "csv", "sleap"] | None = None
-    """Reader to use; None picks it from what the path holds."""
+    format: str | None = None
+    """Reader to use: a registered label format (coco, dlc, yolo, csv, sleap; see
+    keypointer/data/formats.py); None picks it from what the path holds."""
     images: str | None = None
     """Folder the image paths are relative to, when not next to the labels."""
     val_path: str | None = None
@@ -53,14 +72,16 @@ class DataConfig(_Section):
 
 class ModelConfig(_Section):
     backbone: str = "regnetx_002"
-    """Any timm model name that supports ``features_only``."""
+    """A timm model name; the model must support ``features_only``."""
     pretrained: bool | str = False
     """true: ImageNet weights when the machine can fetch them (offline: warn once, train from
     scratch); a path: a local weights file for the backbone (safetensors, or a timm/torchvision
     state dict), e.g. saved once on a networked machine."""
-    head: Literal["heatmap", "regression", "simcc", "integral"] = "heatmap"
-    """heatmap (Gaussian maps, stride 4), regression (u/w, v/h), simcc (1-D bins), integral (soft-argmax)."""
-    input_size: tuple[int, int] = (128, 128)
+    head: str = "heatmap"
+    """heatmap (Gaussian maps, stride 4), regression (u/w, v/h), simcc (1-D bins), integral
+    (soft-argmax), or any head registered with ``keypointer.models.register_head`` (an unknown
+    name is an error when the model is built)."""
+    input_size: tuple[int, int] = Field((128, 128), json_schema_extra=RECIPE)
     """(width, height) of the network input in pixels."""
     out_indices: tuple[int, ...] | None = None
     """Backbone feature levels; None: heatmap/integral heads merge strides 8/16/32 (FPN-lite),
@@ -89,11 +110,11 @@ class CodecConfig(_Section):
 class AugmentConfig(_Section):
     scale: tuple[float, float] = (0.75, 1.25)
     """Random scale range of the crop."""
-    rotation: float = Field(30.0, ge=0)
+    rotation: float = Field(30.0, ge=0, json_schema_extra=RECIPE)
     """Maximum rotation in degrees, either way."""
     shift: float = Field(0.1, ge=0)
     """Maximum shift as a fraction of the crop size."""
-    flip: float = Field(0.5, ge=0, le=1)
+    flip: float = Field(0.5, ge=0, le=1, json_schema_extra=RECIPE)
     """Probability of a horizontal flip (flip pairs swapped)."""
     brightness: float = Field(0.2, ge=0)
     """Colour jitter: maximum relative brightness change."""
@@ -112,7 +133,7 @@ class AugmentConfig(_Section):
 
 
 class LoaderConfig(_Section):
-    batch_size: int = Field(32, ge=1)
+    batch_size: int = Field(32, ge=1, json_schema_extra=RECIPE)
     """Global batch: under torchrun each of N processes loads batch_size // N."""
     num_workers: int | None = Field(None, ge=0)
     """None: chosen for the machine (0 on a 2-core CPU, more on a GPU machine)."""
@@ -125,7 +146,7 @@ class LoaderConfig(_Section):
 
 
 class TrainConfig(_Section):
-    epochs: int = Field(30, ge=1)
+    epochs: int = Field(30, ge=1, json_schema_extra=RECIPE)
     """Passes over the training data."""
     time: float | None = Field(None, gt=0, le=100000)
     """Wall-clock budget in minutes (``--time``): the whole schedule (warm-up, decay, a final
@@ -133,26 +154,29 @@ class TrainConfig(_Section):
     of the validations so far; the epochs are then only the first plan. None: train for
     ``epochs``."""
     recipe: bool = True
-    """Fill every recipe field you did not set (input size, batch, lr, length, warm-up, sigma,
-    flip, rotation, schedule, validation interval) from the data; see ``keypointer train``'s table."""
-    loss: Literal["auto", "mse", "awing", "l1", "smooth_l1"] = "auto"
+    """Fill the fields marked "chosen from the data" that you did not set, from the training
+    labels and the machine (``keypointer train`` prints each choice and why); false: defaults."""
+    loss: str = "auto"
     """auto: MSE for heatmap heads, L1 for regression/integral, KL for SimCC. Heatmap heads
-    also take awing (Adaptive Wing), regression/integral heads smooth_l1."""
+    also take awing (Adaptive Wing), regression/integral heads smooth_l1 (each head's losses
+    are registered with it: keypointer/models/registry.py)."""
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     """adam (the seed notes'), adamw, or sgd (momentum, Nesterov)."""
-    lr: float = Field(1e-3, gt=0, le=10)
+    lr: float = Field(1e-3, gt=0, le=10, json_schema_extra=RECIPE)
     """Peak learning rate, at most 10 (more only diverges; past 3e38 float32 overflows)."""
     weight_decay: float = Field(0.0, ge=0)
     """Weight decay (not applied to norms and biases)."""
     momentum: float = Field(0.9, ge=0, lt=1)
     """SGD momentum."""
-    schedule: Literal["multistep", "cosine", "constant"] = "multistep"
+    schedule: Literal["multistep", "cosine", "constant"] = Field(
+        "multistep", json_schema_extra=RECIPE
+    )
     """multistep (MultiStepLR, the seed notes'), cosine, or constant; stepped per iteration."""
     milestones: tuple[float, ...] = (0.7, 0.9)
     """MultiStepLR milestones: epochs, or fractions of ``epochs`` when below 1."""
     gamma: float = Field(0.1, gt=0, le=1)
     """MultiStepLR factor at each milestone."""
-    warmup_epochs: float = Field(0.0, ge=0)
+    warmup_epochs: float = Field(0.0, ge=0, json_schema_extra=RECIPE)
     """Linear warm-up length in epochs (fractions allowed)."""
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     """Mixed precision: auto = bf16 on CUDA GPUs (fp16 + grad scaler on older ones) and on
@@ -163,7 +187,7 @@ class TrainConfig(_Section):
     """Keep an exponential moving average of the weights (validated and saved)."""
     ema_decay: float = Field(0.999, gt=0, lt=1)
     """EMA decay per step."""
-    val_every: int = Field(1, ge=1)
+    val_every: int = Field(1, ge=1, json_schema_extra=RECIPE)
     """Validate every N epochs (and after the last)."""
     seed: int = 0
     """Seed of initialisation, shuffling and augmentation."""
@@ -182,7 +206,7 @@ class TrainConfig(_Section):
 
     @field_validator("amp", mode="before")
     @classmethod
-    def _amp_off(cls, value: Any) -> Any:
+    def _amp_off(cls, value: object) -> object:
         # YAML 1.1 reads an unquoted ``off`` (``amp: off``, ``--set train.amp=off``) as false.
         return "off" if value is False else value
 
@@ -221,17 +245,15 @@ class LocatorConfig(_Section):
     steps: int = Field(3000, ge=1)
     """Optimiser steps of the locator's cosine schedule (a time budget may end it sooner)."""
     batch_size: int = Field(8, ge=1)
-    """Images per locator training step (8: twice the updates of 16 in a time budget)."""
+    """Images per locator training step; small, for more updates in a time budget."""
     lr: float = Field(1.6e-2, gt=0, le=10)
-    """Peak learning rate of the locator (Adam). High: trained from scratch, its recall after a
-    fixed 3-4 minutes rose with it from 2e-3 to 1.6e-2, on a real two-fly video (0.84 to 0.89
-    at score 0.1) and on synthetic crowds (0.87 to 0.95); 3.2e-2 was no better."""
+    """Peak learning rate of the locator (Adam); high, as it trains from scratch in minutes
+    (measured: benchmarks/RESULTS.md, "Several instances")."""
     score_threshold: float = Field(LOCATOR_SCORE_THRESHOLD, ge=0, le=1)
     """Centre score a located instance needs (sigmoid of the centre logit). Low on purpose: each
     find is then posed, and kept only if its pose scores well (``min_pose_score`` in the
-    checkpoint, half the median of labelled animals). On synthetic crowds it missed 12 of 251
-    figures against 29 at 0.3 with a locator trained at lr 2e-3, and 12 against 13 (AP 0.874
-    against 0.871) with one trained at the default 1.6e-2 (benchmarks/RESULTS.md)."""
+    checkpoint, half the median of labelled animals). Measured: benchmarks/RESULTS.md,
+    "Several instances"."""
     max_instances: int = Field(20, ge=1)
     """Most instances the locator reports per image (top-k of the centre peaks)."""
 
@@ -253,25 +275,40 @@ class Config(_Section):
             raise ValueError("model.input_size must be at least 16x16")
         return self
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, dict[str, object]]:
+        """The config as plain YAML/JSON data: ``{section: {field: value}}``."""
         return self.model_dump(mode="json")
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
+def recipe_fields() -> tuple[str, ...]:
+    """Dotted names (``"train.lr"``) of the fields marked :data:`RECIPE`, in config order."""
+    return tuple(
+        f"{section}.{name}"
+        for section, info in Config.model_fields.items()
+        for name, field in info.annotation.model_fields.items()
+        if field.json_schema_extra == RECIPE
+    )
+
+
 def reference_markdown() -> str:
-    """The config reference table for the README: every field, its default, its meaning."""
+    """The config reference table for the README: every field, its default, its meaning; the
+    recipe's fields say that their default is chosen from the data."""
     lines = ["| field | default | meaning |", "|---|---|---|"]
+    chosen = recipe_fields()
     for section, info in Config.model_fields.items():
         for name, field in info.annotation.model_fields.items():
-            default = field.get_default(call_default_factory=True)
+            default = f"`{_yaml_value(field.get_default(call_default_factory=True))}`"
+            if f"{section}.{name}" in chosen:
+                default = f"chosen from the data ({default} with `train.recipe: false`)"
             doc = " ".join((field.description or "").split())
-            lines.append(f"| `{section}.{name}` | `{_yaml_value(default)}` | {doc} |")
+            lines.append(f"| `{section}.{name}` | {default} | {doc} |")
     return "\n".join(lines)
 
 
-def _yaml_value(value: Any) -> str:
+def _yaml_value(value: object) -> str:
     if isinstance(value, tuple):
         value = list(value)
     return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
@@ -286,7 +323,7 @@ def _format_errors(err: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def from_dict(d: dict[str, Any], source: str = "config") -> Config:
+def from_dict(d: Mapping[str, object], source: str = "config") -> Config:
     if not isinstance(d, dict):
         raise ConfigError(
             f"invalid config ({source}): expected a mapping of sections, got {type(d).__name__}"
@@ -299,7 +336,7 @@ def from_dict(d: dict[str, Any], source: str = "config") -> Config:
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Read a YAML config (safe loader) and apply ``key.sub=value`` overrides."""
-    d: dict[str, Any] = {}
+    d: dict[str, object] = {}
     source = "defaults"
     if path is not None:
         p = Path(path)
@@ -330,7 +367,7 @@ def _yaml_problem(err: yaml.YAMLError) -> str:
     return f"line {mark.line + 1} column {mark.column + 1}: {problem}" if mark else problem
 
 
-def apply_override(d: dict[str, Any], item: str) -> None:
+def apply_override(d: dict[str, object], item: str) -> None:
     """Set ``d["train"]["lr"] = 1e-3`` from ``"train.lr=1e-3"``; the value is parsed as YAML."""
     if "=" not in item:
         raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.lr=1e-3")

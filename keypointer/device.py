@@ -26,9 +26,11 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
-    """auto: bf16 on GPUs that support it (else fp16), and on CPUs with native bf16
-    instructions (AVX512-BF16 or AMX), where it about doubles training throughput;
-    off on other CPUs, where bf16 would be emulated."""
+    """The autocast dtype of ``train.amp`` on ``device``; None: no autocast.
+
+    auto: bf16 on GPUs that support it (else fp16), and on CPUs with native bf16 instructions
+    (AVX512-BF16 or AMX), where it trains faster than float32 (measured: benchmarks/RESULTS.md,
+    "Training step"); off on other CPUs, where bf16 would be emulated."""
     if mode == "off":
         return None
     if device.type != "cuda":

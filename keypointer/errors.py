@@ -1,8 +1,23 @@
-"""User-facing errors.
+"""User-facing errors, and the one rule that picks the class of every error raised.
 
-Anything a user can cause (a bad label file, a bad config value, a corrupt
-image) raises a subclass of :class:`KeypointerError`. The CLI turns these into
-one message on stderr and exit code 2, never a traceback.
+Anything a user can cause raises a subclass of :class:`KeypointerError`; the CLI turns it into
+one message on stderr and exit code 2, never a traceback. Which class:
+
+- :class:`ConfigError`, an argument error: a value the user gave does not fit: a command-line
+  flag, a config field, an argument of a public function (``method="mean"``), or what the
+  machine offers for it (``train.device: cuda`` without CUDA).
+- :class:`DataError`, a data error: the content of a file the user named (labels, images, a
+  video and its timestamps), or a path that cannot be read or written as asked. It names the
+  file and, when known, the record; a pure function on arrays that cannot know the file
+  raises it for the values (times that go back) and its caller may add the file.
+- :class:`CheckpointError`: a checkpoint that cannot be loaded or does not fit together.
+- :class:`TrainingError` and :class:`ExportError`: a run that cannot go on, an exported graph
+  that does not reproduce the model.
+- Everything else is a bug and stays a plain Python exception with its traceback
+  (``ValueError``, ``TypeError``, ...): arrays of shapes that do not fit each other, which
+  keypointer's own callers never pass, or an internal invariant broken. Never catch broad
+  exception types to turn them into one of the classes above: a bug would then read as the
+  user's fault.
 """
 
 from __future__ import annotations

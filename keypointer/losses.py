@@ -18,6 +18,9 @@ keypoint. ``reduction``:
   "mean" before the division by the labelled count. Training uses it and divides by the
   labelled count of the global batch (see ``keypointer.training.loop.global_mean_loss``).
 
+Which losses a head may train with (``train.loss``) is the head's choice, registered with it:
+:func:`keypointer.models.make_loss`.
+
 A keypoint with weight 0 contributes exactly 0 to the value (even if its own loss is not
 finite) and to the gradient. Losses are computed in at least float32, so bf16/fp16 outputs of
 a mixed-precision model are fine.
@@ -26,16 +29,11 @@ a mixed-precision model are fine.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from keypointer.errors import ConfigError
-
-if TYPE_CHECKING:
-    from keypointer.config import Config
 
 Reduction = Literal["none", "sum", "mean", "keypoint_sum"]
 REDUCTIONS: tuple[str, ...] = ("none", "sum", "mean", "keypoint_sum")
@@ -267,23 +265,3 @@ class AdaptiveWingLoss(_KeypointLoss):
             self.epsilon,
             self.theta,
         )
-
-
-_LOSSES: dict[str, dict[str, type[nn.Module]]] = {
-    "heatmap": {"auto": KeypointMSELoss, "mse": KeypointMSELoss, "awing": AdaptiveWingLoss},
-    "regression": {"auto": KeypointL1Loss, "l1": KeypointL1Loss, "smooth_l1": KeypointSmoothL1Loss},
-    "simcc": {"auto": SimCCLoss},
-}
-_LOSSES["integral"] = _LOSSES["regression"]
-
-
-def make_loss(cfg: Config, reduction: Reduction = "mean") -> nn.Module:
-    """The loss ``cfg.train.loss`` names for ``cfg.model.head`` ("auto": heatmap -> MSE;
-    regression, integral -> L1; simcc -> KL); a loss the head cannot use is a ConfigError."""
-    choices = _LOSSES[cfg.model.head]
-    if cfg.train.loss not in choices:
-        names = ", ".join(choices)
-        raise ConfigError(
-            f"train.loss: {cfg.train.loss!r} does not fit a {cfg.model.head} head; use {names}"
-        )
-    return choices[cfg.train.loss](reduction=reduction)

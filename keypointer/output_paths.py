@@ -8,7 +8,12 @@ traceback after minutes of work. The policy (:func:`check_target`):
   ``..`` (also through folders that do not exist yet), :func:`same_file` also knows hard links;
 - a file the command reads is never written over, not even with ``--overwrite``;
 - an existing file is written over only with ``--overwrite``;
-- a folder where a file should go is refused up front.
+- a folder where a file should go is refused up front;
+- a command that fills a whole folder (convert, merge and suggest to a folder) takes a new
+  or empty one (:func:`check_new_dir`), and a failed run leaves nothing in it
+  (:func:`filling_dir`);
+- an evaluation without ``--out`` numbers its default folder on rather than write over an
+  earlier one (:func:`output_dir_for`).
 """
 
 from __future__ import annotations
@@ -104,6 +109,45 @@ def check_output_dir(path: str | Path) -> None:
         _check_parent(path)
 
 
+def check_new_dir(
+    path: str | Path, what: str = "the output folder", shown: Path | None = None
+) -> None:
+    """Raise unless ``path`` is a folder that does not exist yet or is empty (``what``: how
+    the message names it; ``shown``: the spelling to name, default ``path``), and can be
+    written: what a command that fills a whole folder writes into."""
+    path = Path(path)
+    check_output_dir(path)
+    with _os_refusals(path):
+        if path.is_dir() and any(path.iterdir()):
+            raise DataError(f"{what} exists and is not empty; choose a new one", shown or path)
+
+
+def output_dir_for(
+    files: Iterable[str],
+    out: str | Path | None,
+    default: Path,
+    inputs: Iterable[str | Path] = (),
+    overwrite: bool = False,
+) -> Path:
+    """The folder a command writes its ``files`` (names) to, checked before any work.
+
+    ``out`` given: an existing file of those names is refused unless ``overwrite``, an input
+    always. ``out`` None: ``default``, numbered on (``name-2``, ``name-3``, ...) while it
+    holds any of ``files``, so an earlier run's files are never written over."""
+    names = list(files)
+    if out is None:
+        out, n = default, 1
+        while any((out / name).exists() for name in names):
+            n += 1
+            out = default.with_name(f"{default.name}-{n}")
+    out = Path(out)
+    check_output_dir(out)
+    read = list(inputs)
+    for name in names:
+        check_target(out / name, inputs=read, overwrite=overwrite)
+    return out
+
+
 def check_output_file(path: str | Path, example: str) -> None:
     """Raise unless ``path`` can be written as a file (``example``: a file name to suggest)."""
     path = Path(path)
@@ -155,3 +199,24 @@ def remove_created(top: Path | None) -> None:
     """Remove a folder :func:`make_output_dir` created (all of it: it holds only our files)."""
     if top is not None:
         shutil.rmtree(top, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def filling_dir(path: str | Path) -> Iterator[Path]:
+    """Create the new or empty folder ``path`` (see :func:`check_new_dir`) for the block to
+    fill; when the block fails, take away what it wrote: the folders this created, or (the
+    folder was there, empty) everything now in it. No half-written output is left."""
+    path = Path(path)
+    top = make_output_dir(path)
+    try:
+        yield path
+    except BaseException:
+        if top is not None:
+            remove_created(top)
+        else:
+            for child in path.iterdir():
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink(missing_ok=True)
+        raise

@@ -7,17 +7,17 @@ from dataclasses import dataclass, field
 
 from keypointer.errors import DataError
 
-COCO_BODY_NAMES = (
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear",
-    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
-    "left_wrist", "right_wrist", "left_hip", "right_hip",
-    "left_knee", "right_knee", "left_ankle", "right_ankle",
-)  # fmt: skip
-# COCO's per-keypoint OKS sigmas (cocoapi, cocoeval.py).
-COCO_BODY_SIGMAS = (
-    0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072,
-    0.062, 0.062, 0.107, 0.107, 0.087, 0.087, 0.089, 0.089,
-)  # fmt: skip
+COCO_BODY_NAMES = tuple(
+    "nose left_eye right_eye left_ear right_ear left_shoulder right_shoulder left_elbow "
+    "right_elbow left_wrist right_wrist left_hip right_hip left_knee right_knee left_ankle "
+    "right_ankle".split()
+)
+# COCO's per-keypoint OKS sigmas (cocoapi, cocoeval.py), in the order of COCO_BODY_NAMES.
+COCO_BODY_SIGMAS = tuple(
+    float(s)
+    for s in "0.026 0.025 0.025 0.035 0.035 0.079 0.079 0.072 0.072 0.062 0.062 0.107 0.107 "
+    "0.087 0.087 0.089 0.089".split()
+)
 COCO_BODY_EDGES = (
     (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6),
     (5, 7), (6, 8), (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
@@ -25,9 +25,14 @@ COCO_BODY_EDGES = (
 DEFAULT_SIGMA = 0.05  # uniform OKS sigma when a skeleton gives none
 
 _LEFT_RIGHT = (
-    ("left", "right"), ("Left", "Right"), ("LEFT", "RIGHT"), ("l_", "r_"), ("_l", "_r"),
-    ("L", "R"), ("l", "r"),
-)  # fmt: skip
+    ("left", "right"),
+    ("Left", "Right"),
+    ("LEFT", "RIGHT"),
+    ("l_", "r_"),
+    ("_l", "_r"),
+    ("L", "R"),
+    ("l", "r"),
+)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,10 @@
 Images are RGB uint8 (H, W, 3) arrays; keypoints are (K, 2) x, y in image
 pixels with pixel centres at integers (OpenCV's convention too). Files are
 written through :func:`write_image`, which also handles non-ASCII paths.
+
+Plots: training curves, the PCK curve and per-keypoint errors of ``eval``, and, for ``eval``
+on a video truth, the error and identities over time (:func:`plot_video_eval`) and the frames
+of ID switches (:func:`switch_tile`).
 """
 
 from __future__ import annotations
@@ -10,14 +14,22 @@ from __future__ import annotations
 import colorsys
 import csv
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
+from keypointer.config import KEYPOINT_SCORE_THRESHOLD
+from keypointer.data.synthetic_truth import VideoTruth
+from keypointer.metrics.arrays import JsonValue
+from keypointer.metrics.video import VideoCurves
 from keypointer.skeleton import Skeleton
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 _SHIFT = 4  # cv2 fixed-point fraction bits: 1/16 px positions
 _SCALE = 1 << _SHIFT
@@ -43,7 +55,10 @@ def track_colors(n: int) -> list[tuple[int, int, int]]:
 
 
 def ring_points(
-    image: np.ndarray, points: Any, color: tuple[int, int, int] = (255, 0, 0), radius: int = 0
+    image: np.ndarray,
+    points: npt.ArrayLike,
+    color: tuple[int, int, int] = (255, 0, 0),
+    radius: int = 0,
 ) -> np.ndarray:
     """A copy of RGB ``image`` with a hollow ring around each (x, y) of ``points`` (N, 2)
     (NaN rows skipped): how drawn predictions mark flagged points."""
@@ -79,11 +94,11 @@ def _fixed(p: np.ndarray) -> tuple[int, int]:
 
 def draw_keypoints(
     image: np.ndarray,
-    keypoints: Any,
+    keypoints: npt.ArrayLike,
     skeleton: Skeleton | None = None,
-    scores: Any = None,
-    threshold: float = 0.3,
-    gt: Any = None,
+    scores: npt.ArrayLike | None = None,
+    threshold: float = KEYPOINT_SCORE_THRESHOLD,
+    gt: npt.ArrayLike | None = None,
     radius: int | None = None,
     color: tuple[int, int, int] | None = None,
 ) -> np.ndarray:
@@ -147,7 +162,7 @@ def save_gallery(images: Sequence[np.ndarray], path: str | Path, cols: int = 4) 
 
 def _figure(
     ncols: int = 1, size: tuple[float, float] = (6.0, 4.0), rows: int = 1
-) -> tuple[Any, Any]:
+) -> tuple[Figure, np.ndarray]:
     """A figure of ``rows`` x ``ncols`` panels of ``size`` inches; its axes, flat, row-major."""
     # A bare Figure (no pyplot): no global state, no window, rendered by Agg on savefig.
     from matplotlib.figure import Figure
@@ -156,7 +171,7 @@ def _figure(
     return fig, fig.subplots(rows, ncols, squeeze=False).ravel()
 
 
-def _save(fig: Any, out_png: str | Path) -> Path:
+def _save(fig: Figure, out_png: str | Path) -> Path:
     path = Path(out_png)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
@@ -184,7 +199,7 @@ def _column(rows: list[dict], key: str) -> np.ndarray:
 
 # Panels of plot_curves, in order: (title, y-axis label, does a column belong here).
 # One quantity (and unit) per panel, so PCK in [0, 1] is not flattened by ~60 samples/s.
-_PANELS: tuple[tuple[str, str, Any], ...] = (
+_PANELS: tuple[tuple[str, str, Callable[[str], bool]], ...] = (
     ("loss", "loss (mean per labelled keypoint)", lambda n: "loss" in n),
     ("validation PCK", "PCK (fraction of keypoints, 0-1)", lambda n: "pck" in n or "auc" in n),
     ("validation error", "error (px)", lambda n: "px" in n.split("_")),
@@ -193,7 +208,7 @@ _PANELS: tuple[tuple[str, str, Any], ...] = (
 )
 
 
-def curves_figure(metrics: str | Path | Iterable[dict]) -> Any:
+def curves_figure(metrics: str | Path | Iterable[dict]) -> Figure:
     """Training curves from a metrics CSV (or its rows as dicts), one row per epoch.
 
     One panel per kind of quantity, each with its own y axis and unit (see ``_PANELS``):
@@ -237,7 +252,9 @@ def plot_curves(metrics: str | Path | Iterable[dict], out_png: str | Path) -> Pa
     return _save(curves_figure(metrics), out_png)
 
 
-def plot_pck_curve(alphas: Any, values: Any, out_png: str | Path, auc: float | None = None) -> Path:
+def plot_pck_curve(
+    alphas: npt.ArrayLike, values: npt.ArrayLike, out_png: str | Path, auc: float | None = None
+) -> Path:
     """PCK against alpha, with the AUC in the title when given."""
     fig, (ax,) = _figure()
     ax.plot(np.asarray(alphas), np.asarray(values), marker=".")
@@ -250,7 +267,10 @@ def plot_pck_curve(alphas: Any, values: Any, out_png: str | Path, auc: float | N
 
 
 def plot_per_keypoint(
-    names: Sequence[str], errors: Any, out_png: str | Path, xlabel: str = "mean error (px)"
+    names: Sequence[str],
+    errors: npt.ArrayLike,
+    out_png: str | Path,
+    xlabel: str = "mean error (px)",
 ) -> Path:
     """Horizontal bar per keypoint (first name on top); NaN bars are left empty."""
     values = np.asarray(errors, dtype=np.float64).reshape(len(names))
@@ -263,3 +283,83 @@ def plot_per_keypoint(
     ax.set_xlabel(xlabel)
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, out_png)
+
+
+def plot_video_eval(
+    curves: VideoCurves,
+    truth: VideoTruth,
+    tracking: Mapping[str, Mapping[str, JsonValue]],
+    title: str,
+    path: str | Path,
+) -> Path:
+    """Three panels over time (s): each truth track's mean keypoint error (px; raw solid,
+    smoothed dashed), and the track id paired with it by the tracker and by the
+    nearest-centroid baseline (``tracking``: their metrics, with ``switch_frames`` and
+    ``num_switches``), ID switches as dotted lines; ``title`` heads the error panel."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(9, 8), layout="constrained")
+    ax_err, *ax_ids = fig.subplots(3, 1, sharex=True)
+    times = truth.times
+    colors = [tuple(c / 255 for c in rgb) for rgb in track_colors(len(truth.tracks))]
+    for m, name in enumerate(truth.tracks):
+        ax_err.plot(times, curves.raw.error[:, m], color=colors[m], lw=1, label=f"{name} raw")
+        if curves.smoothed is not None:
+            ax_err.plot(
+                times,
+                curves.smoothed.error[:, m],
+                color=colors[m],
+                lw=1,
+                ls="--",
+                label=f"{name} smoothed",
+            )
+    ax_err.set_ylabel("mean keypoint error (px)")
+    ax_err.set_title(title, fontsize=9)
+    ax_err.legend(fontsize=7, loc="upper right")
+    methods = (("tracker", "tracker", curves.tracker),)
+    methods += (("nearest_centroid", "nearest centroid", curves.nearest_centroid),)
+    for ax, (key, label, paired) in zip(ax_ids, methods, strict=True):
+        ids = np.where(paired >= 0, paired, np.nan)
+        for m, name in enumerate(truth.tracks):
+            ax.step(times, ids[:, m], where="post", color=colors[m], lw=1.2, label=name)
+        switches = tracking[key]["switch_frames"]
+        for f in sorted(set(switches if isinstance(switches, list) else [])):
+            ax.axvline(times[np.searchsorted(truth.frames, f)], color="0.4", lw=0.7, ls=":")
+        n = tracking[key]["num_switches"]
+        ax.set_title(f"{label}: {n:g} ID switches (dotted lines)", fontsize=9)
+        ax.set_ylabel(f"track id ({label})")
+        top = max(1, int(np.nanmax(ids, initial=0)) + 1)
+        ax.set_ylim(-0.5, top - 0.5)
+        if top <= 12:
+            ax.set_yticks(range(top))
+        else:
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(fontsize=7, loc="upper right")
+    ax_ids[-1].set_xlabel("time (s)")
+    return _save(fig, path)
+
+
+def switch_tile(
+    image: np.ndarray,
+    truth: np.ndarray,
+    tracks: np.ndarray,
+    skeleton: Skeleton,
+    label: str,
+    side: int = 320,
+) -> np.ndarray:
+    """One frame of an ID switch: each track's points (N, K, 2) ``tracks`` in its track
+    colour, the truth's labelled points (M, K, 3) x, y, v ``truth`` as white rings, and
+    ``label`` written in. A frame smaller than ``side`` px is enlarged by a whole factor first,
+    so that the marks stay apart."""
+    s = max(1, -(-side // max(image.shape[:2])))
+    view = cv2.resize(image, None, fx=s, fy=s, interpolation=cv2.INTER_NEAREST)
+    # Pixel centres are at integers: x -> (x + 0.5) * s - 0.5.
+    labelled = truth[..., 2] > 0
+    view = ring_points(view, (truth[..., :2][labelled] + 0.5) * s - 0.5, (255, 255, 255))
+    colors = track_colors(len(tracks))
+    for n, kp in enumerate((tracks + 0.5) * s - 0.5):
+        view = draw_keypoints(view, kp, skeleton, color=colors[n])
+    corner = (4, view.shape[0] - 6)
+    cv2.putText(view, label, corner, cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1)
+    return view

@@ -10,6 +10,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest
+from helpers import TINY_LOCATOR, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -51,19 +52,9 @@ def synth(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def checkpoint(synth, tmp_path_factory) -> Path:
     """best.pt of a one-epoch 64x64 run on ``synth``, trained once per test session."""
-    from keypointer.config import load_config
     from keypointer.training.loop import train
 
-    root = tmp_path_factory.mktemp("runs")
-    cfg = load_config(
-        None,
-        [
-            f"data.path={synth}", "model.input_size=[64,64]", "train.epochs=1",
-            "loader.batch_size=4", "loader.num_workers=0", f"run.root={root}",
-            "run.quiet=true", "data.val_fraction=0",
-        ],
-    )  # fmt: skip
-    return train(cfg).best
+    return train(tiny_config(synth, tmp_path_factory.mktemp("runs"))).best
 
 
 @pytest.fixture(scope="session")
@@ -77,17 +68,18 @@ def model(checkpoint):
 def two_stage(tmp_path_factory) -> tuple[Path, Path]:
     """best.pt of a tiny two-stage run (pose model + locator) on synthetic crowds (96 px, 2-3
     figures, 6 images), and its COCO labels; trained once per test session."""
-    from keypointer.config import load_config
     from keypointer.data.synthetic import generate
     from keypointer.training.loop import train
 
     root = tmp_path_factory.mktemp("two_stage")
     data = generate(root / "data", num_images=6, seed=1, size=96, instances=(2, 3))
-    overrides = [
-        f"data.path={data}", "data.val_fraction=0", f"run.root={root}", "run.quiet=true",
-        "model.input_size=[64, 64]", "loader.batch_size=4", "loader.num_workers=0",
-        "train.epochs=2", "locator.backbone=mobilenetv3_small_050", "locator.input_size=64",
-        "locator.channels=16", "locator.batch_size=4", "locator.steps=2",
-        "locator.score_threshold=0.0", "locator.max_instances=4",
-    ]  # fmt: skip
-    return train(load_config(None, overrides)).best, data
+    # every located candidate is kept (threshold 0), up to four per image
+    cfg = tiny_config(
+        data,
+        root,
+        *TINY_LOCATOR,
+        "locator.score_threshold=0.0",
+        "locator.max_instances=4",
+        epochs=2,
+    )
+    return train(cfg).best, data

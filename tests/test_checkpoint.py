@@ -3,6 +3,7 @@ import pickle
 
 import pytest
 import torch
+from helpers import tiny_locator_config
 
 from keypointer.checkpoint import load_checkpoint, save_checkpoint
 from keypointer.errors import CheckpointError
@@ -61,16 +62,6 @@ def test_garbage_and_missing_files(tmp_path):
         load_checkpoint(plain)
 
 
-def _tiny_locator_config():
-    from keypointer.config import Config
-
-    cfg = Config()
-    cfg.locator.backbone = "mobilenetv3_small_050"
-    cfg.locator.channels = 16
-    cfg.locator.max_instances = 5
-    return cfg
-
-
 def _with_locator(path, cfg, entry):
     save_checkpoint({"model": {}, "config": cfg.to_dict(), "locator": entry}, path)
     return path
@@ -80,7 +71,7 @@ def test_load_locator_rebuilds_the_stored_locator(tmp_path):
     from keypointer.checkpoint import load_locator
     from keypointer.models.locator import build_locator
 
-    cfg = _tiny_locator_config()
+    cfg = tiny_locator_config(max_instances=5)
     torch.manual_seed(0)
     model = build_locator(cfg, (96, 64)).eval()
     entry = {"model": model.state_dict(), "build_info": model.build_info, "metrics": {"a": 1.0}}
@@ -112,6 +103,46 @@ def test_load_locator_rebuilds_the_stored_locator(tmp_path):
 def test_load_locator_names_the_file_of_a_damaged_entry(tmp_path, entry):
     from keypointer.checkpoint import load_locator
 
-    path = _with_locator(tmp_path / "best.pt", _tiny_locator_config(), entry)
+    path = _with_locator(tmp_path / "best.pt", tiny_locator_config(max_instances=5), entry)
     with pytest.raises(CheckpointError, match="best.pt"):
         load_locator(path)
+
+
+@pytest.mark.parametrize(
+    "mismatch",
+    [
+        lambda: {}["model"],  # a missing entry
+        lambda: int("three"),  # an entry of the wrong form
+        lambda: torch.nn.Linear(2, 2).load_state_dict({"weight": torch.zeros(3, 3)}),  # shapes
+    ],
+)
+def test_damaged_turns_a_mismatched_checkpoint_into_a_checkpoint_error(tmp_path, mismatch):
+    from keypointer.checkpoint import damaged
+
+    path = tmp_path / "last.pt"
+    save_checkpoint({"model": {}, "config": {}}, path)  # an intact file: the contents are wrong
+    with pytest.raises(CheckpointError, match="cannot restore from this checkpoint"), damaged(path):
+        mismatch()
+
+
+@pytest.mark.parametrize("bug", [AttributeError, NameError, AssertionError, ZeroDivisionError])
+def test_damaged_lets_a_bug_in_the_restoring_code_keep_its_traceback(tmp_path, bug):
+    from keypointer.checkpoint import damaged
+
+    path = tmp_path / "last.pt"
+    save_checkpoint({"model": {}, "config": {}}, path)
+    with pytest.raises(bug), damaged(path):
+        raise bug("a bug in keypointer, not in the file")
+
+
+@pytest.mark.parametrize("weights", ["not a mapping", [1, 2], None])
+def test_weights_that_are_no_mapping_name_the_file(tmp_path, weights):
+    from keypointer.checkpoint import load_model
+    from keypointer.config import Config
+    from keypointer.skeleton import Skeleton
+
+    path = tmp_path / "best.pt"
+    skeleton = Skeleton(("a", "b")).to_dict()
+    save_checkpoint({"model": weights, "config": Config().to_dict(), "skeleton": skeleton}, path)
+    with pytest.raises(CheckpointError, match="best.pt"):
+        load_model(path)

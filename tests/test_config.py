@@ -23,9 +23,9 @@ def test_overrides_parse_yaml_values():
 
 def test_every_bad_field_is_named_with_its_dotted_path():
     with pytest.raises(ConfigError) as err:
-        from_dict({"train": {"lr": -1, "bogus": 3}, "model": {"head": "nope"}, "zzz": {}})
+        from_dict({"train": {"lr": -1, "bogus": 3}, "model": {"dropout": 2}, "zzz": {}})
     text = str(err.value)
-    for path in ("train.lr", "train.bogus", "model.head", "zzz"):
+    for path in ("train.lr", "train.bogus", "model.dropout", "zzz"):
         assert path in text
     assert "unknown key" in text
 
@@ -81,3 +81,12 @@ def test_readme_config_reference_is_current():
     start = readme.index("<!-- config-reference")
     block = readme[readme.index("\n", start) + 1 : readme.index("<!-- /config-reference -->")]
     assert block.strip() == reference_markdown().strip()
+
+
+def test_reference_table_says_which_defaults_the_recipe_chooses():
+    from keypointer.config import recipe_fields, reference_markdown
+
+    rows = [line.split(" | ") for line in reference_markdown().splitlines()[2:]]
+    chosen = {row[0].strip("| `") for row in rows if row[1].startswith("chosen from the data")}
+    assert chosen == set(recipe_fields())
+    assert "train.lr" in chosen and "train.optimizer" not in chosen

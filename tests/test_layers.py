@@ -1,7 +1,7 @@
 """The package's layers: each module imports only from its own layer or the layers below, there
 are no import circles, and imports inside functions (lazy imports) are kept to the top layer.
 
-    L0  errors, config, skeleton, device, output_paths, private helpers (_files, _tensors, ...)
+    L0  errors, config, skeleton, device, output_paths, helpers (files, tensors, malloc, version)
     L1  codecs, data, losses, metrics, viz
     L2  models
     L3  checkpoint
@@ -24,10 +24,10 @@ import pytest
 import keypointer
 
 LAYERS: dict[str, int] = {
-    "keypointer._version": 0,
-    "keypointer._files": 0,
-    "keypointer._tensors": 0,
-    "keypointer._malloc": 0,
+    "keypointer.version": 0,
+    "keypointer.files": 0,
+    "keypointer.tensors": 0,
+    "keypointer.malloc": 0,
     "keypointer.errors": 0,
     "keypointer.config": 0,
     "keypointer.skeleton": 0,
@@ -39,6 +39,7 @@ LAYERS: dict[str, int] = {
     "keypointer.metrics": 1,
     "keypointer.viz": 1,
     "keypointer.temporal": 1,
+    "keypointer.multiview": 1,
     "keypointer.models": 2,
     "keypointer.checkpoint": 3,
     "keypointer.inference": 4,
@@ -162,8 +163,55 @@ def problems(sources: Sources) -> list[str]:
     return out
 
 
+def private(name: str) -> bool:
+    """``_x`` is private to its module; dunders (``__version__``) and ``__init__`` are not."""
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def private_imports(sources: Sources) -> list[str]:
+    """Each import of a private keypointer name (a ``_x`` function, class, constant or
+    module) by another module: what a module shares must have a public name."""
+    out = []
+    for module, (text, _) in sources.items():
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("keypointer"):
+                path = node.module.split(".") + [a.name for a in node.names]
+            elif isinstance(node, ast.Import):
+                path = [
+                    p
+                    for a in node.names
+                    if a.name.startswith("keypointer")
+                    for p in a.name.split(".")
+                ]
+            else:
+                continue
+            if any(private(p) for p in path):
+                out.append(f"{module}:{node.lineno} imports a private name: {'.'.join(path)}")
+    return out
+
+
 def test_the_package_keeps_its_layers():
     assert problems(package_sources()) == []
+
+
+def test_no_module_imports_another_modules_private_names():
+    assert private_imports(package_sources()) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("from keypointer.metrics.oks import _boxes\n", "keypointer.metrics.oks._boxes"),
+        ("from keypointer._files import atomic\n", "keypointer._files.atomic"),
+        ("import keypointer.data._dlc_csv\n", "keypointer.data._dlc_csv"),
+        ("from keypointer.config import __doc__\n", None),  # a dunder is no private name
+    ],
+)
+def test_the_checker_catches_a_private_import(text, named):
+    sources = package_sources()
+    sources["keypointer.models.fake"] = (text, False)
+    found = private_imports(sources)
+    assert found == ([f"keypointer.models.fake:1 imports a private name: {named}"] if named else [])
 
 
 @pytest.mark.parametrize(

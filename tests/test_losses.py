@@ -11,7 +11,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from keypointer.codecs import HeatmapCodec
-from keypointer.config import Config
 from keypointer.losses import (
     AdaptiveWingLoss,
     KeypointL1Loss,
@@ -20,7 +19,6 @@ from keypointer.losses import (
     SimCCLoss,
     adaptive_wing_loss,
     keypoint_mse_loss,
-    make_loss,
 )
 
 REDUCTIONS = ["none", "sum", "mean", "keypoint_sum"]
@@ -108,13 +106,21 @@ def _elements(name, output):
 CASES = {
     "mse": (KeypointMSELoss, {}, _heatmap_case, ref_mse),
     "l1": (KeypointL1Loss, {}, _coord_case, ref_l1),
-    "smooth_l1": (KeypointSmoothL1Loss, {"beta": 0.3}, _coord_case,
-                  lambda o, t: ref_smooth_l1(o, t, 0.3)),
+    "smooth_l1": (
+        KeypointSmoothL1Loss,
+        {"beta": 0.3},
+        _coord_case,
+        lambda o, t: ref_smooth_l1(o, t, 0.3),
+    ),
     "simcc": (SimCCLoss, {}, _simcc_case, ref_simcc),
-    "simcc_smooth": (SimCCLoss, {"beta": 2.0, "label_smoothing": 0.1}, _simcc_case,
-                     lambda o, t: ref_simcc(o, t, 2.0, 0.1)),
+    "simcc_smooth": (
+        SimCCLoss,
+        {"beta": 2.0, "label_smoothing": 0.1},
+        _simcc_case,
+        lambda o, t: ref_simcc(o, t, 2.0, 0.1),
+    ),
     "awing": (AdaptiveWingLoss, {}, lambda **kw: _heatmap_case(h=3, w=4, **kw), ref_awing),
-}  # fmt: skip
+}
 WEIGHTS = torch.tensor([[1.0, 0.0, 0.5, 1.0], [0.0, 0.0, 0.0, 0.0], [2.0, 1.0, 1.0, 0.0]])
 
 
@@ -287,16 +293,6 @@ def test_modules_compose_and_validate():
     assert "reduction='keypoint_sum'" in repr(KeypointMSELoss("keypoint_sum"))
 
 
-@pytest.mark.parametrize(
-    "head,cls",
-    [("heatmap", KeypointMSELoss), ("regression", KeypointL1Loss),
-     ("integral", KeypointL1Loss), ("simcc", SimCCLoss)],
-)  # fmt: skip
-def test_make_loss(head, cls):
-    cfg = Config.model_validate({"model": {"head": head}})
-    assert type(make_loss(cfg)) is cls
-
-
 def test_half_precision_outputs_are_computed_in_float32():
     output, target = _heatmap_case()
     low = output.bfloat16().requires_grad_(True)
@@ -305,31 +301,3 @@ def test_half_precision_outputs_are_computed_in_float32():
     torch.testing.assert_close(got, KeypointMSELoss()(low.float(), target, WEIGHTS))
     got.backward()
     assert low.grad.dtype == torch.bfloat16
-
-
-@pytest.mark.parametrize(
-    "head, loss, cls",
-    [
-        ("heatmap", "auto", "KeypointMSELoss"),
-        ("heatmap", "awing", "AdaptiveWingLoss"),
-        ("regression", "smooth_l1", "KeypointSmoothL1Loss"),
-        ("integral", "l1", "KeypointL1Loss"),
-        ("simcc", "auto", "SimCCLoss"),
-    ],
-)
-def test_train_loss_picks_the_loss_for_the_head(head, loss, cls):
-    from keypointer.config import load_config
-    from keypointer.losses import make_loss
-
-    cfg = load_config(None, [f"model.head={head}", f"train.loss={loss}"])
-    assert type(make_loss(cfg)).__name__ == cls
-
-
-def test_train_loss_that_does_not_fit_the_head_is_refused():
-    from keypointer.config import load_config
-    from keypointer.errors import ConfigError
-    from keypointer.losses import make_loss
-
-    cfg = load_config(None, ["model.head=simcc", "train.loss=awing"])
-    with pytest.raises(ConfigError, match="train.loss: 'awing' does not fit a simcc head"):
-        make_loss(cfg)

@@ -7,10 +7,12 @@ Conventions, for every codec and every function here:
 - arrays are (N, K, 2) for N samples of K keypoints; ``visible`` is (N, K) bool;
 - sizes are (width, height); heatmaps are (N, K, h, w).
 
-Every codec is a small frozen dataclass with the same protocol::
+Every codec is a small frozen dataclass with the :class:`Codec` protocol::
 
     target, weights = codec.encode(keypoints, visible)   # weights (N, K) float32, 0 = ignore
     keypoints, scores = codec.decode(output)             # (N, K, 2) input pixels, (N, K)
+    codec.average_flipped(output, flip_index)            # flip TTA on outputs, or None
+    codec.near_ties(output, rel)                         # (N, K) argmax near-ties
 
 Inputs may be numpy arrays or torch tensors; outputs are torch tensors on the input's device.
 ``encode`` also takes one unbatched sample (K, 2). ``decode`` is pure tensor ops without
@@ -20,50 +22,25 @@ data-dependent Python branches, so ``model + decode`` exports to ONNX with a dyn
   a DARK refinement that stays exact at the border.
 - :class:`RegressionCodec`: normalised coordinates (N, K, 2) = (x / W, y / H).
 - :class:`SimCCCodec`: 1-D Gaussian labels over x and y bins, a pair ((N, K, Wx), (N, K, Wy)).
-- :mod:`keypointer.codecs.seed`: the seed notes' ``gaussian_kernel``, ``gaussian_heatmap``
-  and ``all_keypoints_heatmap``, corrected (sub-pixel centres, max-merge, even sizes).
+- :mod:`keypointer.codecs.centers`: the locator's instance centres (not a keypoint codec).
+
+Which codec a config gets is the head's choice: :func:`keypointer.models.make_codec`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from keypointer.codecs.heatmap import HeatmapCodec
+from keypointer.codecs.common import ArrayLike
+from keypointer.codecs.heatmap import HeatmapCodec, flip_heatmaps_back
+from keypointer.codecs.protocol import Codec, Output
 from keypointer.codecs.regression import RegressionCodec
-from keypointer.codecs.seed import all_keypoints_heatmap, gaussian_heatmap, gaussian_kernel
 from keypointer.codecs.simcc import SimCCCodec
-from keypointer.errors import ConfigError
-
-if TYPE_CHECKING:
-    from keypointer.config import Config
-
-Codec = HeatmapCodec | RegressionCodec | SimCCCodec
 
 __all__ = [
+    "ArrayLike",
     "Codec",
     "HeatmapCodec",
+    "Output",
     "RegressionCodec",
     "SimCCCodec",
-    "all_keypoints_heatmap",
-    "gaussian_heatmap",
-    "gaussian_kernel",
-    "make_codec",
+    "flip_heatmaps_back",
 ]
-
-
-def make_codec(cfg: Config) -> Codec:
-    """The codec for ``cfg.model.head``, the one place codecs are built from a config.
-
-    heatmap: HeatmapCodec with heatmap size input // 4 and ``cfg.codec`` sigma/unbiased/refine;
-    regression and integral (a soft-argmax head trained on coordinates): RegressionCodec;
-    simcc: SimCCCodec with ``cfg.codec.simcc_split_ratio`` and ``simcc_sigma``.
-    """
-    head, size, c = cfg.model.head, tuple(cfg.model.input_size), cfg.codec
-    if head == "heatmap":
-        hm_size = (size[0] // 4, size[1] // 4)
-        return HeatmapCodec(size, hm_size, c.sigma, c.unbiased, c.refine)
-    if head in ("regression", "integral"):
-        return RegressionCodec(size)
-    if head == "simcc":
-        return SimCCCodec(size, c.simcc_split_ratio, tuple(c.simcc_sigma))
-    raise ConfigError(f"model.head: no codec for {head!r} (heatmap, regression, simcc, integral)")

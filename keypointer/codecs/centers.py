@@ -26,13 +26,12 @@ tensor ops with a fixed k, so a model followed by it exports to ONNX; the thresh
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torchvision.ops import nms
 
-from keypointer.codecs._common import TINY, as_float
+from keypointer.codecs.common import TINY, ArrayLike, as_float
 from keypointer.config import LOCATOR_SCORE_THRESHOLD
 from keypointer.errors import ConfigError
 
@@ -101,15 +100,15 @@ class CenterCodec:
         """(w, h) of the maps."""
         return self.input_size[0] // self.stride, self.input_size[1] // self.stride
 
-    def to_heatmap(self, xy: Any) -> torch.Tensor:
+    def to_heatmap(self, xy: ArrayLike) -> torch.Tensor:
         """Input px -> heatmap px (same shape)."""
         return (as_float(xy) + 0.5) / self.stride - 0.5
 
-    def to_input(self, xy: Any) -> torch.Tensor:
+    def to_input(self, xy: ArrayLike) -> torch.Tensor:
         """Heatmap px -> input px (same shape)."""
         return (as_float(xy) + 0.5) * self.stride - 0.5
 
-    def encode(self, boxes: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def encode(self, boxes: ArrayLike) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """COCO boxes (N, 4) (x, y, w, h) in input px -> heatmap (1, h, w), size (2, h, w),
         mask (1, h, w), float32.
 
@@ -164,7 +163,7 @@ class CenterCodec:
         return gy.unsqueeze(2) * gx.unsqueeze(1)
 
     def decode_topk(
-        self, heatmap: Any, size: Any, k: int = 20, logits: bool = False
+        self, heatmap: ArrayLike, size: ArrayLike, k: int = 20, logits: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Heatmap (B, 1, h, w), size (B, 2, h, w) -> boxes (B, k', 4) COCO in input px and
         scores (B, k'), best first, k' = min(k, h * w).
@@ -198,8 +197,8 @@ class CenterCodec:
 
     def decode(
         self,
-        heatmap: Any,
-        size: Any,
+        heatmap: ArrayLike,
+        size: ArrayLike,
         k: int = 20,
         threshold: float = LOCATOR_SCORE_THRESHOLD,
         logits: bool = False,

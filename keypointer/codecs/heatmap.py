@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
-from keypointer.codecs._common import (
+from keypointer.codecs.common import (
     TINY,
+    ArrayLike,
     as_float,
     gaussian_1d,
+    near_tie,
     prepare_keypoints,
     refine_log_peak,
 )
+from keypointer.codecs.protocol import Output
 from keypointer.errors import ConfigError
 
 Refine = Literal["none", "quarter", "dark"]
@@ -79,7 +83,9 @@ class HeatmapCodec:
             return (w - 1) / (iw - 1), (h - 1) / (ih - 1)
         return w / iw, h / ih
 
-    def encode(self, keypoints: Any, visible: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(
+        self, keypoints: ArrayLike, visible: ArrayLike | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, K, 2) input pixels, (N, K) bool -> heatmaps (N, K, h, w), weights (N, K) float32.
 
         Separable and batched: two small 1-D Gaussians per keypoint and one broadcast product,
@@ -112,7 +118,7 @@ class HeatmapCodec:
             return heatmaps[0], weights[0]
         return heatmaps, weights
 
-    def decode(self, heatmaps: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def decode(self, heatmaps: ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
         """Heatmaps (N, K, h, w) -> keypoints (N, K, 2) in input pixels, scores (N, K).
 
         A (K, h, w) input gives (K, 2) and (K,). The score is the heatmap's peak, clipped to
@@ -143,6 +149,41 @@ class HeatmapCodec:
         if unbatched:
             return keypoints[0], scores[0]
         return keypoints, scores
+
+    def average_flipped(self, output: Output, flip_index: Sequence[int]) -> torch.Tensor | None:
+        """Heatmaps (2N, K, h, w) of N images then their mirror images -> (N, K, h, w): the
+        mean of each image's maps and its mirror image's, mirrored back
+        (:func:`flip_heatmaps_back`). None for plain-stride codecs, whose maps do not mirror
+        exactly (see there): flip TTA then averages decoded coordinates."""
+        if not self.unbiased or not isinstance(output, torch.Tensor):
+            return None
+        n = output.shape[0] // 2
+        return (output[:n] + flip_heatmaps_back(output[n:], flip_index)) * 0.5
+
+    def near_ties(self, output: Output, rel: float) -> torch.Tensor:
+        """Heatmaps (N, K, h, w) -> (N, K) bool: the two highest pixels within ``2 rel`` of the
+        largest magnitude (an argmax float rounding may flip)."""
+        return near_tie(as_float(output).flatten(2), rel)
+
+
+def flip_heatmaps_back(heatmaps: torch.Tensor, flip_index: Sequence[int]) -> torch.Tensor:
+    """UDP heatmaps of horizontally flipped inputs -> those of the original inputs.
+
+    Channels are swapped by ``flip_index`` and the maps mirrored. With UDP, input x maps to
+    heatmap column ``x (w-1)/(W-1)``, so input mirroring ``x -> W-1-x`` is exactly column
+    mirroring ``u -> w-1-u``. (With the plain stride the mirrored map is off by ``1 - w/W``
+    columns; re-sampling it is exact inside but wrong within a few columns of the border,
+    where the column beyond the edge is missing, so such codecs average decoded coordinates
+    instead.)
+
+    Args:
+        heatmaps: (N, K, h, w) of the mirror images.
+        flip_index: the skeleton's flip permutation (K,).
+
+    Returns:
+        (N, K, h, w) maps of the original images.
+    """
+    return heatmaps[:, list(flip_index)].flip(-1)
 
 
 @functools.lru_cache(maxsize=32)

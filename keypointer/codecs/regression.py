@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
-from keypointer.codecs._common import as_float, on_image, prepare_keypoints
+from keypointer.codecs.common import ArrayLike, as_float, on_image, prepare_keypoints
+from keypointer.codecs.protocol import Output
 from keypointer.errors import ConfigError
 
 
@@ -29,7 +30,9 @@ class RegressionCodec:
         if len(self.input_size) != 2 or min(self.input_size) < 1:
             raise ConfigError(f"RegressionCodec: input_size is (W, H) >= 1, got {self.input_size}")
 
-    def encode(self, keypoints: Any, visible: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(
+        self, keypoints: ArrayLike, visible: ArrayLike | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, K, 2) input pixels, (N, K) bool -> targets (N, K, 2), weights (N, K) float32.
 
         A (K, 2) input gives (K, 2) and (K,).
@@ -43,8 +46,16 @@ class RegressionCodec:
             return targets[0], weights[0]
         return targets, weights
 
-    def decode(self, coords: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def decode(self, coords: ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised (N, K, 2) -> keypoints (N, K, 2) in input pixels, scores (N, K) of ones."""
         c = as_float(coords)
         size = torch.tensor(self.input_size, dtype=c.dtype, device=c.device)
         return c * size, torch.ones_like(c[..., 0])
+
+    def average_flipped(self, output: Output, flip_index: Sequence[int]) -> None:
+        """None: flip TTA averages the decoded, mirrored-back coordinates."""
+        return None
+
+    def near_ties(self, output: Output, rel: float) -> torch.Tensor:
+        """(N, K) all False: coordinates have no argmax to tie."""
+        return torch.zeros(as_float(output).shape[:2], dtype=torch.bool)

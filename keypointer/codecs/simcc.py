@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
-from keypointer.codecs._common import (
+from keypointer.codecs.common import (
     TINY,
+    ArrayLike,
     as_float,
     gaussian_1d,
+    near_tie,
     on_image,
     prepare_keypoints,
     refine_log_peak,
 )
+from keypointer.codecs.protocol import Output
 from keypointer.errors import ConfigError
 
 
@@ -63,7 +66,7 @@ class SimCCCodec:
         return int(w * self.split_ratio), int(h * self.split_ratio)  # as the SimCC head
 
     def encode(
-        self, keypoints: Any, visible: Any = None
+        self, keypoints: ArrayLike, visible: ArrayLike | None = None
     ) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
         """(N, K, 2) input pixels, (N, K) bool -> ((x (N, K, Wx), y (N, K, Wy)), weights (N, K)).
 
@@ -81,13 +84,23 @@ class SimCCCodec:
             return (x[0], y[0]), weights[0]
         return (x, y), weights
 
-    def decode(self, output: Any, logits: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    def decode(
+        self, output: tuple[ArrayLike, ArrayLike], logits: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(x (N, K, Wx), y (N, K, Wy)) -> keypoints (N, K, 2) in input pixels, scores (N, K)."""
         if not isinstance(output, (tuple, list)) or len(output) != 2:
             raise ValueError("SimCC output must be a pair (x (N, K, Wx), y (N, K, Wy))")
         x, sx = self._axis(as_float(output[0]), self.bins[0], self.sigma[0], logits)
         y, sy = self._axis(as_float(output[1]), self.bins[1], self.sigma[1], logits)
         return torch.stack((x, y), dim=-1) / self.split_ratio, torch.minimum(sx, sy)
+
+    def average_flipped(self, output: Output, flip_index: Sequence[int]) -> None:
+        """None: flip TTA averages the decoded, mirrored-back coordinates."""
+        return None
+
+    def near_ties(self, output: Output, rel: float) -> torch.Tensor:
+        """Logits (x (N, K, Wx), y (N, K, Wy)) -> (N, K) bool: a near-tie on either axis."""
+        return near_tie(as_float(output[0]), rel) | near_tie(as_float(output[1]), rel)
 
     def _axis(
         self, v: torch.Tensor, bins: int, sigma: float, logits: bool

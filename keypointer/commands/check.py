@@ -13,7 +13,7 @@ from keypointer.data.check import CheckReport, validate
 from keypointer.data.formats import detect_format, load_dataset
 
 
-def run_check(
+def check_command(
     path: str | Path,
     format: str | None = None,
     images: str | Path | None = None,

@@ -13,7 +13,7 @@ from keypointer.data.formats import load_dataset
 from keypointer.data.images import read_image
 from keypointer.data.synthetic import SYNTH_DESCRIPTION, generate
 from keypointer.errors import DataError
-from keypointer.inference.loader import predict_dataset, quick_metrics
+from keypointer.inference.labelled import predict_instances, quick_metrics
 from keypointer.inference.pipeline import load_pipeline
 from keypointer.training.loop import train
 from keypointer.viz import draw_keypoints, save_gallery, write_image
@@ -40,7 +40,7 @@ def demo_config(out: Path, quiet: bool) -> Config:
     return cfg
 
 
-def _check_demo_folder(out: Path) -> None:
+def check_demo_folder(out: Path) -> None:
     """Refuse an ``out`` whose ``data/`` or ``predictions/`` holds anything an earlier demo did
     not write: the demo replaces both, and a user's folder must never be emptied."""
     data, pictures = out / "data", out / "predictions"
@@ -63,16 +63,14 @@ def _check_demo_folder(out: Path) -> None:
                 raise DataError("is not a picture the demo drew; choose another --out", child)
 
 
-def run_demo(out: Path, quiet: bool = False) -> dict:
+def demo_command(out: Path, quiet: bool = False) -> dict[str, float]:
     """Generate data, train, evaluate on held-out images and draw predictions; returns the metrics."""
     t0 = time.perf_counter()
     out = Path(out)
     data = out / "data"
-    _check_demo_folder(out)
-    if data.exists():
-        shutil.rmtree(
-            data
-        )  # regenerated: a few seconds, and always matches this version's renderer
+    check_demo_folder(out)
+    if data.exists():  # regenerated: a few seconds, and always matches this version's renderer
+        shutil.rmtree(data)
     print(f"[1/4] synthesising {DEMO_TRAIN_IMAGES} training and {DEMO_TEST_IMAGES} held-out images")
     generate(data / "train", num_images=DEMO_TRAIN_IMAGES, seed=0)
     test_json = generate(data / "test", num_images=DEMO_TEST_IMAGES, seed=1)
@@ -95,17 +93,19 @@ def run_demo(out: Path, quiet: bool = False) -> dict:
     return result
 
 
-def evaluate_held_out(checkpoint: Path, labels: Path, pictures: Path, n_draw: int = 8) -> dict:
+def evaluate_held_out(
+    checkpoint: Path, labels: Path, pictures: Path, n_draw: int = 8
+) -> dict[str, float]:
     """PCK@0.05 (box-size normaliser) and mean pixel error on ``labels``; draws ``n_draw`` images."""
     pipe = load_pipeline(checkpoint)  # as predict and eval run it
     kset = load_dataset(labels)
     ds = KeypointDataset(kset, None, pipe.input_size, None, train=False, box_margin=pipe.margin)
-    pred = predict_dataset(pipe, ds)
+    pred = predict_instances(pipe, ds)
     metrics = quick_metrics(pred, alpha=0.05)
     pictures.mkdir(parents=True, exist_ok=True)
     drawn = []
     for i in range(min(n_draw, len(pred.index))):
-        sample = kset.samples[ds.locate(int(pred.index[i]))[0]]
+        sample = kset.samples[ds.position(int(pred.index[i]))[0]]
         image = draw_keypoints(
             read_image(sample.image),
             pred.keypoints[i],

@@ -1,6 +1,6 @@
 """``keypointer eval``: score a model on labelled data, in original-image pixels.
 
-Predictions come from :func:`keypointer.inference.loader.predict_loader`; the metrics are
+Predictions come from :func:`keypointer.inference.labelled.predict_instances`; the metrics are
 :mod:`keypointer.metrics`' (OKS AP included); this module adds a table, ``eval.json``,
 plots and a gallery of the worst predictions.
 """
@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from keypointer._files import write_text_atomic
 from keypointer.commands.eval_located import located_metrics
 from keypointer.commands.progress import progress
 from keypointer.data import transforms as T
@@ -25,11 +23,13 @@ from keypointer.data.dataset import KeypointDataset
 from keypointer.data.formats import load_dataset
 from keypointer.device import resolve_device
 from keypointer.errors import DataError
+from keypointer.files import write_text_atomic
 from keypointer.inference.crops import crop_matrix
-from keypointer.inference.loader import Predictions, predict_dataset
+from keypointer.inference.labelled import Predictions, predict_instances
 from keypointer.inference.pipeline import load_pipeline
 from keypointer.metrics import bbox_norm, evaluate_keypoints, pck_curve
-from keypointer.output_paths import check_output_dir, check_target
+from keypointer.metrics.arrays import JsonValue
+from keypointer.output_paths import output_dir_for
 from keypointer.viz import draw_keypoints, plot_pck_curve, plot_per_keypoint, save_gallery
 
 GENERIC_STEMS = {"annotations", "labels", "data", "instances", "person_keypoints", "config"}
@@ -46,32 +46,7 @@ def default_eval_dir(checkpoint: str | Path, data: str | Path) -> Path:
     return run / f"eval-{name or 'data'}"
 
 
-def eval_output_dir(
-    out: str | Path | None,
-    inputs: tuple[str | Path, ...],
-    names: tuple[str, ...],
-    overwrite: bool = False,
-) -> Path:
-    """Where an evaluation writes its files ``names``, checked before any work.
-
-    With ``out`` given, an existing file of those names (or an input) is refused unless
-    ``overwrite`` (inputs always). Without it, the default folder
-    (:func:`default_eval_dir` of ``inputs`` = (checkpoint, data)) is numbered on
-    (``eval-val-2``, ...) when it holds an earlier evaluation, which is never written over."""
-    if out is None:
-        base = default_eval_dir(*inputs[:2])
-        out, n = base, 1
-        while any((out / name).exists() for name in names):
-            n += 1
-            out = base.with_name(f"{base.name}-{n}")
-    out = Path(out)
-    check_output_dir(out)
-    for name in names:
-        check_target(out / name, inputs=inputs, overwrite=overwrite)
-    return out
-
-
-def evaluate_command(
+def eval_command(
     checkpoint: str | Path,
     data: str | Path,
     out: str | Path | None = None,
@@ -86,18 +61,24 @@ def evaluate_command(
     num_worst: int = 12,
     quiet: bool = False,
     overwrite: bool = False,
-) -> dict[str, Any]:
+) -> dict[str, JsonValue]:
     """What ``keypointer eval`` does: predict every labelled instance of ``data`` and score it.
 
     Writes ``eval.json`` (atomically; all metrics, per keypoint, the PCK curve and the worst
     instances), ``pck_curve.png``, ``per_keypoint_error.png`` and ``worst.png`` (a gallery of
     the ``num_worst`` instances with the largest mean normalised error, predictions as filled
-    dots, ground truth as rings) to ``out`` (see :func:`eval_output_dir`: an earlier
-    evaluation's files are replaced only with ``overwrite``); prints a table.
+    dots, ground truth as rings) to ``out`` (default :func:`default_eval_dir`, numbered on:
+    an earlier evaluation's files are replaced only with ``overwrite``); prints a table.
     Returns the metrics dict that ``eval.json`` holds.
     """
 
-    out_dir = eval_output_dir(out, (checkpoint, data), EVAL_FILES, overwrite)  # before any work
+    out_dir = output_dir_for(  # before any work
+        EVAL_FILES,
+        out,
+        default=default_eval_dir(checkpoint, data),
+        inputs=(checkpoint, data),
+        overwrite=overwrite,
+    )
     pipe = load_pipeline(checkpoint, resolve_device(device), flip=flip)
     cfg, skeleton = pipe.config, pipe.skeleton
     pipe = pipe.with_options(batch_size=batch_size or cfg.loader.batch_size)
@@ -110,20 +91,25 @@ def evaluate_command(
         )
     ds = KeypointDataset(kset, None, pipe.input_size, None, train=False, box_margin=pipe.margin)
     with progress(len(kset.samples), quiet) as advance:
-        pred = predict_dataset(pipe, ds, advance)
+        pred = predict_instances(pipe, ds, advance)
     metrics = evaluate_keypoints(
-        pred.keypoints, pred.gt, pred.visible, pred.scores, pred.bboxes, skeleton, alpha, pcutoff,
+        pred.keypoints,
+        pred.gt,
+        pred.visible,
+        scores=pred.scores,
+        bboxes=pred.bboxes,
+        skeleton=skeleton,
+        alpha=alpha,
+        pcutoff=pcutoff,
         image_ids=pred.image_ids,
-    )  # fmt: skip
+    )
     alphas, curve = pck_curve(pred.keypoints, pred.gt, pred.visible, bbox_norm(pred.bboxes))
     worst = worst_instances(pred, num_worst)
     if pipe.two_stage and not kset.whole_image:  # also as predict runs: instances it finds
         metrics["located"] = located_metrics(pipe, kset, quiet)
-    metrics.update(
-        checkpoint=str(checkpoint), data=str(data), flip=flip, num_images=len(kset),
-        pck_curve={"alpha": alphas.tolist(), "pck": [_num(v) for v in curve]},
-        worst=[_worst_entry(ds, pred, i) for i in worst],
-    )  # fmt: skip
+    metrics.update(checkpoint=str(checkpoint), data=str(data), flip=flip, num_images=len(kset))
+    metrics["pck_curve"] = {"alpha": alphas.tolist(), "pck": [_num(v) for v in curve]}
+    metrics["worst"] = [_worst_entry(ds, pred, i) for i in worst]
     write_eval_outputs(out_dir, metrics, pred, ds, worst, alphas, curve)
     if not quiet:
         print_eval_table(metrics, out_dir)
@@ -150,7 +136,7 @@ def worst_instances(pred: Predictions, n: int) -> list[int]:
     return [int(i) for i in order[:n] if np.isfinite(err[i])]
 
 
-def _worst_entry(ds, pred: Predictions, row: int) -> dict[str, Any]:
+def _worst_entry(ds: KeypointDataset, pred: Predictions, row: int) -> dict[str, JsonValue]:
     sample, inst = ds.entry(int(pred.index[row]))
     err = np.linalg.norm(pred.keypoints[row] - pred.gt[row], axis=-1)[pred.visible[row]]
     return {
@@ -162,9 +148,16 @@ def _worst_entry(ds, pred: Predictions, row: int) -> dict[str, Any]:
 
 
 def write_eval_outputs(
-    out: Path, metrics: dict, pred: Predictions, ds, worst: list[int], alphas, curve
+    out: Path,
+    metrics: dict[str, JsonValue],
+    pred: Predictions,
+    ds: KeypointDataset,
+    worst: list[int],
+    alphas: np.ndarray,
+    curve: np.ndarray,
 ) -> None:
-
+    """``eval.json`` (atomically), the PCK curve, the per-keypoint errors and the gallery of
+    the ``worst`` rows of ``pred``."""
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "eval.json", json.dumps(metrics, indent=2))
     plot_pck_curve(alphas, np.nan_to_num(curve), out / "pck_curve.png", metrics["pck_auc"])
@@ -175,7 +168,7 @@ def write_eval_outputs(
         save_gallery([draw_instance(ds, pred, i) for i in worst], out / "worst.png")
 
 
-def draw_instance(ds, pred: Predictions, row: int, size: int = 256) -> np.ndarray:
+def draw_instance(ds: KeypointDataset, pred: Predictions, row: int, size: int = 256) -> np.ndarray:
     """A ``size`` x ``size`` view of one instance (its box, with a margin) with predictions
     (filled dots, score threshold 0) and the labels (rings) drawn, and its error written."""
 
@@ -196,47 +189,49 @@ def draw_instance(ds, pred: Predictions, row: int, size: int = 256) -> np.ndarra
     return view
 
 
-def print_eval_table(metrics: dict, out: Path) -> None:
+def cell(value: JsonValue, digits: int = 3) -> str:
+    """A table cell: "-" for no value, a float with ``digits`` decimals, else as written."""
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
-    def fmt(v: Any, digits: int = 3) -> str:
-        return "-" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
+def print_eval_table(metrics: dict[str, JsonValue], out: Path) -> None:
+    """The overall and per-keypoint tables, and where the files went."""
     overall = Table(title=f"{metrics['data']}: {metrics['num_instances']} instances")
     for col in ("metric", "value"):
         overall.add_column(col)
     rows = [
-        (f"PCK@{metrics['pck_alpha']:g} ({metrics['pck_norm']})", fmt(metrics["pck"])),
-        (f"PCK AUC (0-{metrics['pck_auc_max_alpha']:g})", fmt(metrics["pck_auc"])),
-        (f"NME ({metrics['nme_norm']})", fmt(metrics["nme"], 4)),
-        ("mean error px", fmt(metrics["mean_px"], 2)),
-        ("RMSE px", fmt(metrics["rmse_px"], 2)),
+        (f"PCK@{metrics['pck_alpha']:g} ({metrics['pck_norm']})", cell(metrics["pck"])),
+        (f"PCK AUC (0-{metrics['pck_auc_max_alpha']:g})", cell(metrics["pck_auc"])),
+        (f"NME ({metrics['nme_norm']})", cell(metrics["nme"], 4)),
+        ("mean error px", cell(metrics["mean_px"], 2)),
+        ("RMSE px", cell(metrics["rmse_px"], 2)),
     ]
     if "pcutoff" in metrics:
         rows.append(
-            (f"mean error px, p >= {metrics['pcutoff']:g}", fmt(metrics["mean_px_pcutoff"], 2))
+            (f"mean error px, p >= {metrics['pcutoff']:g}", cell(metrics["mean_px_pcutoff"], 2))
         )
     for name in ("AP", "AP50", "AP75", "AR"):
-        rows.append((f"OKS {name} (labelled boxes)", fmt(metrics.get("oks", {}).get(name))))
+        rows.append((f"OKS {name} (labelled boxes)", cell(metrics.get("oks", {}).get(name))))
     if "located" in metrics:
         oks, boxes = metrics["located"]["oks"], metrics["located"]["boxes"]
         for name in ("AP", "AP50", "AP75", "AR"):
-            rows.append((f"OKS {name} (located instances)", fmt(oks.get(name))))
+            rows.append((f"OKS {name} (located instances)", cell(oks.get(name))))
         rows.append(
             ("instances: labelled / found", f"{oks['gt_instances']:.0f} / {oks['predicted']:.0f}")
         )
         rows.append(("instances: missed / extra", f"{oks['missed']:.0f} / {oks['extra']:.0f}"))
-        rows.append(("locator boxes: recall / precision @IoU 0.5",
-                     f"{boxes['recall']:.3f} / {fmt(boxes['precision'])}"))  # fmt: skip
+        recall_precision = f"{boxes['recall']:.3f} / {cell(boxes['precision'])}"
+        rows.append(("locator boxes: recall / precision @IoU 0.5", recall_precision))
     for r in rows:
         overall.add_row(*r)
     per = Table(title="per keypoint")
     for col in ("keypoint", "count", "PCK", "mean px", "RMSE px", "NME"):
         per.add_column(col, justify="left" if col == "keypoint" else "right")
     for r in metrics["per_keypoint"]:
-        per.add_row(
-            r["name"], fmt(r["count"]), fmt(r["pck"]), fmt(r["mean_px"], 2),
-            fmt(r["rmse_px"], 2), fmt(r["nme"], 4),
-        )  # fmt: skip
+        numbers = (cell(r["count"]), cell(r["pck"]), cell(r["mean_px"], 2), cell(r["rmse_px"], 2))
+        per.add_row(r["name"], *numbers, cell(r["nme"], 4))
     console = Console()
     console.print(overall)
     console.print(per)

@@ -3,9 +3,10 @@
 The data is a ``truth.json`` as ``keypointer synth --video`` writes it (or the folder holding
 it and its ``video.mp4``). The video is predicted as ``keypointer predict`` does (streamed,
 batched, tracks and optional smoothing at the end), then scored by
-:mod:`keypointer.metrics.video`: pixel error, PCK and OKS AP of the raw (and smoothed)
-tracks, jitter, and MOT counts of the tracker's identities next to those of the
-nearest-centroid baseline re-tracking the very same per-frame instances.
+:func:`keypointer.metrics.video.score_tracks`: pixel error, PCK and OKS AP of the raw (and
+smoothed) tracks, jitter, and MOT counts of the tracker's identities next to those of the
+nearest-centroid baseline re-tracking the very same per-frame instances. The plots are
+:mod:`keypointer.viz`'s; this module checks the arguments, runs the steps and prints.
 """
 
 from __future__ import annotations
@@ -14,37 +15,27 @@ import contextlib
 import dataclasses
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from keypointer._files import write_text_atomic
-from keypointer.commands.eval import eval_output_dir
-from keypointer.commands.progress import progress
+from keypointer.commands.eval import cell, default_eval_dir
+from keypointer.commands.progress import counted
+from keypointer.commands.video_options import video_post_process
 from keypointer.data.synthetic_truth import FORMAT, VideoTruth, load_truth
 from keypointer.device import resolve_device
-from keypointer.errors import ConfigError, DataError
+from keypointer.errors import DataError
+from keypointer.files import write_text_atomic
 from keypointer.inference.pipeline import Pipeline, load_pipeline
 from keypointer.inference.sources import Frame, Source, iter_frames
 from keypointer.inference.tracks import PostProcess, VideoTable, finish
 from keypointer.inference.video import video_header
-from keypointer.metrics.video import (
-    PoseScores,
-    match_poses,
-    pose_metrics,
-    same_points,
-    scale_areas,
-    tracking_metrics,
-    tracks_array,
-    truth_points,
-)
-from keypointer.temporal.smooth import METHODS
-from keypointer.temporal.tracking import nearest_centroid_ids
-from keypointer.viz import draw_keypoints, ring_points, save_gallery, track_colors
+from keypointer.metrics.video import Metrics, VideoCurves, score_tracks
+from keypointer.output_paths import output_dir_for
+from keypointer.viz import plot_video_eval, save_gallery, switch_tile
 
 TRUTH = "truth.json"
 EVAL_JSON = "eval.json"
@@ -91,7 +82,7 @@ def read_truth(truth_file: Path) -> VideoTruth:
     Records may come in any order (they are sorted by frame; a frame's instances may also be
     split over several records). Raises one :class:`DataError` naming the truth file and the
     record (frame, track) for a track listed twice in one frame, or a frame before 0. Frames
-    past the video's end are refused as it is read (:func:`predict_video`): the count in a
+    past the video's end are refused as it is read (:func:`video_predictions`): the count in a
     video's header can be an estimate. Such records could never be predicted, and would
     count as misses.
     """
@@ -136,12 +127,11 @@ def _in_frame_order(truth: VideoTruth) -> VideoTruth:
         boxes[target, present] = truth.boxes[i, present]
         fast[target, present] = truth.fast[i, present]
     return dataclasses.replace(
-        truth, frames=numbers, times=truth.times[rows], keypoints=keypoints, boxes=boxes,
-        fast=fast,
-    )  # fmt: skip
+        truth, frames=numbers, times=truth.times[rows], keypoints=keypoints, boxes=boxes, fast=fast
+    )
 
 
-def evaluate_video(
+def eval_video_command(
     model: str | Path,
     truth_path: str | Path,
     out: str | Path | None = None,
@@ -154,29 +144,29 @@ def evaluate_video(
     alpha: float = 0.05,
     batch_size: int = 16,
     overwrite: bool = False,
-) -> dict[str, Any]:
+) -> Metrics:
     """Predict the truth's video with ``model`` (checkpoint, run folder or .onnx) and score it.
 
     ``smooth``: None or a method of :data:`keypointer.temporal.smooth.METHODS` (then the
     smoothed tracks are scored too); ``max_instances``: the tracker's known number of animals.
     Writes ``eval.json`` (atomically; what this returns), ``error_over_time.png`` and, when
     the tracker switched identities, ``switches.png`` to ``out`` (default
-    :func:`~keypointer.commands.eval.eval_output_dir`: an earlier evaluation's files are replaced
-    only with ``overwrite``); prints tables.
+    :func:`~keypointer.commands.eval.default_eval_dir`, numbered on: an earlier evaluation's
+    files are replaced only with ``overwrite``); prints tables.
     """
-    if smooth is not None and smooth not in METHODS:
-        raise ConfigError(f"--smooth {smooth!r}: use one of {', '.join(METHODS)}")
-    if max_instances is not None and max_instances < 1:
-        raise ConfigError(f"--max-instances {max_instances}: must be 1 or more")
+    post = video_post_process(smooth, max_instances=max_instances)
     truth_file, video = truth_files(truth_path)
-    out_dir = eval_output_dir(  # before the work, not after it
-        out, (model, truth_file.parent, truth_file, video), (EVAL_JSON, PLOT, SWITCHES), overwrite
+    out_dir = output_dir_for(  # before the work, not after it
+        (EVAL_JSON, PLOT, SWITCHES),
+        out,
+        default=default_eval_dir(model, truth_file.parent),
+        inputs=(model, truth_file.parent, truth_file, video),
+        overwrite=overwrite,
     )
     truth = read_truth(truth_file)
     pipe = load_pipeline(
-        model, resolve_device(device), flip=flip, batch_size=batch_size,
-        max_instances=max_instances,
-    )  # fmt: skip
+        model, resolve_device(device), flip=flip, batch_size=batch_size, max_instances=max_instances
+    )
     if tuple(pipe.skeleton.names) != tuple(truth.names):
         raise DataError(
             f"its keypoints {list(truth.names)} differ from the model's "
@@ -184,15 +174,13 @@ def evaluate_video(
             truth_file,
         )
     began = time.perf_counter()
-    table = predict_video(video, truth, pipe, quiet, truth_file)
+    table = video_predictions(video, truth, pipe, quiet, truth_file)
     seconds = time.perf_counter() - began
-    post = PostProcess(smooth=smooth, max_instances=max_instances)
-    metrics, curves = score_video(truth, table, post, alpha)
-    metrics = {
-        "checkpoint": str(model), "truth": str(truth_file), "video": str(video), "flip": flip,
-        "smooth": smooth, "max_instances": max_instances, **metrics,
-        "seconds": seconds, "frames_per_second": len(table) / max(seconds, 1e-9),
-    }  # fmt: skip
+    scores, curves = score_video(truth, table, post, alpha)
+    run: Metrics = {"checkpoint": str(model), "truth": str(truth_file), "video": str(video)}
+    run.update(flip=flip, smooth=smooth, max_instances=max_instances)
+    speed = {"seconds": seconds, "frames_per_second": len(table) / max(seconds, 1e-9)}
+    metrics: Metrics = {**run, **scores, **speed}
     write_video_eval(out_dir, metrics, curves, truth, video)
     if not quiet:
         print_video_tables(metrics, out_dir)
@@ -200,33 +188,33 @@ def evaluate_video(
 
 
 def write_video_eval(
-    out: Path, metrics: dict, curves: dict, truth: VideoTruth, video: Path
+    out: Path, metrics: Metrics, curves: VideoCurves, truth: VideoTruth, video: Path
 ) -> None:
     """``eval.json`` (atomically), the plot over time and, after ID switches, their frames."""
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / EVAL_JSON, json.dumps(metrics, indent=2))
-    plot_video_eval(curves, truth, metrics, out / PLOT)
-    switches = metrics["tracking"]["tracker"]["switch_frames"]
+    tracking = metrics["tracking"]  # method -> its MOT metrics
+    title = f"{video.name}: error of the paired prediction"
+    plot_video_eval(curves, truth, tracking, title, out / PLOT)
+    switches = tracking["tracker"]["switch_frames"]
     if switches:
-        switch_gallery(video, truth, curves["points"], switches, out / SWITCHES)
+        switch_gallery(video, truth, curves.points, switches, out / SWITCHES)
     else:  # an earlier evaluation's (replaced with --overwrite) would tell of switches
         (out / SWITCHES).unlink(missing_ok=True)
 
 
-def predict_video(
+def video_predictions(
     video: Path, truth: VideoTruth, pipe: Pipeline, quiet: bool, truth_file: Path | None = None
 ) -> VideoTable:
     """Every frame of ``video`` through ``pipe`` (as ``predict`` runs it), kept as small
-    arrays per frame;
-    DataError naming ``truth_file`` (``truth``'s) when the truth goes on past the video's
-    end."""
+    arrays per frame; DataError naming ``truth_file`` (``truth``'s) when the truth goes on
+    past the video's end."""
     frames = _checked_frames(video, truth, truth_file or video)
     table = VideoTable(video, truth.fps)
     stream = pipe.run(frames)
-    with contextlib.closing(stream), progress(len(truth.frames), quiet) as advance:
-        for pred in stream:
+    with contextlib.closing(stream):
+        for pred in counted(stream, len(truth.frames), quiet):
             table.add(pred)
-            advance()
     return table
 
 
@@ -261,15 +249,11 @@ def _checked_frames(video: Path, truth: VideoTruth, truth_file: Path) -> Iterato
 
 def score_video(
     truth: VideoTruth, table: VideoTable, post: PostProcess, alpha: float = 0.05
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Finish ``table`` (tracks, smoothing) as predict does and score it against ``truth``.
-
-    Returns the metrics (JSON-ready) and what the plots need: "raw" and "smoothed" (None
-    without smoothing) :class:`~keypointer.metrics.video.PoseScores`, and "tracker" and
-    "nearest_centroid": (T, M) the track id each method's instance paired with each truth
-    track has (-1: none); "points" the tracker's raw tracks (T, N, K, 2). Frames the video
-    could not give count as frames without predictions.
-    """
+) -> tuple[Metrics, VideoCurves]:
+    """Finish ``table`` (tracks, smoothing) as predict does and score it against ``truth``
+    (:func:`keypointer.metrics.video.score_tracks`: the metrics, JSON-ready, and the curves
+    the plots need). Frames the video could not give count as frames without predictions;
+    a frame the truth lacks is a DataError."""
     tracks = finish(table, post)
     rows = np.searchsorted(truth.frames, tracks.numbers)
     known = rows < len(truth.frames)
@@ -280,106 +264,16 @@ def score_video(
             else np.setdiff1d(tracks.numbers, truth.frames)
         )
         raise DataError(f"frame {int(bad[0])} is not in the truth file", table.source)
-    t, k, sigmas = len(truth.frames), len(truth.names), truth.skeleton.oks_sigmas
-
-    def on_truth(a: np.ndarray) -> np.ndarray:
-        full = np.full((t, *a.shape[1:]), np.nan)
-        full[rows] = a
-        return full
-
-    def pose(points: np.ndarray) -> PoseScores:
-        scores, inst = on_truth(tracks.scores), on_truth(tracks.instance_scores)
-        return pose_metrics(
-            truth.keypoints, truth.boxes, points, scores, inst, truth.names, sigmas, alpha,
-            truth.tracks, truth.fast,
-        )  # fmt: skip
-
-    raw = on_truth(tracks.raw)
-    base_ids = nearest_centroid_ids(
-        table.keypoints, table.scores, np.asarray(table.times), max_instances=post.max_instances
-    )
-    base = on_truth(tracks_array(base_ids, table.keypoints, k))
-    raw_scores = pose(raw)
-    smoothed = pose(on_truth(tracks.final)) if tracks.smoothed else None
-    common = None  # both on the points both have: like against like
-    if smoothed is not None:
-        kept = np.isfinite(smoothed.paired).all(-1) & np.isfinite(raw_scores.paired).all(-1)
-        common = {
-            name: same_points(truth.keypoints, truth.boxes, scored.paired, kept, alpha)
-            for name, scored in (("raw", raw_scores), ("smoothed", smoothed))
-        }
-    gt, _ = truth_points(truth.keypoints)
-    curves = {
-        "raw": raw_scores, "smoothed": smoothed, "points": raw, "tracker": raw_scores.match,
-        "nearest_centroid": match_poses(gt, base, sigmas, scale_areas(gt, truth.boxes)),
-    }  # fmt: skip
-    tracking = {
-        name: tracking_metrics(truth.keypoints, truth.boxes, points, sigmas, frames=truth.frames)
-        for name, points in (("tracker", raw), ("nearest_centroid", base))
-    }
-    metrics = {
-        "alpha": alpha, "fps": truth.fps, "num_frames": t, "num_frames_predicted": len(table),
-        "truth_tracks": list(truth.tracks), "predicted_tracks": len(tracks.tracks),
-        "tracked": tracks.multi,
-        "pose": {"raw": raw_scores.metrics, "smoothed": smoothed.metrics if smoothed else None,
-                 "common_points": common},
-        "tracking": tracking,
-    }  # fmt: skip
-    return metrics, curves
-
-
-def plot_video_eval(curves: dict, truth: VideoTruth, metrics: dict, path: Path) -> Path:
-    """Three panels over time (s): each truth track's mean keypoint error (px; raw solid,
-    smoothed dashed), and the track id paired with it by the tracker and by the
-    nearest-centroid baseline, ID switches as dotted lines."""
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    fig = Figure(figsize=(9, 8), layout="constrained")
-    ax_err, *ax_ids = fig.subplots(3, 1, sharex=True)
-    times = truth.times
-    colors = [tuple(c / 255 for c in rgb) for rgb in track_colors(len(truth.tracks))]
-    for m, name in enumerate(truth.tracks):
-        ax_err.plot(times, curves["raw"].error[:, m], color=colors[m], lw=1, label=f"{name} raw")
-        if curves["smoothed"] is not None:
-            ax_err.plot(times, curves["smoothed"].error[:, m], color=colors[m], lw=1, ls="--",
-                        label=f"{name} smoothed")  # fmt: skip
-    ax_err.set_ylabel("mean keypoint error (px)")
-    ax_err.set_title(f"{Path(metrics['video']).name}: error of the paired prediction", fontsize=9)
-    ax_err.legend(fontsize=7, loc="upper right")
-    methods = (("tracker", "tracker"), ("nearest_centroid", "nearest centroid"))
-    for ax, (key, label) in zip(ax_ids, methods, strict=True):
-        ids = np.where(curves[key] >= 0, curves[key], np.nan)
-        for m, name in enumerate(truth.tracks):
-            ax.step(times, ids[:, m], where="post", color=colors[m], lw=1.2, label=name)
-        frames = sorted(set(metrics["tracking"][key]["switch_frames"]))
-        for f in frames:
-            ax.axvline(times[np.searchsorted(truth.frames, f)], color="0.4", lw=0.7, ls=":")
-        n = metrics["tracking"][key]["num_switches"]
-        ax.set_title(f"{label}: {n:g} ID switches (dotted lines)", fontsize=9)
-        ax.set_ylabel(f"track id ({label})")
-        top = max(1, int(np.nanmax(ids, initial=0)) + 1)
-        ax.set_ylim(-0.5, top - 0.5)
-        if top <= 12:
-            ax.set_yticks(range(top))
-        else:
-            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend(fontsize=7, loc="upper right")
-    ax_ids[-1].set_xlabel("time (s)")
-    fig.savefig(path, dpi=100)
-    return path
+    return score_tracks(truth, tracks, table, alpha=alpha, max_instances=post.max_instances)
 
 
 def switch_gallery(
-    video: Path, truth: VideoTruth, points: np.ndarray, switches: list[int], path: Path
+    video: Path, truth: VideoTruth, points: np.ndarray, switches: Sequence[int], path: Path
 ) -> Path | None:
-    """The frames where the tracker switched identities (up to MAX_SWITCH_TILES): its tracks
-    in their colours, the truth as white rings. Reads the video once more, up to the last
-    of them."""
-    import cv2
-
+    """The frames where the tracker switched identities (up to MAX_SWITCH_TILES), drawn by
+    :func:`keypointer.viz.switch_tile` (``points``: the tracker's (T, N, K, 2) tracks on the
+    truth's frames). Reads the video once more, up to the last of them."""
     wanted = sorted(set(switches))[:MAX_SWITCH_TILES]
-    colors = track_colors(points.shape[1])
     tiles = []
     frames = iter_frames([Source(video, "video")], warn=False)
     with contextlib.closing(frames):
@@ -389,27 +283,21 @@ def switch_gallery(
             if frame.number not in wanted:
                 continue
             row = int(np.searchsorted(truth.frames, frame.number))
-            # Small frames are enlarged first, so that the marks stay apart; pixel centres
-            # are at integers: x -> (x + 0.5) * s - 0.5.
-            s = max(1, -(-TILE_SIDE // max(frame.image.shape[:2])))
-            view = cv2.resize(frame.image, None, fx=s, fy=s, interpolation=cv2.INTER_NEAREST)
-            labelled = truth.keypoints[row, ..., 2] > 0
-            rings = (truth.keypoints[row, ..., :2][labelled] + 0.5) * s - 0.5
-            view = ring_points(view, rings, (255, 255, 255))
-            for n, kp in enumerate((points[row] + 0.5) * s - 0.5):
-                view = draw_keypoints(view, kp, truth.skeleton, color=colors[n])
-            cv2.putText(view, f"frame {frame.number}", (4, view.shape[0] - 6),
-                        cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1)  # fmt: skip
-            tiles.append(view)
+            tiles.append(
+                switch_tile(
+                    frame.image,
+                    truth=truth.keypoints[row],
+                    tracks=points[row],
+                    skeleton=truth.skeleton,
+                    label=f"frame {frame.number}",
+                    side=TILE_SIDE,
+                )
+            )
     return save_gallery(tiles, path) if tiles else None
 
 
-def print_video_tables(metrics: dict, out: Path) -> None:
+def print_video_tables(metrics: Metrics, out: Path) -> None:
     """Keypoint accuracy (raw, smoothed) and identities (tracker, nearest centroid)."""
-
-    def fmt(v: Any, digits: int = 3) -> str:
-        return "-" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
-
     scored = metrics["pose"]
     columns = [("raw", scored["raw"])]
     if scored["smoothed"] is not None:
@@ -421,34 +309,43 @@ def print_video_tables(metrics: dict, out: Path) -> None:
     for col in ("keypoints", *(c for c, _ in columns)):
         pose.add_column(col, justify="left" if col == "keypoints" else "right")
     rows = [
-        ("mean error px", "mean_px", 2), ("median error px", "median_px", 2),
-        ("RMSE px", "rmse_px", 2), (f"PCK@{metrics['alpha']:g} (box)", "pck", 3),
+        ("mean error px", "mean_px", 2),
+        ("median error px", "median_px", 2),
+        ("RMSE px", "rmse_px", 2),
+        (f"PCK@{metrics['alpha']:g} (box)", "pck", 3),
         ("mean error px, visible", "mean_px_visible", 2),
         ("mean error px, hidden", "mean_px_hidden", 2),
         ("mean error px, fast", "mean_px_fast", 2),
-        ("jitter px/frame", "jitter_px", 3), ("excess motion px/frame", "excess_motion_px", 3),
-        ("keypoints scored", "num_keypoints", 0), ("missing keypoints", "missing_keypoints", 0),
-        ("missed instances", "missed_instances", 0), ("extra instances", "extra_instances", 0),
-    ]  # fmt: skip
+        ("jitter px/frame", "jitter_px", 3),
+        ("excess motion px/frame", "excess_motion_px", 3),
+        ("keypoints scored", "num_keypoints", 0),
+        ("missing keypoints", "missing_keypoints", 0),
+        ("missed instances", "missed_instances", 0),
+        ("extra instances", "extra_instances", 0),
+    ]
     for label, key, digits in rows:
-        pose.add_row(label, *(fmt(d.get(key), digits) for _, d in columns))
+        pose.add_row(label, *(cell(d.get(key), digits) for _, d in columns))
     for stat in ("AP", "AR"):
-        pose.add_row(f"OKS {stat}", *(fmt(d.get("oks", {}).get(stat)) for _, d in columns))
+        pose.add_row(f"OKS {stat}", *(cell(d.get("oks", {}).get(stat)) for _, d in columns))
     if scored["common_points"] is not None:  # smoothing can leave points out, or fill gaps
         both = scored["common_points"]
-        for label, key, digits in (("mean error px", "mean_px", 2), ("jitter px/frame", "jitter_px", 3)):  # fmt: skip
-            pose.add_row(f"{label}, points both have", *(fmt(both[c][key], digits) for c in both))
+        common_rows = (("mean error px", "mean_px", 2), ("jitter px/frame", "jitter_px", 3))
+        for label, key, digits in common_rows:
+            pose.add_row(f"{label}, points both have", *(cell(both[c][key], digits) for c in both))
     ids = Table(title="identities (OKS >= 0.5)")
     for col in ("tracks", "tracker", "nearest centroid"):
         ids.add_column(col, justify="left" if col == "tracks" else "right")
     a, b = metrics["tracking"]["tracker"], metrics["tracking"]["nearest_centroid"]
     for label, key, digits in (
-        ("MOTA", "mota", 3), ("IDF1", "idf1", 3), ("ID switches", "num_switches", 0),
+        ("MOTA", "mota", 3),
+        ("IDF1", "idf1", 3),
+        ("ID switches", "num_switches", 0),
         ("ID switches / 1000 frames", "switches_per_1000_frames", 1),
-        ("fragmentations", "num_fragmentations", 0), ("misses", "num_misses", 0),
+        ("fragmentations", "num_fragmentations", 0),
+        ("misses", "num_misses", 0),
         ("false positives", "num_false_positives", 0),
-    ):  # fmt: skip
-        ids.add_row(label, fmt(a[key], digits), fmt(b[key], digits))
+    ):
+        ids.add_row(label, cell(a[key], digits), cell(b[key], digits))
     console = Console()
     console.print(pose)
     console.print(ids)

@@ -4,12 +4,11 @@ two-stage model), check them, print a summary."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from keypointer.checkpoint import load_models
-from keypointer.errors import KeypointerError
+from keypointer.errors import ConfigError
 from keypointer.export.locator_onnx import export_locator, locator_path
-from keypointer.export.onnx import INPUT_FORMAT, default_onnx_path, export_onnx
+from keypointer.export.onnx import INPUT_FORMAT, ExportReport, default_onnx_path, export_onnx
 from keypointer.output_paths import check_target
 
 
@@ -19,12 +18,12 @@ def export_command(
     out: Path | None = None,
     flip: bool = False,
     overwrite: bool = False,
-) -> dict[str, Any]:
+) -> ExportReport:
     """What ``keypointer export`` does: load, export, check, print a summary. An existing
     file (an earlier export, or anything else) is replaced only with ``overwrite``; the
     checkpoint itself never."""
     if format != "onnx":
-        raise KeypointerError(f"unknown export format {format!r}; supported: onnx")
+        raise ConfigError(f"unknown export format {format!r}; supported: onnx")
     path = Path(out) if out is not None else default_onnx_path(checkpoint)
     example = default_onnx_path(checkpoint).name
     read = [checkpoint, Path(checkpoint) / "best.pt", Path(checkpoint) / "last.pt"]

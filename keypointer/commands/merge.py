@@ -17,27 +17,35 @@ import shutil
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 
 from keypointer.data.check import validate
 from keypointer.data.formats import (
-    FORMATS,
     detect_format,
+    file_format,
+    label_format,
     load_dataset,
     losses,
     output_target,
-    write_coco,
-    write_csv,
-    write_dlc,
-    write_yolo,
+    write_labels,
 )
 from keypointer.data.types import KeypointSet, Sample
 from keypointer.errors import DataError
-from keypointer.output_paths import canonical, make_output_dir, remove_created
+from keypointer.output_paths import canonical, filling_dir
 
 log = logging.getLogger("keypointer")
+
+
+class MergeSummary(TypedDict):
+    """What :func:`merge_command` did: images of A relabelled from B, images added from B,
+    images written, and the file or folder written."""
+
+    replaced: int
+    added: int
+    images: int
+    out: Path
 
 
 def merge_command(
@@ -47,7 +55,7 @@ def merge_command(
     format: str | None = None,
     overwrite: bool = False,
     quiet: bool = False,
-) -> dict[str, Any]:
+) -> MergeSummary:
     """Join labels ``a`` and ``b`` (any readable format) into ``out``; returns what happened.
 
     The output format is ``format``, else the one ``out``'s extension names (.json: coco,
@@ -85,10 +93,9 @@ def _output(a: Path, b: Path, out: Path, format: str | None, overwrite: bool) ->
     """The output format and file or folder (canonical); refused before anything is read when
     writing it could destroy labels (an input, an existing file without --overwrite, a full
     folder)."""
-    if format is not None and format not in FORMATS:
-        raise DataError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
-    ext = {".json": "coco", ".csv": "csv"}.get(out.suffix.lower())
-    fmt = format or ext or detect_format(a)
+    if format is not None:
+        label_format(format, written=True)  # an unknown one ends here, before any reading
+    fmt = format or file_format(out) or detect_format(a)
     return fmt, output_target(fmt, out, [a, b], overwrite)
 
 
@@ -214,28 +221,17 @@ def _unique_ids(samples: list[Sample]) -> list[Sample]:
 
 
 def _write(kset: KeypointSet, out: Path, fmt: str) -> Path:
-    if fmt == "coco":
-        return write_coco(kset, out)  # coco and csv: written atomically
-    if fmt == "csv":
-        return write_csv(kset, out)
-    top = make_output_dir(out)
-    try:
-        if fmt == "yolo":
-            return write_yolo(kset, out)
+    if label_format(fmt).file_name:
+        return write_labels(kset, fmt, out)  # a file format: written atomically
+    with filling_dir(out):  # no half-written folder: what this wrote goes again on failure
+        if fmt != "dlc":
+            return write_labels(kset, fmt, out)
         with tempfile.TemporaryDirectory(dir=out, prefix=".merge-") as staging:
             # The DeepLabCut writer names each labeled-data/<video> after an image's folder and
             # numbers folders of one name apart (clip, clip_2); two projects' labeled-data/clip
             # must stay one folder, so the images are linked into one tree first.
-            write_dlc(replace(kset, samples=_one_tree(kset.samples, Path(staging))), out)
-        return out
-    except BaseException:
-        # No half-written folder: take away what this wrote (the folder was new or empty).
-        if top is not None:
-            remove_created(top)
-        else:
-            for child in out.iterdir():
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
-        raise
+            staged = replace(kset, samples=_one_tree(kset.samples, Path(staging)))
+            return write_labels(staged, fmt, out)
 
 
 def _one_tree(samples: list[Sample], staging: Path) -> list[Sample]:

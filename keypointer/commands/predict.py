@@ -7,12 +7,15 @@ import contextlib
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
-from keypointer.commands.progress import progress
+from keypointer.commands.progress import counted
+from keypointer.commands.video_options import video_post_process
+from keypointer.config import KEYPOINT_SCORE_THRESHOLD
 from keypointer.device import resolve_device
-from keypointer.errors import ConfigError, DataError
+from keypointer.errors import ConfigError
 from keypointer.inference.pipeline import load_pipeline
+from keypointer.inference.runners import FramePrediction
 from keypointer.inference.sources import (
     Frame,
     Source,
@@ -22,11 +25,18 @@ from keypointer.inference.sources import (
     load_detections,
     read_ahead,
 )
-from keypointer.inference.tracks import PostProcess
 from keypointer.inference.video import FrameRange, VideoHeader, check_range, video_header
 from keypointer.inference.writers import OutputNames, Outputs, planned_files
 from keypointer.output_paths import check_output_dir, check_targets
-from keypointer.temporal.smooth import METHODS
+
+
+class PredictSummary(TypedDict):
+    """What :func:`predict_command` did: images and frames predicted, instances found, and
+    every file written."""
+
+    frames: int
+    instances: int
+    files: list[str]
 
 
 def predict_command(
@@ -35,7 +45,7 @@ def predict_command(
     out: str | Path,
     boxes: str | Path | None = None,
     flip: bool = False,
-    threshold: float = 0.3,
+    threshold: float = KEYPOINT_SCORE_THRESHOLD,
     batch_size: int = 16,
     draw: bool = True,
     device: str = "auto",
@@ -49,7 +59,7 @@ def predict_command(
     max_instances: int | None = None,
     h5: bool = False,
     overwrite: bool = False,
-) -> dict[str, Any]:
+) -> PredictSummary:
     """What ``keypointer predict`` does; returns a summary (frames, instances, files).
 
     Videos are tracked, flagged and, with ``smooth`` (a method of
@@ -67,10 +77,10 @@ def predict_command(
     never written over; a file that exists (an earlier run's) only with ``overwrite``.
     """
     picked = FrameRange.parse(start, stop, every)  # before any work, as --out
-    post = _post_process(smooth, max_gap, max_instances, threshold)
+    post = video_post_process(smooth, max_gap, max_instances, threshold)
     if h5:
         _check_h5()
-    _check_out(out)
+    check_output_dir(out)
     sources = collect_sources(inputs, out=out)
     headers = _check_videos(sources, picked)
     names = OutputNames()
@@ -80,15 +90,21 @@ def predict_command(
     check_targets(planned, inputs=read, overwrite=overwrite)
     detections = load_detections(boxes, sources, box_threshold) if boxes else None
     pipe = load_pipeline(
-        model, resolve_device(device), flip=flip, batch_size=batch_size,
-        max_instances=max_instances,
-    )  # fmt: skip
+        model, resolve_device(device), flip=flip, batch_size=batch_size, max_instances=max_instances
+    )
     if not quiet:
         print(pipe.describe())
     outputs = Outputs(
-        Path(out), pipe.skeleton, threshold, draw, detections is not None,
-        post=post, h5=h5, reread=lambda path: _reread(path, picked, batch_size), names=names,
-    )  # fmt: skip
+        Path(out),
+        pipe.skeleton,
+        threshold=threshold,
+        draw=draw,
+        multi=detections is not None,
+        post=post,
+        h5=h5,
+        reread=lambda path: _reread(path, picked, batch_size),
+        names=names,
+    )
     total = count_frames(sources, picked)
     began = time.perf_counter()
     stream = pipe.run(iter_frames(sources, picked), detections)
@@ -130,17 +146,6 @@ def _check_videos(sources: Sequence[Source], picked: FrameRange) -> dict[Path, V
     return headers
 
 
-def _post_process(
-    smooth: str | None, max_gap: int, max_instances: int | None, threshold: float
-) -> PostProcess:
-    """The video post-processing asked for; a bad value is a ConfigError (exit 2) at once."""
-    if smooth is not None and smooth not in METHODS:
-        raise ConfigError(f"--smooth {smooth!r}: use one of {', '.join(METHODS)}")
-    if max_gap < 0 or (max_instances is not None and max_instances < 1):
-        raise ConfigError("--max-gap must be 0 or more and --max-instances 1 or more")
-    return PostProcess(smooth, threshold, max_gap, max_instances)
-
-
 def _reread(path: Path, picked: FrameRange, depth: int) -> Iterator[Frame]:
     """The frames of a video predicted before, again (to draw them), read ahead in a thread
     while the main one draws and encodes; its unreadable frames were named the first time."""
@@ -149,21 +154,12 @@ def _reread(path: Path, picked: FrameRange, depth: int) -> Iterator[Frame]:
         yield from ahead
 
 
-def _check_out(out: str | Path) -> None:
-    """:func:`check_output_dir`, with the OS's own refusals (a name too long, ...) as a
-    DataError too."""
-    try:
-        check_output_dir(out)
-    except OSError as err:
-        raise DataError(f"cannot write here: {err.strerror or err}", out) from None
-
-
-def _write_all(stream: Iterable[tuple], outputs: Any, total: int, quiet: bool) -> tuple[int, int]:
-    """Feed :func:`predict_frames`' results to the outputs; returns (frames, instances)."""
+def _write_all(
+    stream: Iterable[FramePrediction], outputs: Outputs, total: int, quiet: bool
+) -> tuple[int, int]:
+    """Feed the pipeline's predictions to the outputs; returns (frames, instances)."""
     frames = instances = 0
-    with progress(total, quiet) as advance:
-        for pred in stream:
-            outputs.add(pred)
-            frames, instances = frames + 1, instances + len(pred.keypoints)
-            advance()
+    for pred in counted(stream, total, quiet):
+        outputs.add(pred)
+        frames, instances = frames + 1, instances + len(pred.keypoints)
     return frames, instances

@@ -5,34 +5,32 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from keypointer.commands.progress import progress
+from keypointer.commands.progress import counted
+from keypointer.config import KEYPOINT_SCORE_THRESHOLD, Config
 from keypointer.data.formats import (
-    FILE_NAMES,
     FORMATS,
+    REGISTRY,
     detect_format,
-    write_coco,
-    write_csv,
-    write_dlc,
-    write_yolo,
+    label_format,
+    unique_name,
+    write_labels,
 )
 from keypointer.data.types import Instance, KeypointSet, Sample
 from keypointer.device import resolve_device
-from keypointer.errors import DataError
+from keypointer.errors import ConfigError, DataError
 from keypointer.inference.pipeline import load_pipeline
 from keypointer.inference.sources import Source, collect_sources, count_frames, iter_frames
 from keypointer.inference.suggest import (
-    MIN_SCORE,
     Suggestion,
     VideoTrack,
     collect_tracks,
@@ -40,11 +38,20 @@ from keypointer.inference.suggest import (
     read_frames,
     suggest_frames,
 )
-from keypointer.output_paths import check_output_dir, make_output_dir, remove_created
+from keypointer.output_paths import check_new_dir, filling_dir
 from keypointer.skeleton import Skeleton
 from keypointer.viz import write_image
 
 log = logging.getLogger("keypointer")
+
+
+class SuggestSummary(TypedDict):
+    """What :func:`suggest_command` wrote: the labels to check, their format, and the
+    (video, frame number) of every frame picked."""
+
+    labels: Path
+    format: str
+    frames: list[tuple[str, int]]
 
 
 def suggest_command(
@@ -55,14 +62,14 @@ def suggest_command(
     format: str | None = None,
     flip: bool = True,
     min_gap: int | None = None,
-    threshold: float = MIN_SCORE,
+    threshold: float = KEYPOINT_SCORE_THRESHOLD,
     scorer: str = "keypointer",
     batch_size: int = 16,
     device: str = "auto",
     quiet: bool = False,
     max_instances: int | None = None,
-) -> dict[str, Any]:
-    """What ``keypointer suggest`` does; returns {"labels": path to check, "frames": [...]}.
+) -> SuggestSummary:
+    """What ``keypointer suggest`` does; returns what it wrote (:class:`SuggestSummary`).
 
     ``out`` must be new or empty. ``threshold``: predicted points scoring below it are written
     unlabelled. ``min_gap``: frames between two picks of one video (None: one second). The
@@ -72,7 +79,7 @@ def suggest_command(
     """
     out = Path(out)
     _check_arguments(num, min_gap, format, scorer)
-    _check_out(out)  # before any work: a wrong --out ends at once
+    check_new_dir(out)  # before any work: a wrong --out ends at once
     sources = _videos(videos)
     pipe = load_pipeline(
         model, resolve_device(device), batch_size=batch_size, max_instances=max_instances
@@ -80,27 +87,24 @@ def suggest_command(
     if flip and not pipe.can_flip:  # ranking loses the flip flag, not the predictions
         log.warning(
             "%s was exported without flip TTA: frames are ranked without the flip flag "
-            "(export with --flip to use it)", model,
-        )  # fmt: skip
+            "(export with --flip to use it)",
+            model,
+        )
     pipe = pipe.with_options(flip=flip and pipe.can_flip)
     fmt = format or trained_format(pipe.config)
     stream = pipe.run(iter_frames(sources))
-    counted = _counted(stream, count_frames(sources), quiet)
-    tracks = collect_tracks(counted, pipe.two_stage, threshold, max_instances)
+    frames = counted(stream, count_frames(sources), quiet)
+    tracks = collect_tracks(frames, pipe.two_stage, threshold, max_instances)
     picks = suggest_frames(tracks, pipe.skeleton.names, num, min_gap, threshold)
     short = shortfall_message(len(picks), num, sum(len(t) for t in tracks), min_gap)
     if short:
         log.warning("%s", short)
-    top = make_output_dir(out)
-    try:
+    with filling_dir(out):  # nothing half-written
         labels = write_suggestions(out, fmt, tracks, picks, pipe.skeleton, threshold, scorer)
-    except BaseException:
-        _clean(out, top)  # nothing half-written
-        raise
     if not quiet:
         _print(tracks, picks, labels, fmt, min_gap)
-    frames = [(str(tracks[p.track].path), p.number) for p in picks]
-    return {"labels": labels, "format": fmt, "frames": frames}
+    picked = [(str(tracks[p.track].path), p.number) for p in picks]
+    return {"labels": labels, "format": fmt, "frames": picked}
 
 
 def shortfall_message(picked: int, num: int, frames: int, min_gap: int | None) -> str | None:
@@ -120,13 +124,13 @@ def shortfall_message(picked: int, num: int, frames: int, min_gap: int | None) -
 
 def _check_arguments(num: int, min_gap: int | None, format: str | None, scorer: str) -> None:
     if num < 1:
-        raise DataError(f"--num must be at least 1, got {num}")
+        raise ConfigError(f"--num must be at least 1, got {num}")
     if min_gap is not None and min_gap < 0:
-        raise DataError(f"--min-gap must be 0 or more frames, got {min_gap}")
-    if format is not None and format not in FORMATS:
-        raise DataError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
+        raise ConfigError(f"--min-gap must be 0 or more frames, got {min_gap}")
+    if format is not None:
+        label_format(format, written=True)
     if not scorer.strip() or any(c in scorer for c in '/\\:*?"<>|'):
-        raise DataError(f"--scorer {scorer!r}: a name for a file (CollectedData_<scorer>.csv)")
+        raise ConfigError(f"--scorer {scorer!r}: a name for a file (CollectedData_<scorer>.csv)")
 
 
 def _videos(inputs: Sequence[str | Path]) -> list[Source]:
@@ -146,36 +150,19 @@ def _videos(inputs: Sequence[str | Path]) -> list[Source]:
     return found
 
 
-def _check_out(out: Path) -> None:
-    check_output_dir(out)
-    if out.is_dir() and any(out.iterdir()):
-        raise DataError("the output folder exists and is not empty; choose a new one", out)
-
-
-def _clean(out: Path, top: Path | None) -> None:
-    """Take away what a failed run wrote: the folders it made, or (``out`` was there, empty)
-    everything now in it."""
-    if top is not None:
-        remove_created(top)
-        return
-    for child in out.iterdir():
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child, ignore_errors=True)
-        else:
-            child.unlink(missing_ok=True)
-
-
-def trained_format(config: Any) -> str:
-    """The label format a model was trained on, from its config (``data.format``, else what
-    ``data.path`` holds or is named like); ``dlc`` when it does not say or is one keypointer
-    only reads."""
-    data = config.get("data") if isinstance(config, dict) else getattr(config, "data", None)
-    if data is None:
-        return "dlc"
-    get = data.get if isinstance(data, dict) else lambda key: getattr(data, key, None)
-    if get("format") in FORMATS:
-        return get("format")
-    path = Path(str(get("path"))) if get("path") else None
+def trained_format(config: Config | Mapping[str, object] | None) -> str:
+    """The label format a model was trained on, from its config (a :class:`Config`, or one
+    read as a dict: ``data.format``, else what ``data.path`` holds or is named like);
+    ``dlc`` when it does not say or is one keypointer only reads."""
+    if isinstance(config, Config):
+        fmt, where = config.data.format, config.data.path
+    else:
+        data = config.get("data") if config is not None else None
+        fmt = data.get("format") if isinstance(data, Mapping) else None
+        where = data.get("path") if isinstance(data, Mapping) else None
+    if fmt in FORMATS:
+        return str(fmt)
+    path = Path(str(where)) if where else None
     if path is None:
         return "dlc"
     try:
@@ -193,21 +180,7 @@ def trained_format(config: Any) -> str:
     return "dlc"
 
 
-def _counted(stream: Iterable, total: int, quiet: bool) -> Iterator:
-    with progress(total, quiet) as advance:
-        for pred in stream:
-            yield pred
-            advance()
-
-
 # --------------------------------------------------------------------------- writing
-
-
-def label_path(out: Path, fmt: str) -> Path:
-    """What ``keypointer check`` reads of a suggestion folder written as ``fmt``."""
-    if fmt in FILE_NAMES:  # coco, csv: the file formats' default names
-        return out / FILE_NAMES[fmt]
-    return out / "data.yaml" if fmt == "yolo" else out
 
 
 def write_suggestions(
@@ -216,31 +189,25 @@ def write_suggestions(
     tracks: Sequence[VideoTrack],
     picks: Sequence[Suggestion],
     skeleton: Skeleton,
-    threshold: float = MIN_SCORE,
+    threshold: float = KEYPOINT_SCORE_THRESHOLD,
     scorer: str = "keypointer",
 ) -> Path:
     """The picked frames as PNGs plus one label file of ``fmt`` in ``out``; returns the path
-    :func:`label_path` names. DeepLabCut: ``labeled-data/<video>/img<frame>.png`` (frame
+    :meth:`~keypointer.data.formats.LabelFormat.labels` names. DeepLabCut: ``labeled-data/<video>/img<frame>.png`` (frame
     numbers zero-padded as DeepLabCut's own frame extraction pads them) and
     ``CollectedData_<scorer>.csv``; COCO and CSV: ``images/<video>_img<frame>.png``. A frame
     where no predicted point reaches ``threshold`` gets no instance: it is still listed, to
     be labelled from scratch, and ``keypointer check`` passes it with a warning."""
     names = _video_names(tracks)
-    # YOLO's writer copies the images into images/train itself: stage them beside.
-    staged = tempfile.TemporaryDirectory(dir=out, prefix=".frames-") if fmt == "yolo" else None
+    labels = REGISTRY[fmt].labels(out)
+    # A folder format's writer copies the images into its own layout: stage them beside.
+    folder = REGISTRY[fmt].file_name is None
+    staged = tempfile.TemporaryDirectory(dir=out, prefix=".frames-") if folder else None
     with staged or contextlib.nullcontext(str(out)) as root_name:
-        root = Path(root_name)
-        samples = _write_frames(root, fmt, tracks, picks, names, threshold)
+        samples = _write_frames(Path(root_name), fmt, tracks, picks, names, threshold)
         kset = KeypointSet(skeleton, samples, out)
-        if fmt == "dlc":
-            write_dlc(kset, out, scorer)
-        elif fmt == "coco":
-            write_coco(kset, label_path(out, fmt))
-        elif fmt == "yolo":
-            write_yolo(kset, out)
-        else:
-            write_csv(kset, label_path(out, fmt))
-    return label_path(out, fmt)
+        write_labels(kset, fmt, out if folder else labels, scorer)
+    return labels
 
 
 def _write_frames(
@@ -312,11 +279,7 @@ def _video_names(tracks: Sequence[VideoTrack]) -> list[str]:
     """Each video's file stem, made unique (clip, clip_2, ...)."""
     names: list[str] = []
     for t in tracks:
-        base = t.path.stem or "video"
-        name, n = base, 2
-        while name in names:
-            name, n = f"{base}_{n}", n + 1
-        names.append(name)
+        names.append(unique_name(t.path.stem, names))
     return names
 
 

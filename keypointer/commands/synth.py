@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from keypointer.config import DEFAULT_FPS
 from keypointer.data.synthetic import generate
 from keypointer.data.synthetic_video import generate_video
 from keypointer.errors import ConfigError, DataError
-from keypointer.output_paths import check_output_dir, check_target
+from keypointer.output_paths import output_dir_for
 
 
 def synth_command(
@@ -19,7 +20,7 @@ def synth_command(
     instances: str = "1",
     video: bool = False,
     frames: int = 300,
-    fps: float = 30.0,
+    fps: float = DEFAULT_FPS,
     overwrite: bool = False,
 ) -> Path:
     """Render images and their COCO labels (or with ``video`` a clip and its ground truth) into
@@ -56,10 +57,8 @@ def parse_instances(text: str) -> tuple[int, int]:
 
 def _check_out(out: Path, video: bool, overwrite: bool) -> None:
     """Refuse before rendering when ``out`` holds a file this would write over."""
-    check_output_dir(out)
     names = ("video.mp4", "truth.json", "truth.csv") if video else ("annotations.json",)
-    for name in names:
-        check_target(out / name, overwrite=overwrite)
+    output_dir_for(names, out, default=out, overwrite=overwrite)
     images = out / "images"
     if not video and not overwrite and images.is_dir() and any(images.iterdir()):
         raise DataError("holds files already; pass --overwrite to render into it", images)

@@ -24,6 +24,6 @@ def train_command(
     run = train(cfg, resume=resume)
     if run.dir is not None:
         print(f"run folder: {run.dir}\nbest checkpoint: {run.best}")
-        if run.locator is not None:  # several instances per image: a two-stage model
-            print(f"{summary_line(run.locator)} (in the same checkpoint)")
+        if run.locator_metrics is not None:  # several instances per image: a two-stage model
+            print(f"{summary_line(run.locator_metrics)} (in the same checkpoint)")
     return run

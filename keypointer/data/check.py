@@ -343,16 +343,19 @@ def _check_box(
     # The image spans [-0.5, size - 0.5] in pixel-centre coordinates.
     if w and h and (bx > w - 0.5 or by > h - 0.5 or bx + bw < -0.5 or by + bh < -0.5):
         raise DataError(
-            f"the box {shown} lies entirely outside the {w}x{h} image", kset.source,
+            f"the box {shown} lies entirely outside the {w}x{h} image",
+            kset.source,
             _where(sample, inst),
-        )  # fmt: skip
+        )
     labelled = kp[kp[:, 2] > 0, :2]
     # Keypoints may stick out of a tight box (COCO's by up to 8% of its side): grow it first.
     mx, my = 1 + 0.1 * bw, 1 + 0.1 * bh
     inside = (
-        (labelled[:, 0] >= bx - mx) & (labelled[:, 0] <= bx + bw + mx)
-        & (labelled[:, 1] >= by - my) & (labelled[:, 1] <= by + bh + my)
-    )  # fmt: skip
+        (labelled[:, 0] >= bx - mx)
+        & (labelled[:, 0] <= bx + bw + mx)
+        & (labelled[:, 1] >= by - my)
+        & (labelled[:, 1] <= by + bh + my)
+    )
     if len(labelled) and not inside.any():
         raise DataError(
             f"the box {shown} holds none of the instance's {len(labelled)} labelled keypoints",

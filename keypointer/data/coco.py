@@ -23,11 +23,9 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from keypointer._files import write_text_atomic
 from keypointer.data.types import (
     Instance,
     KeypointSet,
@@ -39,6 +37,7 @@ from keypointer.data.types import (
     writable_instance,
 )
 from keypointer.errors import DataError
+from keypointer.files import write_text_atomic
 from keypointer.skeleton import Skeleton, guess_flip_pairs
 
 CROWD = "crowd annotations (iscrowd=1)"
@@ -98,7 +97,7 @@ def _assign(anns: list[dict], samples: list[Sample], chosen: list[dict], path: P
     return dict(dropped)
 
 
-def _load_json(path: Path) -> Any:
+def _load_json(path: Path) -> object:
     text = read_text(path, "JSON file")
     try:
         return json.loads(text)
@@ -110,14 +109,14 @@ def _load_json(path: Path) -> Any:
         raise DataError("invalid JSON: nested too deeply", path) from None
 
 
-def _id(value: Any, what: str, path: Path, record: str) -> int | str:
+def _id(value: object, what: str, path: Path, record: str) -> int | str:
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise DataError(f"{what} must be an integer or a string, not {value!r:.40}", path, record)
     return value
 
 
 def _numbers(
-    value: Any, what: str, path: Path, record: str, expected: str = "a list of numbers"
+    value: object, what: str, path: Path, record: str, expected: str = "a list of numbers"
 ) -> np.ndarray:
     """A flat list of JSON numbers as a float64 array; anything else -> DataError."""
     try:
@@ -129,7 +128,7 @@ def _numbers(
     return arr.astype(np.float64)
 
 
-def _keypoints(value: Any, path: Path, record: str) -> np.ndarray:
+def _keypoints(value: object, path: Path, record: str) -> np.ndarray:
     """Flat x, y, v numbers, or ``[[x, y, v], ...]`` (MMPose's RHD hand set writes that)."""
     if isinstance(value, list) and value and all(isinstance(t, list) for t in value):
         if all(len(t) == 3 for t in value):
@@ -138,7 +137,7 @@ def _keypoints(value: Any, path: Path, record: str) -> np.ndarray:
     return _numbers(value, "keypoints", path, record, expected)
 
 
-def _annotation(ann: Any, index: int, path: Path) -> dict:
+def _annotation(ann: object, index: int, path: Path) -> dict:
     record = f"annotations[{index}]"
     if not isinstance(ann, dict):
         raise DataError("an annotation must be a JSON object", path, record)
@@ -165,11 +164,11 @@ def _annotation(ann: Any, index: int, path: Path) -> dict:
     return out
 
 
-def _categories(raw: Any, anns: list[dict], path: Path) -> list[dict]:
+def _categories(raw: object, anns: list[dict], path: Path) -> list[dict]:
     """Keypoint categories: those with a ``keypoints`` field, each with its keypoint count."""
     if not isinstance(raw, list):
         raise DataError("'categories' must be a list", path)
-    counts: dict[Any, Counter] = {}
+    counts: dict[int | str, Counter] = {}
     for a in anns:
         if a["keypoints"] is not None and isinstance(a["category_id"], (int, str)):
             counts.setdefault(a["category_id"], Counter())[len(a["keypoints"])] += 1
@@ -186,13 +185,31 @@ def _categories(raw: Any, anns: list[dict], path: Path) -> list[dict]:
             raise DataError("'keypoints' must be a list of names", path, record)
         found = counts.get(cid)
         k = len(names) or (found.most_common(1)[0][0] if found else 0)
-        cats.append({"id": cid, "name": str(c.get("name", cid)), "names": names, "k": k,
-                     "skeleton": c.get("skeleton") or [], "raw": c, "record": record})  # fmt: skip
+        cats.append(
+            {
+                "id": cid,
+                "name": str(c.get("name", cid)),
+                "names": names,
+                "k": k,
+                "skeleton": c.get("skeleton") or [],
+                "raw": c,
+                "record": record,
+            }
+        )
     if not cats:  # no category names keypoints: one implicit, nameless category
         found = Counter(len(a["keypoints"]) for a in anns if a["keypoints"] is not None)
         k = found.most_common(1)[0][0] if found else 0
-        cats.append({"id": None, "name": "object", "names": [], "k": k, "skeleton": [],
-                     "raw": {}, "record": "categories"})  # fmt: skip
+        cats.append(
+            {
+                "id": None,
+                "name": "object",
+                "names": [],
+                "k": k,
+                "skeleton": [],
+                "raw": {},
+                "record": "categories",
+            }
+        )
     return cats
 
 
@@ -261,7 +278,7 @@ def _edges(
     return edges, [f"{where}: dropped skeleton edges naming keypoints beyond its {k}: {listing}"]
 
 
-def _size(value: Any, what: str, path: Path, record: str) -> int:
+def _size(value: object, what: str, path: Path, record: str) -> int:
     if value is None:
         return 0
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1e6:
@@ -276,7 +293,7 @@ def _samples(raw: list, path: Path, images: str | Path | None) -> list[Sample]:
         roots = [path.parent, path.parent / "images", path.parent.parent / "images"]
     default = roots[0]
     samples: list[Sample] = []
-    seen: dict[Any, str] = {}
+    seen: dict[int | str, str] = {}
     for i, img in enumerate(raw):
         if not isinstance(img, dict):
             raise DataError("an image entry must be a JSON object", path, f"images[{i}]")
@@ -315,7 +332,7 @@ def write_coco(kset: KeypointSet, path: str | Path, category: str = "object") ->
     root = path.parent.resolve()
     images, annotations = [], []
     for sample, img_id in zip(kset.samples, _image_ids(kset), strict=True):
-        entry: dict[str, Any] = {"id": img_id, "file_name": _relative(sample.image, root)}
+        entry: dict[str, object] = {"id": img_id, "file_name": _relative(sample.image, root)}
         size = (sample.width, sample.height) if sample.width and sample.height else None
         size = size or image_size(sample.image)
         if size:
@@ -351,9 +368,9 @@ def _relative(image: Path, root: Path) -> str:
         return image.resolve().as_posix()
 
 
-def _write_annotation(inst: Instance, ann_id: int, img_id: int | str, source: Any) -> dict:
+def _write_annotation(inst: Instance, ann_id: int, img_id: int | str, source: object) -> dict:
     kp, labelled, box = writable_instance(inst, source)
-    ann: dict[str, Any] = {"id": ann_id, "image_id": img_id, "category_id": 1, "iscrowd": 0}
+    ann: dict[str, object] = {"id": ann_id, "image_id": img_id, "category_id": 1, "iscrowd": 0}
     ann["keypoints"] = [v for x, y, vis in kp.tolist() for v in (x, y, int(vis))]
     ann["num_keypoints"] = int(labelled.sum())
     if inst.track:
@@ -372,7 +389,7 @@ def _decimal(text: str) -> int | None:
 
 
 def _write_category(skeleton: Skeleton, name: str) -> dict:
-    cat: dict[str, Any] = {"id": 1, "name": name, "supercategory": name}
+    cat: dict[str, object] = {"id": 1, "name": name, "supercategory": name}
     cat["keypoints"] = list(skeleton.names)
     cat["skeleton"] = [[a + 1, b + 1] for a, b in skeleton.edges]
     cat["flip_pairs"] = [list(p) for p in skeleton.flip_pairs]

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 
-from keypointer._files import write_text_atomic
 from keypointer.data.types import (
     Instance,
     KeypointSet,
@@ -30,6 +29,7 @@ from keypointer.data.types import (
     require_image_files,
 )
 from keypointer.errors import DataError
+from keypointer.files import write_text_atomic
 from keypointer.skeleton import Skeleton, guess_flip_pairs
 
 _SUFFIXES = ("_x", "_y", "_v")

@@ -13,21 +13,23 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
+from keypointer.codecs import Codec
 from keypointer.config import BOX_MARGIN, AugmentConfig, LoaderConfig
 from keypointer.data import transforms as T
+from keypointer.data.boxes import Box, crop_box, keypoint_crop_box
 from keypointer.data.types import Instance, KeypointSet, Sample
 from keypointer.errors import DataError
 
 log = logging.getLogger("keypointer")
 
 ItemKey = tuple[int, int, int]  # (seed, epoch, index)
+Item = dict[str, torch.Tensor | tuple[torch.Tensor, ...]]  # an item or a batch, by name
 
 
 class KeypointDataset(Dataset):
@@ -49,7 +51,7 @@ class KeypointDataset(Dataset):
     def __init__(
         self,
         kset: KeypointSet,
-        codec: Any,
+        codec: Codec,
         input_size: tuple[int, int],
         augment: AugmentConfig | None = None,
         *,
@@ -84,14 +86,14 @@ class KeypointDataset(Dataset):
         """Epoch for the augmentation of later items (the loader's sampler reads it too)."""
         self.epoch = int(epoch)
 
-    def locate(self, index: int) -> tuple[int, int]:
+    def position(self, index: int) -> tuple[int, int]:
         """Item ``index``'s image position in ``kset.samples`` and instance position in it."""
         si, ii = self._entries[index]
         return int(si), int(ii)
 
     def entry(self, index: int) -> tuple[Sample, Instance]:
         """The image and instance behind item ``index``."""
-        si, ii = self.locate(index)
+        si, ii = self.position(index)
         sample = self.kset.samples[si]
         return sample, sample.instances[ii]
 
@@ -100,7 +102,7 @@ class KeypointDataset(Dataset):
         """Paths of images that could not be decoded (and were skipped), in any process."""
         return [self.kset.samples[i].image for i in torch.nonzero(self._bad).flatten().tolist()]
 
-    def __getitem__(self, key: int | ItemKey) -> dict[str, Any]:
+    def __getitem__(self, key: int | ItemKey) -> Item:
         seed, epoch, index = key if isinstance(key, tuple) else (self.seed, self.epoch, key)
         n = len(self)
         if not -n <= index < n:
@@ -120,7 +122,7 @@ class KeypointDataset(Dataset):
             return self._item(image, i, seed, epoch)
         raise DataError("none of the images could be read", file=self.kset.source)
 
-    def _item(self, image: np.ndarray, index: int, seed: int, epoch: int) -> dict[str, Any]:
+    def _item(self, image: np.ndarray, index: int, seed: int, epoch: int) -> Item:
         si, ii = (int(v) for v in self._entries[index])
         inst = self.kset.samples[si].instances[ii]
         points = inst.keypoints[:, :2].astype(np.float64)
@@ -164,50 +166,36 @@ class KeypointDataset(Dataset):
         rng: np.random.Generator | None,
     ) -> tuple[np.ndarray, bool]:
         """The (2, 3) input-to-image matrix of this item, and whether it flips."""
-        center, size = self._base_crop(shape, inst, points[labelled])
+        center, size = self._base_crop(shape, inst)
         if rng is None:
             return T.crop_affine(center, size, self.input_size), False
         aug = self.augment
         p = T.sample_params(rng, aug)
         if rng.random() < aug.half_body:
             half = T.half_body_points(points, labelled, rng)
-            crop = T.keypoint_crop(half) if half is not None else None
-            if crop is not None:
-                center, size = crop[0], T.fit_aspect(crop[1], self.input_size, self.box_margin)
+            box = keypoint_crop_box(half) if half is not None else None
+            if box is not None:
+                center, size = T.bbox_crop(box)
+                size = T.fit_aspect(size, self.input_size, self.box_margin)
         center = center + np.array(p.shift) * size
         size = size * p.scale
         return T.crop_affine(center, size, self.input_size, p.rotation, p.flip), p.flip
 
-    def crop_box(self, index: int) -> tuple[float, float, float, float] | None:
+    def crop_box(self, index: int) -> Box | None:
         """The COCO (x, y, w, h) box item ``index`` is cropped around without augmentation
-        (before ``box_margin`` and the input's aspect ratio), None for the whole image: what
-        ``predict --boxes`` would be given to crop this instance alike."""
+        (:func:`~keypointer.data.boxes.crop_box`: before ``box_margin`` and the input's aspect
+        ratio), None for the whole image: what ``predict --boxes`` would be given to crop this
+        instance alike."""
         _, inst = self.entry(index)
-        crop = self._region(inst, inst.keypoints[_labelled(inst), :2].astype(np.float64))
-        if crop is None:
-            return None
-        (cx, cy), (w, h) = crop
-        return (float(cx + 0.5 - w / 2), float(cy + 0.5 - h / 2), float(w), float(h))
+        return crop_box(inst, self.whole_image)
 
-    def _region(
-        self, inst: Instance, labelled_points: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray] | None:
-        """(center, size) of the instance's box, else of its keypoints' extent; None: the
-        whole image."""
-        if inst.bbox is not None and inst.bbox[2] > 0 and inst.bbox[3] > 0:
-            return T.bbox_crop(inst.bbox)
-        if not self.whole_image:
-            return T.keypoint_crop(labelled_points)
-        return None
-
-    def _base_crop(
-        self, shape: tuple[int, ...], inst: Instance, labelled_points: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        crop = self._region(inst, labelled_points)
-        if crop is None:  # the whole image: nothing to crop by, or nothing else to see
+    def _base_crop(self, shape: tuple[int, ...], inst: Instance) -> tuple[np.ndarray, np.ndarray]:
+        box = crop_box(inst, self.whole_image)
+        if box is None:  # the whole image: nothing to crop by, or nothing else to see
             center, size = T.image_crop(shape[1], shape[0])
             return center, T.fit_aspect(size, self.input_size)
-        return crop[0], T.fit_aspect(crop[1], self.input_size, self.box_margin)
+        center, size = T.bbox_crop(box)
+        return center, T.fit_aspect(size, self.input_size, self.box_margin)
 
 
 @contextmanager
@@ -216,8 +204,9 @@ def _one_torch_thread() -> Iterator[None]:
 
     With 0 workers, torch would split each sample's tiny ops, and the batch's stacking, across
     its OpenMP threads; on a CPU that other processes keep busy those threads wait for each
-    other, and the loader fell from ~390 to 40-200 samples/s (benchmarks/data.py). Alone, each
-    of these runs as fast on one thread. Switching costs under a microsecond.
+    other and the loader slows several times (measured: benchmarks/RESULTS.md, "Data
+    loading"). Alone, each of these runs as fast on one thread. Switching costs under a
+    microsecond.
     """
     threads = torch.get_num_threads()
     if threads == 1:
@@ -278,7 +267,7 @@ def _mix(*values: int) -> int:
     return int(np.random.SeedSequence(list(values)).generate_state(1)[0])
 
 
-def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
+def collate(batch: list[Item]) -> Item:
     """``default_collate`` with one torch thread, keeping a tuple target (SimCC's x, y) a tuple."""
     with _one_torch_thread():
         out = default_collate(batch)

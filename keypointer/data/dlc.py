@@ -1,7 +1,7 @@
 """DeepLabCut projects, single- and multi-animal: reader and writer.
 
 A project is ``config.yaml`` plus ``labeled-data/<video>/CollectedData_<scorer>.csv`` (layouts
-in :mod:`keypointer.data._dlc_csv`). Single-animal: ``bodyparts`` and ``skeleton`` (name
+in :mod:`keypointer.data.dlc_csv`). Single-animal: ``bodyparts`` and ``skeleton`` (name
 pairs); one instance per frame. Multi-animal (``multianimalproject: true``):
 ``multianimalbodyparts`` (every animal's), ``uniquebodyparts`` and ``individuals``; each
 individual with at least one labelled point in a frame is one instance, its ``track`` the
@@ -28,12 +28,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import yaml
 
-from keypointer.data._dlc_csv import SINGLE, Table, assign_individuals, parse_csv, write_table
+from keypointer.data.dlc_csv import SINGLE, Table, assign_individuals, parse_csv, write_table
 from keypointer.data.types import (
     Instance,
     KeypointSet,
@@ -151,7 +150,7 @@ def read_config(path: Path) -> DlcConfig:
     return DlcConfig(names, edges, unique, individuals, warnings)
 
 
-def _config_edges(edges: Any, names: list, unique: list, path: Path) -> tuple[list, list[str]]:
+def _config_edges(edges: object, names: list, unique: list, path: Path) -> tuple[list, list[str]]:
     if not isinstance(edges, list):
         raise DataError("'skeleton' must be a list of [name, name] pairs", path, "skeleton")
     kept, dropped = [], []
@@ -174,7 +173,7 @@ def _config_edges(edges: Any, names: list, unique: list, path: Path) -> tuple[li
     return kept, warnings if dropped else []
 
 
-def load_yaml(path: Path, what: str) -> Any:
+def load_yaml(path: Path, what: str) -> object:
     """``yaml.safe_load`` of a file; syntax errors become DataError with the line."""
     text = read_text(path, what)
     try:
@@ -306,7 +305,7 @@ def _video_name(folder: Path, taken: dict[Path, str]) -> str:
     return taken[folder]
 
 
-def _copy(src: Path, dst: Path, source: Any, record: str) -> None:
+def _copy(src: Path, dst: Path, source: object, record: str) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     if path_exists(dst) and same_file(dst, src):  # by identity: hard links, symlinks, ..
         return
@@ -320,7 +319,7 @@ def _write_config(
     out_dir: Path, skeleton: Skeleton, scorer: str, videos: list[str], individuals: list | None
 ) -> None:
     names = list(skeleton.names)
-    cfg: dict[str, Any] = {
+    cfg: dict[str, object] = {
         "Task": out_dir.name or "keypointer",
         "scorer": scorer,
         "date": date.today().strftime("%b%d"),

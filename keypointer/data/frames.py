@@ -19,7 +19,6 @@ import numpy as np
 
 from keypointer.errors import DataError
 
-VIDEO_SUFFIXES = (".avi", ".m4v", ".mkv", ".mov", ".mp4", ".mpeg", ".mpg", ".webm", ".wmv")
 OPEN_PER_THREAD = 4  # videos kept open by one thread
 READ_AHEAD = 64  # frames decoded forward rather than seeking (a seek decodes from a key frame)
 

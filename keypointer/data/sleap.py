@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path, PureWindowsPath
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -34,6 +34,10 @@ from keypointer.data.frames import video_info
 from keypointer.data.types import Instance, KeypointSet, Sample, path_exists
 from keypointer.errors import DataError
 from keypointer.skeleton import Skeleton, guess_flip_pairs
+
+if TYPE_CHECKING:  # sleap-io is optional: only its types here
+    from sleap_io import Instance as SleapInstance
+    from sleap_io import LabeledFrame, Labels, Video
 
 PREDICTED = "predicted instances beside user labels (only user labels are read)"
 PREDICTED_FRAMES = "frames with only predicted instances (the file has user labels: not read)"
@@ -70,7 +74,7 @@ def read_sleap(path: str | Path, images: str | Path | None = None) -> KeypointSe
     return KeypointSet(skeleton, samples, path, {k: v for k, v in dropped.items() if v}, warnings)
 
 
-def _load(path: Path) -> Any:
+def _load(path: Path) -> Labels:
     try:
         import sleap_io
     except ImportError:
@@ -86,11 +90,11 @@ def _load(path: Path) -> Any:
         raise DataError(f"not a readable SLEAP file: {reason}", path) from None
 
 
-def _predicted(inst: Any) -> bool:
+def _predicted(inst: SleapInstance) -> bool:
     return type(inst).__name__ == "PredictedInstance"
 
 
-def _skeleton(labels: Any, frames: list, path: Path) -> Skeleton:
+def _skeleton(labels: Labels, frames: list[LabeledFrame], path: Path) -> Skeleton:
     """The one skeleton the instances use (else the file's only one) as ours."""
     used = list({id(i.skeleton): i.skeleton for lf in frames for i in lf.instances}.values())
     used = used or list(labels.skeletons)
@@ -112,7 +116,7 @@ def _skeleton(labels: Any, frames: list, path: Path) -> Skeleton:
     return skeleton
 
 
-def _video(video: Any, index: int, path: Path, images: str | Path | None) -> tuple:
+def _video(video: Video, index: int, path: Path, images: str | Path | None) -> tuple:
     """(file or list of image files, width, height, index) of a SLEAP video."""
     name = video.filename
     if isinstance(name, list):  # an image sequence: frame i is image file i
@@ -145,7 +149,7 @@ def _anchor(part: str) -> bool:
     return part in ("/", "\\") or part.endswith((":\\", ":/", ":"))
 
 
-def _sample(lf: Any, file: Any, width: int, height: int, vi: int) -> Sample:
+def _sample(lf: LabeledFrame, file: Path | list[Path], width: int, height: int, vi: int) -> Sample:
     idx = int(lf.frame_idx)
     if isinstance(file, list):
         if not 0 <= idx < len(file):
@@ -155,7 +159,7 @@ def _sample(lf: Any, file: Any, width: int, height: int, vi: int) -> Sample:
     return Sample(file, width, height, [], f"{vi}:{idx}", record, frame=idx)
 
 
-def _instance(inst: Any, record: str) -> Instance:
+def _instance(inst: SleapInstance, record: str) -> Instance:
     xy = np.asarray(inst.numpy(), dtype=np.float64)  # (K, 2); NaN where not visible
     kp = np.zeros((len(xy), 3))
     seen = np.isfinite(xy).all(1)

@@ -29,27 +29,55 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from keypointer._files import write_text_atomic
+from keypointer.files import write_text_atomic
 from keypointer.skeleton import guess_flip_pairs
 
 NAMES = (
-    "head", "neck", "pelvis",
-    "left_elbow", "right_elbow", "left_hand", "right_hand",
-    "left_knee", "right_knee", "left_foot", "right_foot",
-)  # fmt: skip
+    "head",
+    "neck",
+    "pelvis",
+    "left_elbow",
+    "right_elbow",
+    "left_hand",
+    "right_hand",
+    "left_knee",
+    "right_knee",
+    "left_foot",
+    "right_foot",
+)
 EDGES = ((0, 1), (1, 2), (1, 3), (3, 5), (1, 4), (4, 6), (2, 7), (7, 9), (2, 8), (8, 10))
 # Marker per keypoint: (polygon corners or 0 for a disc, turn in degrees) and a colour per
 # joint type. Left and right share shape and colour, so a flip never contradicts a label.
 _MARKERS = (
-    (0, 0), (4, 0), (4, 45), (0, 0), (0, 0), (4, 0), (4, 0), (3, 0), (3, 0), (4, 45), (4, 45),
-)  # fmt: skip
+    (0, 0),
+    (4, 0),
+    (4, 45),
+    (0, 0),
+    (0, 0),
+    (4, 0),
+    (4, 0),
+    (3, 0),
+    (3, 0),
+    (4, 45),
+    (4, 45),
+)
 # How far each marker reaches, in radii: polygons by their corners (a little too far between).
 _MARKER_REACH = np.array([1.25 if c == 3 else 1.1 if c == 4 else 1.0 for c, _ in _MARKERS])
 _RED, _YELLOW, _CYAN, _GREEN = (255, 50, 50), (255, 220, 0), (0, 220, 255), (60, 255, 60)
 _MAGENTA, _ORANGE, _BLUE = (255, 0, 255), (255, 140, 0), (40, 90, 255)
 MARKER_COLOURS = (
-    _RED, _YELLOW, _CYAN, _GREEN, _GREEN, _MAGENTA, _MAGENTA, _ORANGE, _ORANGE, _BLUE, _BLUE,
-)  # fmt: skip
+    _RED,
+    _YELLOW,
+    _CYAN,
+    _GREEN,
+    _GREEN,
+    _MAGENTA,
+    _MAGENTA,
+    _ORANGE,
+    _ORANGE,
+    _BLUE,
+    _BLUE,
+)
 _SHIFT = 4  # cv2 drawing with 4 fractional bits: centres are exact to 1/16 pixel
 _ONE = 1 << _SHIFT
 UNLABELLED_P = 0.03

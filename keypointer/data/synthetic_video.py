@@ -18,9 +18,9 @@ Ground truth for video tools (smoothing, tracking, frame suggestion)::
 
 The same arguments (seed, num_frames, instances, size, fps) give the same frames and the same
 files, byte for byte. Signature: ``generate_video(out, num_frames=300, instances=1, seed=0,
-size=256, fps=30.0)``. Rendering runs at about 250 frames/s for one figure at 256 px on one
-core (about 100 with four figures); the mp4v codec is lossy (under a visible keypoint the
-decoded frame's colour is within about 20 levels of its marker's).
+size=256, fps=DEFAULT_FPS)`` (rendering speed: benchmarks/RESULTS.md, "Synthetic video and
+crowds"); the mp4v codec is lossy (under a visible keypoint the decoded frame's colour is within
+about 20 levels of its marker's).
 
 **What is drawn.** The stick figures of :mod:`keypointer.data.synthetic` (11 keypoints: head,
 neck, pelvis, left/right elbow, hand, knee, foot; a marker of one colour per joint type centred
@@ -79,10 +79,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from keypointer._files import write_text_atomic
+from keypointer.config import DEFAULT_FPS
 from keypointer.data import synthetic as syn
 from keypointer.data.synthetic_truth import VideoTruth, load_truth, truth_csv, truth_json
 from keypointer.errors import DataError
+from keypointer.files import write_text_atomic
 
 __all__ = ["VideoTruth", "generate_video", "load_truth", "render_video"]
 
@@ -102,7 +103,7 @@ def generate_video(
     instances: int = 1,
     seed: int = 0,
     size: int = 256,
-    fps: float = 30.0,
+    fps: float = DEFAULT_FPS,
 ) -> Path:
     """Write ``out/video.mp4``, ``out/truth.json`` and ``out/truth.csv``; return the video path.
 
@@ -133,7 +134,11 @@ def generate_video(
 
 
 def render_video(
-    num_frames: int = 300, instances: int = 1, seed: int = 0, size: int = 256, fps: float = 30.0
+    num_frames: int = 300,
+    instances: int = 1,
+    seed: int = 0,
+    size: int = 256,
+    fps: float = DEFAULT_FPS,
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """Per frame: RGB image (size, size, 3) uint8, keypoints (M, K, 3), boxes (M, 4), fast (M,).
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from keypointer.config import AugmentConfig
 
@@ -39,17 +39,6 @@ def bbox_crop(bbox: tuple[float, float, float, float]) -> tuple[np.ndarray, np.n
     """(center, size) of a COCO (x, y, w, h) box, whose edges lie on pixel edges."""
     x, y, w, h = (float(v) for v in bbox)
     return np.array([x + w / 2 - 0.5, y + h / 2 - 0.5]), np.array([w, h])
-
-
-def keypoint_crop(points: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """(center, size) of the extent of points (M, 2), or None when it is a single point."""
-    points = points[np.isfinite(points).all(axis=1)]
-    if len(points) == 0:
-        return None
-    lo, hi = points.min(axis=0), points.max(axis=0)
-    if np.all(hi - lo < 1.0):
-        return None
-    return (lo + hi) / 2, hi - lo + 1.0  # +1: from pixel centres to pixel edges
 
 
 def image_crop(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
@@ -93,7 +82,7 @@ def crop_affine(
     return np.hstack([lin, (np.asarray(center, np.float64) - lin @ c_in)[:, None]])
 
 
-def apply_affine(points: Any, matrix: Any) -> np.ndarray:
+def apply_affine(points: npt.ArrayLike, matrix: npt.ArrayLike) -> np.ndarray:
     """Map points (..., 2) through one (2, 3) matrix, or points (N, K, 2) through one matrix
     per row, matrices (N, 2, 3). Float64 numpy in and out (lists and CPU tensors welcome)."""
     pts = np.asarray(points, np.float64)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keypointer.data.boxes import Box, keypoint_span
 from keypointer.data.frames import read_frame
 from keypointer.data.images import read_image
 from keypointer.errors import DataError
@@ -21,7 +22,8 @@ class Instance:
 
     ``keypoints`` is (K, 3): x, y in image pixels (pixel centres at integers)
     and visibility as COCO writes it: 0 unlabelled, 1 labelled but occluded,
-    2 labelled and visible. ``bbox`` is (x, y, w, h) in pixels, or None.
+    2 labelled and visible. ``bbox`` is a COCO (x, y, w, h) box, edges on pixel edges
+    (:mod:`keypointer.data.boxes`), or None.
     ``record`` says where it came from, for messages ("annotation id 7", "line 12").
     ``track`` is the identity of the object across images when the labels give one (a
     DeepLabCut individual, a SLEAP track, a COCO ``track_id``, a CSV ``track`` column), else
@@ -29,7 +31,7 @@ class Instance:
     """
 
     keypoints: np.ndarray
-    bbox: tuple[float, float, float, float] | None = None
+    bbox: Box | None = None
     record: str = ""
     track: str | None = None
 
@@ -37,15 +39,6 @@ class Instance:
     def labelled(self) -> np.ndarray:
         """(K,) bool: keypoints that have a usable label."""
         return self.keypoints[:, 2] > 0
-
-    def extent(self) -> tuple[float, float, float, float] | None:
-        """(x, y, w, h) box around the labelled keypoints; None when none is labelled.
-        (:func:`keypointer.metrics.bboxes_from_keypoints` is the same for (N, K, 2) arrays.)"""
-        pts = np.asarray(self.keypoints, np.float64)[self.labelled, :2]
-        if len(pts) == 0:
-            return None
-        lo, hi = pts.min(0), pts.max(0)
-        return float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])
 
 
 @dataclass
@@ -160,19 +153,18 @@ def read_text(path: Path, what: str = "file") -> str:
         ) from None
 
 
-def writable_instance(
-    inst: Instance, source: object
-) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float, float] | None]:
+def writable_instance(inst: Instance, source: object) -> tuple[np.ndarray, np.ndarray, Box | None]:
     """What a writer stores for ``inst``: (K, 3) keypoints with unlabelled ones zeroed, the
-    (K,) labelled mask, and the box, or the labelled keypoints' extent when it has none
-    (None when nothing is labelled). NaN or infinite values raise :class:`DataError`."""
+    (K,) labelled mask, and the box, or the span of the labelled keypoints when it has none
+    (:func:`~keypointer.data.boxes.keypoint_span`; None when nothing is labelled). NaN or
+    infinite values raise :class:`DataError`."""
     kp = np.array(inst.keypoints, dtype=np.float64)
     labelled = kp[:, 2] > 0
     kp[~labelled] = 0.0
     box = inst.bbox
     if not np.isfinite(kp).all() or (box is not None and not np.isfinite(box).all()):
         raise DataError("NaN or infinite coordinates cannot be written", source, inst.record)
-    return kp, labelled, box if box is not None else inst.extent()
+    return kp, labelled, box if box is not None else keypoint_span(kp[labelled, :2])
 
 
 def require_image_files(kset: KeypointSet, what: str) -> None:

@@ -9,16 +9,16 @@ input pixels (items). Items use the same keys as :class:`~keypointer.data.datase
 
 from __future__ import annotations
 
-import warnings
-from typing import Any
-
 import numpy as np
+import numpy.typing as npt
 import torch
 from torch.utils.data import Dataset
 
 from keypointer.codecs.centers import CenterCodec
 from keypointer.config import AugmentConfig
 from keypointer.data import transforms as T
+from keypointer.data.boxes import instance_box, keypoint_boxes, labelled_box, labelled_points
+from keypointer.data.dataset import Item, ItemKey
 from keypointer.data.types import KeypointSet, Sample
 
 MIN_SIDE = 2.0
@@ -26,67 +26,31 @@ MIN_SIDE = 2.0
 
 
 def instance_boxes(sample: Sample) -> np.ndarray:
-    """(N, 4) float64 COCO boxes of ``sample``'s instances, in image pixels.
-
-    An instance's box when it has one, else the extent of its labelled keypoints with the
-    pixels they lie in (a single keypoint is a 1x1 box): what the pose model's training crop
-    is built from, so a located box cropped with the same margin gives the crop it was trained
-    on. Instances with neither (nothing labelled) have no box and are left out.
-    """
-    out = []
-    for inst in sample.instances:
-        box = inst.bbox
-        if box is None or not (box[2] > 0 and box[3] > 0):
-            pts = np.asarray(inst.keypoints, np.float64)[inst.labelled, :2]
-            pts = pts[np.isfinite(pts).all(1)]
-            if len(pts) == 0:
-                continue
-            lo, hi = pts.min(0), pts.max(0)
-            box = (lo[0] - 0.5, lo[1] - 0.5, hi[0] - lo[0] + 1.0, hi[1] - lo[1] + 1.0)
-        out.append([float(v) for v in box])
-    return np.asarray(out, np.float64).reshape(-1, 4)
-
-
-def keypoint_extent(keypoints: np.ndarray) -> np.ndarray:
-    """(M, K, 2) points (NaN for none) -> (M, 2) width and height of their extent with the
-    pixels they lie in, as :func:`instance_boxes` builds a box without a label (NaN: none)."""
-    pts = np.asarray(keypoints, np.float64)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows give NaN, as said
-        return np.nanmax(pts, 1) - np.nanmin(pts, 1) + 1.0
+    """(N, 4) float64 COCO boxes (:func:`~keypointer.data.boxes.instance_box`) of ``sample``'s
+    instances, in image pixels: what the locator learns to find. Instances with no box and
+    nothing labelled are left out."""
+    boxes = [box for inst in sample.instances if (box := instance_box(inst)) is not None]
+    return np.asarray(boxes, np.float64).reshape(-1, 4)
 
 
 def keypoint_box_ratio(kset: KeypointSet) -> tuple[float, float]:
-    """Median (width, height) of the labelled boxes over the extent of their keypoints
-    (:func:`keypoint_extent`), over instances with a box and at least two labelled points;
-    (1, 1) when none has a box. A box drawn around an animal is wider than its keypoints (the
-    body around them): this ratio turns the extent of predicted keypoints back into a box of
-    the labels' kind (:func:`keypoints_to_boxes`), for a second, better centred crop."""
+    """Median (width, height) of the labelled boxes over the boxes of their keypoints' pixels
+    (:func:`~keypointer.data.boxes.keypoint_box`), over instances with a box and at least two
+    labelled points; (1, 1) when none has a box. A box drawn around an animal is wider than
+    its keypoints (the body around them): this ratio turns the keypoint box of predicted
+    keypoints back into a box of the labels' kind
+    (:func:`~keypointer.data.boxes.grow_boxes`), for a second, better centred crop."""
     ratios = []
     for sample in kset.samples:
         for inst in sample.instances:
-            box, pts = inst.bbox, np.asarray(inst.keypoints, np.float64)[inst.labelled, :2]
-            pts = pts[np.isfinite(pts).all(1)]
-            if box is None or not (box[2] > 0 and box[3] > 0) or len(pts) < 2:
+            box, pts = labelled_box(inst), labelled_points(inst)
+            if box is None or len(pts) < 2:
                 continue
-            ratios.append(np.asarray(box[2:], np.float64) / keypoint_extent(pts[None])[0])
+            ratios.append(np.asarray(box[2:], np.float64) / keypoint_boxes(pts[None])[0, 2:])
     if not ratios:
         return (1.0, 1.0)
     rx, ry = np.median(np.asarray(ratios), 0)
     return (float(rx), float(ry))
-
-
-def keypoints_to_boxes(keypoints: np.ndarray, ratio: tuple[float, float]) -> np.ndarray:
-    """(M, K, 2) image px -> (M, 4) COCO boxes: the keypoints' extent (:func:`keypoint_extent`)
-    grown by ``ratio`` (w, h) about its centre. Rows without a finite point give NaN."""
-    pts = np.asarray(keypoints, np.float64)
-    if len(pts) == 0:
-        return np.zeros((0, 4))
-    size = keypoint_extent(pts) * np.asarray(ratio, np.float64)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        centre = (np.nanmax(pts, 1) + np.nanmin(pts, 1)) / 2
-    return np.concatenate([centre - size / 2, size], 1)
 
 
 def letterbox(width: int, height: int, input_size: tuple[int, int]) -> np.ndarray:
@@ -96,7 +60,7 @@ def letterbox(width: int, height: int, input_size: tuple[int, int]) -> np.ndarra
     return T.crop_affine(center, T.fit_aspect(size, input_size), input_size)
 
 
-def map_boxes(boxes: Any, matrix: Any) -> np.ndarray:
+def map_boxes(boxes: npt.ArrayLike, matrix: npt.ArrayLike) -> np.ndarray:
     """COCO boxes (N, 4) through a (2, 3) affine matrix -> the boxes (N, 4) enclosing the
     mapped corners (exact for scale, shift and flip; enclosing under rotation)."""
     b = np.asarray(boxes, np.float64).reshape(-1, 4)
@@ -147,7 +111,7 @@ class WholeImageDataset(Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
-    def __getitem__(self, key: int | tuple[int, int, int]) -> dict[str, Any]:
+    def __getitem__(self, key: int | ItemKey) -> Item:
         seed, epoch, index = key if isinstance(key, tuple) else (self.seed, self.epoch, key)
         image = self.kset.samples[index].read()  # an image file, or a video's frame
         aug = self.augment

@@ -20,7 +20,6 @@ import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import yaml
@@ -265,7 +264,7 @@ def _write_split(kset: KeypointSet, out_dir: Path, split: str) -> None:
         (out_dir / "labels" / split / f"{stem}.txt").write_text(text, encoding="utf-8")
 
 
-def _line(inst: Instance, w: int, h: int, source: Any) -> str | None:
+def _line(inst: Instance, w: int, h: int, source: object) -> str | None:
     kp, _, box = writable_instance(inst, source)
     if box is None:
         return None

@@ -5,6 +5,7 @@ from keypointer.errors import ExportError
 from keypointer.export.onnx import (
     INPUT_FORMAT,
     TOLERANCE_PX,
+    ExportReport,
     ExportWrapper,
     default_onnx_path,
     export_onnx,
@@ -18,6 +19,7 @@ __all__ = [
     "INPUT_FORMAT",
     "TOLERANCE_PX",
     "ExportError",
+    "ExportReport",
     "ExportWrapper",
     "OnnxModel",
     "default_onnx_path",

@@ -16,18 +16,25 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 import torch
 from torch import nn
 
-from keypointer._files import plain_file_mode
-from keypointer._version import __version__
 from keypointer.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from keypointer.errors import CheckpointError, ExportError
+from keypointer.files import plain_file_mode
+from keypointer.version import __version__
 
 TOLERANCE = 1e-2  # px on boxes, and on scores, between PyTorch and ONNX Runtime
+
+
+class LocatorReport(TypedDict):
+    """What :func:`export_locator` reports: the file and its largest difference from PyTorch."""
+
+    path: str
+    max_diff: float
 
 
 def locator_path(pose_onnx: str | Path) -> Path:
@@ -51,7 +58,7 @@ class _LocatorWrapper(nn.Module):
         return self.locator.decode_topk(self.locator((images - self.mean) * self.inv_std))
 
 
-def export_locator(locator: nn.Module, path: str | Path, opset: int = 17) -> dict[str, Any]:
+def export_locator(locator: nn.Module, path: str | Path, opset: int = 17) -> LocatorReport:
     """Write ``locator`` (a LocatorModel) to ``path`` atomically, then check it against
     PyTorch on random images; returns ``{"path", "max_diff"}``. The TorchScript exporter is
     used: the top-k decode exports cleanly with it (the dynamo exporter adds nothing here)."""
@@ -66,15 +73,21 @@ def export_locator(locator: nn.Module, path: str | Path, opset: int = 17) -> dic
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                wrapper, (example,), tmp, dynamo=False, dynamic_axes=axes, opset_version=opset,
-                input_names=["images"], output_names=["boxes", "scores"],
-            )  # fmt: skip
+                wrapper,
+                (example,),
+                tmp,
+                dynamo=False,
+                dynamic_axes=axes,
+                opset_version=opset,
+                input_names=["images"],
+                output_names=["boxes", "scores"],
+            )
         _add_metadata(Path(tmp), locator)
         os.chmod(tmp, plain_file_mode())
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
-    return {"path": str(path), "max_diff": _verify(wrapper, path, example)}
+    return LocatorReport(path=str(path), max_diff=_verify(wrapper, path, example))
 
 
 def _add_metadata(path: Path, locator: nn.Module) -> None:

@@ -10,7 +10,7 @@ The exported graph (one ``.onnx`` file, opset 18+, dynamic batch) is::
 ImageNet normalisation and the codec's decoding are in the graph, so a deployer only resizes
 (letterboxes) the image to the input size and converts HWC uint8 to NCHW float. With
 ``flip=True`` flip test-time augmentation is in the graph too, the same computation as
-PyTorch's (:func:`~keypointer.models.flip.decode_batch_with_gap` is traced): keypoints and
+PyTorch's (:func:`~keypointer.models.decode.decode_batch_with_gap` is traced): keypoints and
 scores are those of flip TTA, and ``flip_gap`` is the input pixels between the keypoints
 decoded from the images alone and from their mirror images alone (what ``predict --flip``
 flags as ``flip``). Such a graph always flips. ``metadata_props`` hold the
@@ -27,33 +27,45 @@ import logging
 import os
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 import torch
 from torch import nn
 
-from keypointer._files import plain_file_mode
-from keypointer._tensors import to_float
-from keypointer._version import __version__
-from keypointer.codecs import HeatmapCodec
+from keypointer.codecs import Codec, Output
 from keypointer.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from keypointer.errors import ExportError, KeypointerError
+from keypointer.export.locator_onnx import LocatorReport
 from keypointer.export.onnx_model import FLIP_GAP, OnnxModel
-from keypointer.models.flip import (
-    average_flipped_heatmaps,
-    decode_batch,
-    decode_batch_with_gap,
-    decode_output,
-    flips_heatmaps,
-)
+from keypointer.files import plain_file_mode
+from keypointer.models.decode import decode_batch, decode_batch_with_gap, decode_output
 from keypointer.skeleton import Skeleton
+from keypointer.tensors import to_float
+from keypointer.version import __version__
 
 log = logging.getLogger("keypointer")
 
 TOLERANCE_PX = 1e-3
 INPUT_FORMAT = "float32 NCHW RGB 0-255"
+
+
+class ExportReport(TypedDict, total=False):
+    """What :func:`export_onnx` and :func:`verify_onnx` report (the check's keys only with
+    ``check``; ``max_flip_gap_diff_px`` only with ``flip``; ``locator`` is added by the
+    ``export`` command for a two-stage model)."""
+
+    path: str
+    exporter: str
+    max_diff_px: float
+    max_score_diff: float
+    max_flip_gap_diff_px: float
+    compared: int
+    total: int
+    batch_sizes: list[int]
+    locator: LocatorReport
 
 
 class ExportWrapper(nn.Module):
@@ -92,17 +104,28 @@ def export_onnx(
     check: bool = True,
     exporter: str = "auto",
     locator_file: str | None = None,
-) -> dict[str, Any]:
+) -> ExportReport:
     """Write ``model`` (a loaded KeypointModel with ``.skeleton`` and ``.config``) to ``path``.
 
     ``exporter`` "auto" tries torch's default dynamo exporter, then the TorchScript one
-    ("dynamo" / "torchscript": only that one; TorchScript is ~20x faster to export and gives
-    the same results). ``flip``: flip TTA in the graph, which then also outputs the flip gap
+    ("dynamo" / "torchscript": only that one; TorchScript is much faster to export and gives
+    the same results; measured: benchmarks/RESULTS.md, Inference). ``flip``: flip TTA in the graph, which then also outputs the flip gap
     (N, K). With ``check`` the file is compared with PyTorch on random images
     (:func:`verify_onnx`, raising :class:`ExportError`). ``locator_file``: the file name of
     the locator exported beside it (a two-stage model), written into the metadata so that the
-    pose file alone is known to be half a model. Returns
-    ``{"path", "exporter", ...verify_onnx's report}``.
+    pose file alone is known to be half a model.
+
+    Args:
+        model: a loaded KeypointModel (``.skeleton``, ``.config``); moved to the CPU.
+        path: the ``.onnx`` file to write (atomically).
+        flip: flip TTA in the graph, with the flip gap output.
+        opset: the ONNX opset (the TorchScript exporter uses at most 17).
+        check: compare the file with PyTorch (:func:`verify_onnx`).
+        exporter: "auto", "dynamo" or "torchscript".
+        locator_file: the name of the locator file beside it, or None.
+
+    Returns:
+        ``{"path", "exporter"}`` and, with ``check``, :func:`verify_onnx`'s report.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -118,7 +141,7 @@ def export_onnx(
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
-    report: dict[str, Any] = {"path": str(path), "exporter": exporter}
+    report = ExportReport(path=str(path), exporter=exporter)
     if check:
         report.update(verify_onnx(model, path, flip))
     return report
@@ -139,9 +162,15 @@ def _export(
             warnings.simplefilter("ignore")
             batch = torch.export.Dim("batch", min=1, max=4096)
             torch.onnx.export(
-                wrapper, (example,), str(path), dynamo=True, external_data=False,
-                dynamic_shapes=({0: batch},), opset_version=opset, **names,
-            )  # fmt: skip
+                wrapper,
+                (example,),
+                str(path),
+                dynamo=True,
+                external_data=False,
+                dynamic_shapes=({0: batch},),
+                opset_version=opset,
+                **names,
+            )
         return "dynamo"
     except Exception as err:  # the dynamo exporter fails on some timm models; fall back
         if exporter == "dynamo":
@@ -152,9 +181,14 @@ def _export(
     with quiet, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            wrapper, (example,), str(path), dynamo=False, dynamic_axes=axes,
-            opset_version=min(opset, 17), **names,
-        )  # fmt: skip
+            wrapper,
+            (example,),
+            str(path),
+            dynamo=False,
+            dynamic_axes=axes,
+            opset_version=min(opset, 17),
+            **names,
+        )
     return "torchscript"
 
 
@@ -188,7 +222,7 @@ def verify_onnx(
     flip: bool = False,
     batch_sizes: tuple[int, ...] = (1, 5),
     seed: int = 0,
-) -> dict[str, Any]:
+) -> ExportReport:
     """Compare the ONNX file with PyTorch on random 0-255 images at each batch size.
 
     Keypoints whose decoding is ill-conditioned (see :func:`ill_conditioned`) are left out:
@@ -197,6 +231,17 @@ def verify_onnx(
     :class:`ExportError` when a compared keypoint differs by ``TOLERANCE_PX`` or more, or
     (with ``flip``) a flip gap by ``2 * TOLERANCE_PX`` or more (the distance between two
     decodings, each within ``TOLERANCE_PX``; either one ill-conditioned leaves it out).
+
+    Args:
+        model: the KeypointModel the file was exported from.
+        path: the ``.onnx`` file.
+        flip: the file was exported with flip TTA.
+        batch_sizes: the batch sizes to run.
+        seed: the random images' seed.
+
+    Returns:
+        The largest keypoint, score (and flip gap) differences and how many keypoints were
+        compared of how many.
     """
     session = OnnxModel(path)
     wrapper = ExportWrapper(model.cpu().eval(), flip).eval()
@@ -224,7 +269,7 @@ def verify_onnx(
         if gap:
             gap_diff = np.abs(gap_o - gap[0].numpy())[~(skip | gap_skip).numpy()]
             max_gap_diff = max(max_gap_diff, float(gap_diff.max(initial=0.0)))
-    report = {"max_diff_px": max_diff, "max_score_diff": max_score_diff}
+    report = ExportReport(max_diff_px=max_diff, max_score_diff=max_score_diff)
     if flip:
         report["max_flip_gap_diff_px"] = max_gap_diff
     report.update(compared=compared, total=total, batch_sizes=list(batch_sizes))
@@ -242,7 +287,7 @@ def verify_onnx(
 
 
 def _halves_ill_conditioned(
-    model: nn.Module, images: torch.Tensor, flip_index: list[int]
+    model: nn.Module, images: torch.Tensor, flip_index: Sequence[int]
 ) -> torch.Tensor:
     """(N, K) bool: keypoints of normalised images (N, 3, H, W) whose flip gap is
     ill-conditioned: the decoding of the image alone or of its mirror image alone is."""
@@ -254,7 +299,7 @@ def _halves_ill_conditioned(
 def ill_conditioned(
     model: nn.Module,
     images: torch.Tensor,
-    flip_index: list[int] | None = None,
+    flip_index: Sequence[int] | None = None,
     rel: float = 2e-6,
     tol: float = 2.5e-4,
     repeats: int = 3,
@@ -263,9 +308,21 @@ def ill_conditioned(
 
     ``images`` are normalised (N, 3, H, W). The raw output is perturbed ``repeats`` times by
     uniform noise of ``rel`` times each map's largest magnitude (a few times the differences
-    seen between PyTorch and ONNX Runtime) and decoded again. Heatmap and SimCC maps whose top
-    two values are closer than that are flagged too (an argmax near-tie). Typical of flat
-    outputs (untrained models, images without the object), rare on a trained model's peaks.
+    seen between PyTorch and ONNX Runtime) and decoded again. Keypoints whose argmax is a
+    near-tie (the codec's :meth:`~keypointer.codecs.Codec.near_ties`) are flagged too. Typical
+    of flat outputs (untrained models, images without the object), rare on a trained model's
+    peaks.
+
+    Args:
+        model: a KeypointModel.
+        images: normalised (N, 3, H, W).
+        flip_index: the flip permutation (K,) when decoding with flip TTA, else None.
+        rel: the perturbation, relative to each map's largest magnitude.
+        tol: the movement, input px, that counts as ill-conditioned.
+        repeats: how many perturbed decodings.
+
+    Returns:
+        (N, K) bool, True where the decoding is ill-conditioned.
     """
     model.eval()
     x = torch.cat([images, images.flip(-1)]) if flip_index is not None else images
@@ -283,7 +340,7 @@ def ill_conditioned(
     return flagged | _near_ties(codec, out, flip_index, rel)
 
 
-def _perturb(out: Any, rel: float, gen: torch.Generator) -> Any:
+def _perturb(out: Output, rel: float, gen: torch.Generator) -> Output:
     if isinstance(out, tuple):
         return tuple(_perturb(o, rel, gen) for o in out)
     scale = out.abs().flatten(2).amax(-1) if out.dim() > 2 else out.abs()
@@ -291,26 +348,20 @@ def _perturb(out: Any, rel: float, gen: torch.Generator) -> Any:
     return out + (torch.rand(out.shape, generator=gen) * 2 - 1) * rel * scale
 
 
-def _near_ties(codec: Any, out: Any, flip_index: list[int] | None, rel: float) -> torch.Tensor:
-    if flip_index is not None and flips_heatmaps(codec, out):
-        return _tie(average_flipped_heatmaps(out, flip_index).flatten(2), rel)
-    if isinstance(codec, HeatmapCodec) and isinstance(out, torch.Tensor):
-        tie = _tie(out.flatten(2), rel)
-        return tie if flip_index is None else _pair_halves(tie, flip_index)
-    if isinstance(out, tuple):  # SimCC: x and y logits
-        tie = _tie(out[0], rel) | _tie(out[1], rel)
-        return tie if flip_index is None else _pair_halves(tie, flip_index)
-    n = out.shape[0] // (2 if flip_index is not None else 1)
-    return torch.zeros(out.shape[:2], dtype=torch.bool)[:n]
+def _near_ties(
+    codec: Codec, out: Output, flip_index: Sequence[int] | None, rel: float
+) -> torch.Tensor:
+    """(N, K) argmax near-ties of the output that is decoded: the flip-averaged one when the
+    codec averages outputs, else either half's."""
+    if flip_index is None:
+        return codec.near_ties(out, rel)
+    averaged = codec.average_flipped(out, flip_index)
+    if averaged is not None:
+        return codec.near_ties(averaged, rel)
+    return _pair_halves(codec.near_ties(out, rel), flip_index)
 
 
-def _pair_halves(flags: torch.Tensor, flip_index: list[int]) -> torch.Tensor:
+def _pair_halves(flags: torch.Tensor, flip_index: Sequence[int]) -> torch.Tensor:
     """(2N, K) flags of images then mirror images -> (N, K): either copy flagged."""
     n = flags.shape[0] // 2
     return flags[:n] | flags[n:, list(flip_index)]
-
-
-def _tie(values: torch.Tensor, rel: float) -> torch.Tensor:
-    """(N, K, L) -> (N, K): the two largest values closer than ``rel`` x the largest magnitude."""
-    top = values.topk(2, dim=-1).values
-    return (top[..., 0] - top[..., 1]) <= 2 * rel * values.abs().amax(-1)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -68,7 +67,6 @@ class OnnxModel:
             raise CheckpointError(f"{self.path}: not a readable ONNX model ({err})") from None
         self.config = config
         self.margin = float(((config or {}).get("augment") or {}).get("box_margin", BOX_MARGIN))
-        self._warned = False
 
     @property
     def has_flip_gap(self) -> bool:
@@ -119,9 +117,16 @@ class OnnxModel:
         keypoints, scores, gap = self.run_graph(x)
         return keypoints, scores, (gap if self.has_flip_gap else None)
 
-    def predict(self, images: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """Like ``KeypointModel.predict``: normalised images (N, 3, H, W) or (3, H, W)."""
-        x = images.detach().cpu().float().numpy() if hasattr(images, "detach") else images
+    def predict(self, images: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Like ``KeypointModel.predict``.
+
+        Args:
+            images: normalised (N, 3, H, W), or one (3, H, W) image.
+
+        Returns:
+            Keypoints (N, K, 2) input px and scores (N, K), as tensors.
+        """
+        x = images.detach().cpu().float().numpy() if isinstance(images, torch.Tensor) else images
         x = np.asarray(x, dtype=np.float32)
         if x.ndim == 3:
             x = x[None]

@@ -16,11 +16,18 @@ def crop_matrix(
     box: Sequence[float] | None = None,
     margin: float = BOX_MARGIN,
 ) -> np.ndarray:
-    """(2, 3) float64 matrix mapping input pixels to image pixels.
+    """The matrix of one crop.
 
-    ``image_size`` and ``input_size`` are (width, height). No ``box``: the whole image,
-    letterboxed (aspect kept, centred, black bars). A COCO ``box`` (x, y, w, h): the box grown
-    to the input's aspect ratio and by ``margin``, as the training crops are.
+    Args:
+        image_size: (width, height) of the image.
+        input_size: (width, height) of the model's input.
+        box: a COCO box (x, y, w, h): the box grown to the input's aspect ratio and by
+            ``margin``, as the training crops are; None: the whole image, letterboxed (aspect
+            kept, centred, black bars).
+        margin: how much a box grows.
+
+    Returns:
+        (2, 3) float64 matrix mapping input pixels to image pixels.
     """
     if box is None:
         center, size = T.image_crop(*image_size)
@@ -35,9 +42,16 @@ def make_crops(
     boxes: Sequence[Sequence[float]] | None = None,
     margin: float = BOX_MARGIN,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """RGB (H, W, 3) uint8 -> crops (M, H_in, W_in, 3) uint8 and matrices (M, 2, 3).
+    """The crops of one image: the whole image, or one per box.
 
-    One crop for the whole image when ``boxes`` is None, else one per box.
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        input_size: (W_in, H_in) of the model's input.
+        boxes: COCO boxes (M, 4), or None for the whole image.
+        margin: how much a box grows (see :func:`crop_matrix`).
+
+    Returns:
+        Crops (M, H_in, W_in, 3) uint8 and their input-to-image matrices (M, 2, 3).
     """
     size = (image.shape[1], image.shape[0])
     regions = [None] if boxes is None else list(boxes)

@@ -1,6 +1,6 @@
 """Finding the instances of whole images with a locator, for the pose model to crop.
 
-``locate(locator, images)`` letterboxes each RGB image into the locator's input, runs the
+``find_boxes(locator, images)`` letterboxes each RGB image into the locator's input, runs the
 PyTorch :class:`~keypointer.models.locator.LocatorModel` or an exported
 :class:`~keypointer.export.locator_onnx.OnnxLocator` (the same pre- and post-processing, so
 both give the same boxes), keeps the boxes scoring at least ``threshold`` (at most
@@ -10,7 +10,6 @@ both give the same boxes), keeps the boxes scoring at least ``threshold`` (at mo
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import torch
@@ -20,23 +19,35 @@ from keypointer.data import transforms as T
 from keypointer.data.whole_images import clip_boxes, letterbox, map_boxes
 from keypointer.export.locator_onnx import OnnxLocator
 from keypointer.metrics.tracking import pose_distances
+from keypointer.models.locator import LocatorModel
 
 POSE_NMS_OKS = 0.8
 """Two located instances whose poses overlap more than this (OKS) are one animal found twice
 (the locator's second peak on a figure gives a shifted box and the same pose): the lower
-scoring one goes. MMPose's top-down OKS NMS uses 0.9. On synthetic crowds (benchmarks/RESULTS.md,
-"Several instances") thresholds 0.5-0.95 gave the same AP within 0.001 and 10-16 extras
-against 17 without; 0.8 leaves room for two real animals overlapping in the same pose."""
+scoring one goes. MMPose's top-down OKS NMS uses 0.9; 0.8 leaves room for two real animals
+overlapping in the same pose. Measured: benchmarks/RESULTS.md, "Several instances"."""
 
 
-def locate(
-    locator: Any,
+Locator = LocatorModel | OnnxLocator
+
+
+def find_boxes(
+    locator: Locator,
     images: Sequence[np.ndarray],
     threshold: float = LOCATOR_SCORE_THRESHOLD,
     max_instances: int | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per RGB (H, W, 3) uint8 image: boxes (M, 4) COCO x, y, w, h in its pixels and scores
-    (M,), best first. ``locator``: a LocatorModel or an OnnxLocator."""
+    """The boxes of the instances a locator finds in whole images.
+
+    Args:
+        locator: a PyTorch or an exported locator.
+        images: RGB (H, W, 3) uint8 images, of any sizes.
+        threshold: the centre score a box needs.
+        max_instances: keep at most this many boxes per image, the best; None: all.
+
+    Returns:
+        Per image, (boxes (M, 4) COCO x, y, w, h in its own pixels, scores (M,)), best first.
+    """
     if not len(images):
         return []
     size = tuple(locator.input_size)
@@ -64,7 +75,7 @@ def _inside(boxes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return ((hi - lo) >= 1.0).all(1)
 
 
-def _run(locator: Any, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _run(locator: Locator, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """uint8 crops (N, H, W, 3) -> boxes (N, k, 4) input px, scores (N, k), numpy."""
     if isinstance(locator, OnnxLocator):
         return locator.run(crops.transpose(0, 3, 1, 2).astype(np.float32))
@@ -80,10 +91,19 @@ def keep_located(
     sigmas: Sequence[float],
     min_score: float = 0.0,
 ) -> np.ndarray:
-    """Indices (sorted) of the located instances to keep, from their poses (M, K, 2) image px
-    and keypoint scores (M, K): a mean keypoint score of at least ``min_score`` (the locator's
-    ``min_pose_score``: a background peak or a sliver of an animal gets a pose the model is
-    unsure of), then :func:`pose_nms` on that mean score."""
+    """The located instances to keep, judged by their poses.
+
+    Args:
+        keypoints: (M, K, 2) poses, image px.
+        scores: (M, K) keypoint scores.
+        sigmas: the skeleton's OKS sigmas (K,).
+        min_score: the mean keypoint score an instance needs (the locator's
+            ``min_pose_score``: a background peak or a sliver of an animal gets a pose the
+            model is unsure of).
+
+    Returns:
+        Sorted indices (int): those sure enough, then :func:`pose_nms` on their mean score.
+    """
     inst = np.asarray(scores, np.float64).mean(-1)
     sure = np.flatnonzero(inst >= min_score)
     return sure[pose_nms(keypoints[sure], inst[sure], sigmas)]
@@ -95,8 +115,18 @@ def pose_nms(
     sigmas: Sequence[float],
     max_oks: float = POSE_NMS_OKS,
 ) -> np.ndarray:
-    """Indices (sorted) of the instances to keep: greedily by score, dropping any whose OKS
-    with a kept one exceeds ``max_oks``. keypoints (M, K, 2) image px, scores (M,)."""
+    """Non-maximum suppression of poses found twice.
+
+    Args:
+        keypoints: (M, K, 2) poses, image px.
+        instance_scores: (M,) one score per instance.
+        sigmas: the skeleton's OKS sigmas (K,).
+        max_oks: the OKS above which two poses are one instance.
+
+    Returns:
+        Sorted indices (int) kept: greedily by score, dropping any whose OKS with a kept one
+        exceeds ``max_oks``.
+    """
     keep: list[int] = []
     for i in np.argsort(-np.asarray(instance_scores), kind="stable"):
         if keep:

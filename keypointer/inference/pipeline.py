@@ -28,7 +28,6 @@ import dataclasses
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -36,19 +35,34 @@ import torch
 from keypointer.checkpoint import load_checkpoint, locator_from_state, model_from_state
 from keypointer.config import Config, from_dict
 from keypointer.data import transforms as T
-from keypointer.data.whole_images import keypoints_to_boxes
+from keypointer.data.boxes import grow_boxes, keypoint_boxes
 from keypointer.errors import CheckpointError, ConfigError
 from keypointer.export.locator_onnx import OnnxLocator, locator_path
 from keypointer.export.onnx_model import OnnxModel
 from keypointer.inference.crops import make_crops
-from keypointer.inference.locate import keep_located, locate
-from keypointer.inference.runners import FramePrediction, TorchRunner, crop_scale, run_crops
+from keypointer.inference.locate import Locator, find_boxes, keep_located
+from keypointer.inference.runners import (
+    FramePrediction,
+    Gaps,
+    Runner,
+    TorchRunner,
+    crop_scale,
+    run_crops,
+)
 from keypointer.inference.sources import Frame, Source, read_ahead
 from keypointer.skeleton import Skeleton
 
 FIRST_PASS_SHARE = 0.5
 """Share of the floor (``min_pose_score``) a first pose needs to be posed again (its loose
 crop scores lower than the second one will)."""
+
+Detection = tuple[Sequence[float], float, int | str | None]
+"""A given box: (COCO x, y, w, h in image pixels, score, image id or None)."""
+Detections = dict[Path, list[Detection]]
+"""Image path -> its given boxes (``predict --boxes``, ``eval``)."""
+Poses = np.ndarray | list[np.ndarray]
+"""What :meth:`Pipeline.predict` gives: one array, or one per image (see
+:meth:`keypointer.Predictor.predict`)."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +76,7 @@ class LocatorStage:
     keypoint score a posed find needs to be kept.
     """
 
-    model: Any
+    model: Locator
     threshold: float
     box_ratio: tuple[float, float] | None
     min_pose_score: float
@@ -77,7 +91,7 @@ class Pipeline:
     :class:`~keypointer.export.onnx_model.OnnxModel`).
     """
 
-    pose: Any
+    pose: Runner
     locator: LocatorStage | None = None
     flip: bool = False
     batch_size: int = 16
@@ -93,8 +107,15 @@ class Pipeline:
         if self.flip and not self.can_flip:
             self.pose.check_flip(self.flip)  # an ONNX graph without flip TTA says why
 
-    def with_options(self, **changes: Any) -> Pipeline:
-        """A copy with other run settings (``flip``, ``batch_size``, ``max_instances``)."""
+    def with_options(self, **changes: bool | int | None) -> Pipeline:
+        """A copy with other run settings.
+
+        Args:
+            changes: new values of ``flip``, ``batch_size`` or ``max_instances``.
+
+        Returns:
+            A new :class:`Pipeline` (this one is frozen).
+        """
         return dataclasses.replace(self, **changes)
 
     @property
@@ -141,13 +162,22 @@ class Pipeline:
     # ------------------------------------------------------------------ running
 
     def run(
-        self, frames: Iterable[Frame], detections: dict | None = None
+        self, frames: Iterable[Frame], detections: Detections | None = None
     ) -> Iterator[FramePrediction]:
-        """Frames -> one :class:`~keypointer.inference.runners.FramePrediction` per frame, in
-        order. ``detections`` (image path -> [(box, score, image_id)]) gives the boxes of
-        images (video frames are never given boxes); without them a two-stage pipeline locates.
+        """Pose every frame.
+
         Decoding and cropping run in a background thread, up to ``batch_size`` frames ahead,
-        while the model runs on the batch before; crops of several frames run together."""
+        while the model runs on the batch before; crops of several frames run together.
+
+        Args:
+            frames: images or video frames, in order.
+            detections: the given boxes of images (video frames are never given boxes);
+                None: a two-stage pipeline locates, else the whole image is cropped.
+
+        Returns:
+            An iterator of one :class:`~keypointer.inference.runners.FramePrediction` per
+            frame, in order.
+        """
         prepare = (self._prepare(frame, detections) for frame in frames)
         with contextlib.closing(read_ahead(prepare, self.batch_size)) as prepared:
             pending: list[_Pending] = []
@@ -164,19 +194,29 @@ class Pipeline:
     def run_image(
         self, image: np.ndarray, boxes: Sequence[Sequence[float]] | None = None
     ) -> FramePrediction:
-        """One RGB (H, W, 3) uint8 image, exactly as :meth:`run` does it; ``boxes`` (COCO x, y,
-        w, h) crop those instead of locating or taking the whole image."""
+        """Pose one image, exactly as :meth:`run` does it.
+
+        Args:
+            image: RGB (H, W, 3) uint8.
+            boxes: COCO (x, y, w, h) boxes to crop instead of locating or taking the whole
+                image, or None.
+
+        Returns:
+            Its :class:`~keypointer.inference.runners.FramePrediction`.
+        """
         frame = Frame(Source(Path("<image>"), "image"), image)
         given = None if boxes is None else {frame.source.path: [(b, 1.0, None) for b in boxes]}
         (pred,) = self.run([frame], given)
         return pred
 
-    def _prepare(self, frame: Frame, detections: dict | None) -> _Pending:
+    def _prepare(self, frame: Frame, detections: Detections | None) -> _Pending:
         located = None
         if detections is not None and frame.number is None:
             dets = detections.get(frame.source.path, [])
         elif self.locator is not None:
-            ((boxes, scores),) = locate(self.locator.model, [frame.image], self.locator.threshold)
+            ((boxes, scores),) = find_boxes(
+                self.locator.model, [frame.image], self.locator.threshold
+            )
             located = boxes
             dets = [(b.tolist(), 1.0, None) for b in boxes]
         else:
@@ -201,12 +241,18 @@ class Pipeline:
             gap = None if gaps is None else gaps[start:end] * crop_scale(item.mats)[:, None]
             image_id = dets[0][2] if dets else None
             pred = FramePrediction(
-                item.frame, frame_kp, frame_scores, inst, image_id, gap, item.located
+                frame=item.frame,
+                keypoints=frame_kp,
+                scores=frame_scores,
+                instance_scores=inst,
+                image_id=image_id,
+                flip_gap=gap,
+                located=item.located,
             )
             yield self._keep(pred, located=item.located is not None)
             start = end
 
-    def _run_crops(self, pending: list[_Pending]) -> tuple:
+    def _run_crops(self, pending: list[_Pending]) -> tuple[np.ndarray, np.ndarray, Gaps]:
         crops = np.concatenate([p.crops for p in pending])
         return run_crops(self.pose, crops, self.batch_size, self.flips)
 
@@ -222,7 +268,7 @@ class Pipeline:
         floor = FIRST_PASS_SHARE * self.locator.min_pose_score
         first = T.apply_affine(kp, item.mats)
         keep = keep_located(first, scores, self.skeleton.oks_sigmas, floor)
-        boxes = keypoints_to_boxes(first[keep], self.locator.box_ratio)
+        boxes = grow_boxes(keypoint_boxes(first[keep]), self.locator.box_ratio)
         crops, mats = make_crops(item.frame.image, self.input_size, boxes, self.margin)
         dets = [item.detections[i] for i in keep]
         return _Pending(item.frame, crops, mats, dets, item.located)
@@ -247,8 +293,17 @@ class Pipeline:
         self,
         images: np.ndarray | Sequence[np.ndarray],
         boxes: Sequence[Sequence[float]] | None = None,
-    ) -> tuple[Any, Any]:
-        """Keypoints and scores of RGB uint8 images (see :class:`keypointer.Predictor`)."""
+    ) -> tuple[Poses, Poses]:
+        """Keypoints and scores of RGB uint8 images (:meth:`keypointer.Predictor.predict`).
+
+        Args:
+            images: one (H, W, 3) image, or a sequence (or (N, H, W, 3) array) of them.
+            boxes: COCO boxes to crop (one image only), or None.
+
+        Returns:
+            (keypoints, scores) in the images' pixels, shaped as
+            :meth:`keypointer.Predictor.predict` says.
+        """
         if isinstance(images, np.ndarray) and images.ndim == 3:  # one image
             pred = self.run_image(images, boxes)
             if boxes is None and not self.two_stage:
@@ -275,11 +330,13 @@ class _Pending:
     frame: Frame
     crops: np.ndarray
     mats: np.ndarray
-    detections: list | None
+    detections: list[Detection] | None
     located: np.ndarray | None
 
 
-def _split(pending: list[_Pending], kp: np.ndarray, scores: np.ndarray) -> Iterator[tuple]:
+def _split(
+    pending: list[_Pending], kp: np.ndarray, scores: np.ndarray
+) -> Iterator[tuple[_Pending, np.ndarray, np.ndarray]]:
     start = 0
     for item in pending:
         end = start + len(item.crops)
@@ -298,9 +355,21 @@ def load_pipeline(
     batch_size: int = 16,
     max_instances: int | None = None,
 ) -> Pipeline:
-    """The pipeline of a checkpoint (``.pt`` or run folder; read once) or an exported ``.onnx``
-    file. An ONNX export of a two-stage model is a pair, ``<name>.onnx`` and
-    ``<name>.locator.onnx``: a missing partner stops with a :class:`CheckpointError` naming it."""
+    """The pipeline of a trained model.
+
+    Args:
+        path: a checkpoint (``.pt`` or run folder; read once) or an exported ``.onnx`` file. An
+            ONNX export of a two-stage model is a pair, ``<name>.onnx`` and
+            ``<name>.locator.onnx``: a missing partner stops with a :class:`CheckpointError`
+            naming it.
+        device: where a PyTorch model runs.
+        flip: flip test-time augmentation.
+        batch_size: the most crops per model call.
+        max_instances: keep at most this many instances per frame; None: all.
+
+    Returns:
+        The :class:`Pipeline`.
+    """
     path = Path(path)
     if path.suffix.lower() == ".onnx":
         pose = OnnxModel(path)
@@ -315,12 +384,20 @@ def load_pipeline(
     stage = None
     if locator is not None:
         stage = LocatorStage(
-            locator,
-            cfg.locator.score_threshold,
-            getattr(locator, "box_ratio", None),
-            float(getattr(locator, "min_pose_score", 0.0)),
+            model=locator,
+            threshold=cfg.locator.score_threshold,
+            box_ratio=getattr(locator, "box_ratio", None),
+            min_pose_score=float(getattr(locator, "min_pose_score", 0.0)),
         )
-    return Pipeline(pose, stage, flip, batch_size, max_instances, source=str(path), config=cfg)
+    return Pipeline(
+        pose=pose,
+        locator=stage,
+        flip=flip,
+        batch_size=batch_size,
+        max_instances=max_instances,
+        source=str(path),
+        config=cfg,
+    )
 
 
 def _onnx_locator(path: Path, pose: OnnxModel) -> OnnxLocator | None:

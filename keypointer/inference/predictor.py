@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -19,7 +18,8 @@ from torch import nn
 
 from keypointer.config import Config, from_dict
 from keypointer.data.images import read_image
-from keypointer.inference.pipeline import Pipeline, load_pipeline
+from keypointer.export.onnx_model import OnnxModel
+from keypointer.inference.pipeline import Pipeline, Poses, load_pipeline
 from keypointer.inference.runners import TorchRunner, as_runner
 from keypointer.skeleton import Skeleton
 
@@ -37,7 +37,7 @@ class Predictor:
     the resolved training config (defaults for an ONNX file exported without one).
     """
 
-    def __init__(self, model: nn.Module | Any, device: str | torch.device | None = None):
+    def __init__(self, model: nn.Module | OnnxModel, device: str | torch.device | None = None):
         """From a model in memory: a KeypointModel (with ``.skeleton``) or an OnnxModel; a
         single-stage pipeline (a two-stage model comes with :meth:`load`)."""
         pose = TorchRunner(model, device) if device is not None else as_runner(model)
@@ -46,14 +46,22 @@ class Predictor:
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> Predictor:
-        """From a checkpoint (``.pt`` or run folder, loaded with ``weights_only=True``) or an
-        exported ``.onnx`` file (with its ``.locator.onnx`` for a two-stage model)."""
+        """A predictor of a trained model.
+
+        Args:
+            path: a checkpoint (``.pt`` or run folder, loaded with ``weights_only=True``) or
+                an exported ``.onnx`` file (with its ``.locator.onnx`` for a two-stage model).
+            device: where a PyTorch model runs.
+
+        Returns:
+            The :class:`Predictor`.
+        """
         predictor = cls.__new__(cls)
         predictor.pipeline = load_pipeline(path, device)
         return predictor
 
     @property
-    def model(self) -> nn.Module | Any:
+    def model(self) -> nn.Module | OnnxModel:
         pose = self.pipeline.pose
         return pose.model if isinstance(pose, TorchRunner) else pose
 
@@ -80,7 +88,7 @@ class Predictor:
         images: ImageLike | Sequence[ImageLike],
         boxes: Sequence[Sequence[float]] | None = None,
         flip: bool = False,
-    ) -> tuple[Any, Any]:
+    ) -> tuple[Poses, Poses]:
         """Keypoints and scores for one image or a list (or tuple) of them.
 
         An image is a uint8 array: (H, W, 3) RGB, (H, W) or (H, W, 1) grayscale (made RGB),
@@ -114,13 +122,18 @@ class Predictor:
     __call__ = predict
 
 
-def as_images(images: Any) -> tuple[bool, list[np.ndarray]]:
-    """(whether ``images`` is one image, the images as (H, W, 3) uint8 RGB arrays).
+def as_images(images: object) -> tuple[bool, list[np.ndarray]]:
+    """Images as :meth:`Predictor.predict` takes them, made RGB arrays.
 
-    One image: a path, or an array (or what ``np.asarray`` makes one of: a PIL image) of 2
-    dimensions, or of 3 whose last is 1, 3 or 4 channels. A list: any other iterable (of
-    arrays or paths), or a 4-D array. Raises ValueError naming the image ("the image", or
-    "image i of the list") when it is empty or not an image, DataError for an unreadable file.
+    Args:
+        images: one image: a path, or an array (or what ``np.asarray`` makes one of: a PIL
+            image) of 2 dimensions, or of 3 whose last is 1, 3 or 4 channels. A list: any
+            other iterable (of arrays or paths), or a 4-D array.
+
+    Returns:
+        (whether ``images`` is one image, the images as (H, W, 3) uint8 RGB arrays). Raises
+        ValueError naming the image ("the image", or "image i of the list") when it is empty
+        or not an image, DataError for an unreadable file.
     """
     if isinstance(images, str | Path):
         return True, [read_image(images)]
@@ -146,7 +159,7 @@ def as_images(images: Any) -> tuple[bool, list[np.ndarray]]:
     return False, out
 
 
-def _to_rgb(image: Any, name: str) -> np.ndarray:
+def _to_rgb(image: object, name: str) -> np.ndarray:
     """(H, W, 3) uint8 RGB from gray (H, W) or (H, W, 1), RGB, or RGBA (H, W, 4)."""
     array = np.asarray(image)
     shape = array.shape

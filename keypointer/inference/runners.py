@@ -11,7 +11,6 @@ have ``run_with_gap(crops, flip) -> (keypoints, scores, flip gap (N, K) input px
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -19,7 +18,9 @@ from torch import nn
 
 from keypointer.config import BOX_MARGIN
 from keypointer.data import transforms as T
-from keypointer.models.flip import predict_batch, predict_batch_with_gap
+from keypointer.export.onnx_model import OnnxModel
+from keypointer.inference.sources import Frame
+from keypointer.models.decode import predict_batch, predict_batch_with_gap
 from keypointer.skeleton import Skeleton
 
 
@@ -63,7 +64,21 @@ def _numpy(t: torch.Tensor) -> np.ndarray:
     return t.float().cpu().numpy()
 
 
-def as_runner(model: Any) -> Any:
+Runner = TorchRunner | OnnxModel
+"""The two runners: PyTorch and ONNX Runtime."""
+
+Gaps = np.ndarray | None  # flip gaps (N, K) input px, or None when none can be told
+
+
+def as_runner(model: nn.Module | Runner) -> Runner:
+    """The runner of a model.
+
+    Args:
+        model: a KeypointModel (run where its parameters are), or a runner already.
+
+    Returns:
+        A :class:`TorchRunner` around the model, or the runner itself.
+    """
     if isinstance(model, nn.Module):
         return TorchRunner(model, next(model.parameters()).device)
     return model  # an OnnxModel or TorchRunner already
@@ -79,7 +94,7 @@ class FramePrediction:
     pairs and the runner could tell them apart, else None.
     """
 
-    frame: Any  # a keypointer.inference.sources.Frame
+    frame: Frame
     keypoints: np.ndarray
     scores: np.ndarray
     instance_scores: np.ndarray
@@ -90,13 +105,32 @@ class FramePrediction:
     def select(self, keep: np.ndarray) -> FramePrediction:
         """The instances at indices ``keep`` (the frame, image id and located boxes stay)."""
         gap = None if self.flip_gap is None else self.flip_gap[keep]
-        return FramePrediction(self.frame, self.keypoints[keep], self.scores[keep],
-                               self.instance_scores[keep], self.image_id, gap, self.located)  # fmt: skip
+        return FramePrediction(
+            frame=self.frame,
+            keypoints=self.keypoints[keep],
+            scores=self.scores[keep],
+            instance_scores=self.instance_scores[keep],
+            image_id=self.image_id,
+            flip_gap=gap,
+            located=self.located,
+        )
 
 
-def run_crops(runner: Any, crops: np.ndarray, batch_size: int, flip: bool) -> tuple:
-    """Crops (N, H, W, 3) in batches -> keypoints (N, K, 2) input px, scores (N, K) float64,
-    flip gaps (N, K) or None."""
+def run_crops(
+    runner: Runner, crops: np.ndarray, batch_size: int, flip: bool
+) -> tuple[np.ndarray, np.ndarray, Gaps]:
+    """Crops through a runner, in batches.
+
+    Args:
+        runner: the pose runner.
+        crops: (N, H, W, 3) uint8 RGB crops.
+        batch_size: the most crops per call.
+        flip: flip test-time augmentation.
+
+    Returns:
+        Keypoints (N, K, 2) input px, scores (N, K) float64, and flip gaps (N, K) float64 or
+        None.
+    """
     k = runner.skeleton.num_keypoints
     if not len(crops):
         return np.zeros((0, k, 2)), np.zeros((0, k)), _no_gap(runner, flip, k)
@@ -111,14 +145,14 @@ def run_crops(runner: Any, crops: np.ndarray, batch_size: int, flip: bool) -> tu
     return kp, scores, gaps
 
 
-def _run(runner: Any, crops: np.ndarray, flip: bool) -> tuple:
+def _run(runner: Runner, crops: np.ndarray, flip: bool) -> tuple[np.ndarray, np.ndarray, Gaps]:
     """(keypoints, scores, flip gap or None) from a runner with or without ``run_with_gap``."""
     if flip and hasattr(runner, "run_with_gap"):
         return runner.run_with_gap(crops, flip)
     return (*runner(crops, flip), None)
 
 
-def _no_gap(runner: Any, flip: bool, k: int) -> np.ndarray | None:
+def _no_gap(runner: Runner, flip: bool, k: int) -> Gaps:
     """The flip gap of a batch without crops: empty where the runner would give one."""
     if getattr(runner, "flip_in_graph", False):  # an ONNX graph that flips: gap if it has one
         return np.zeros((0, k)) if getattr(runner, "has_flip_gap", False) else None
@@ -127,6 +161,13 @@ def _no_gap(runner: Any, flip: bool, k: int) -> np.ndarray | None:
 
 
 def crop_scale(mats: np.ndarray) -> np.ndarray:
-    """(M,) image pixels per input pixel of crop matrices (M, 2, 3) (letterbox and box crops
-    scale alike along x and y: the square root of the determinant)."""
+    """How many image pixels one input pixel of each crop spans.
+
+    Args:
+        mats: (M, 2, 3) input-to-image matrices (letterbox and box crops scale alike along x
+            and y).
+
+    Returns:
+        (M,) float64: the square root of each matrix's determinant.
+    """
     return np.sqrt(np.abs(np.linalg.det(np.asarray(mats, np.float64)[:, :, :2])))

@@ -19,6 +19,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from keypointer.config import DEFAULT_FPS
 from keypointer.data.images import read_image
 from keypointer.errors import DataError
 from keypointer.inference.video import FrameRange, estimate_frames, iter_video
@@ -30,6 +31,7 @@ log = logging.getLogger("keypointer")
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm", ".h264"}
+"""Suffixes (lower case) of the video files ``predict`` reads, with OpenCV."""
 DRAWABLE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
 
@@ -46,18 +48,24 @@ class Frame:
     source: Source
     image: np.ndarray  # (H, W, 3) uint8 RGB
     number: int | None = None
-    fps: float = 25.0
+    fps: float = DEFAULT_FPS
     time: float | None = None  # seconds from the video's start (its own timestamp, VFR-safe)
-    boxes: list[tuple[list[float], float, int | None]] | None = None  # (bbox, score, image_id)
 
 
 def collect_sources(inputs: Sequence[str | Path], out: str | Path | None = None) -> list[Source]:
-    """Files and folders (searched recursively, sorted) -> images and videos, in order.
+    """Images and videos to predict, from files and folders.
 
-    ``out``: the output folder. Files a folder search finds inside it are outputs (of this
-    command's earlier runs), never inputs: all of ``out`` when it lies inside the searched
-    folder, else (``out`` is that folder or holds it) its ``drawn/`` folder, where drawn images
-    and videos go. One warning gives their count. Files named one by one are always taken.
+    Files a folder search finds inside the output folder are outputs (of this command's earlier
+    runs), never inputs: all of ``out`` when it lies inside the searched folder, else (``out`` is
+    that folder or holds it) its ``drawn/`` folder, where drawn images and videos go. One
+    warning gives their count. Files named one by one are always taken.
+
+    Args:
+        inputs: files and folders (searched recursively, sorted).
+        out: the output folder, or None.
+
+    Returns:
+        The images and videos, in order.
     """
     sources: list[Source] = []
     skipped = 0
@@ -89,8 +97,9 @@ def collect_sources(inputs: Sequence[str | Path], out: str | Path | None = None)
     if skipped:
         log.warning(
             "%s: %d images/videos inside the output folder were skipped (outputs are not inputs)",
-            out, skipped,
-        )  # fmt: skip
+            out,
+            skipped,
+        )
     return sources
 
 
@@ -109,16 +118,31 @@ def _source(path: Path) -> Source | None:
 
 
 def count_frames(sources: Sequence[Source], frames: FrameRange | None = None) -> int:
-    """Images plus the frames of ``frames`` that videos declare (for the progress bar;
-    estimates)."""
+    """How many frames ``predict`` will read (for the progress bar; an estimate).
+
+    Args:
+        sources: images and videos.
+        frames: the frames picked of each video; None: all.
+
+    Returns:
+        The images plus the picked frames that the videos declare.
+    """
     return sum(1 if s.kind == "image" else estimate_frames(s.path, frames) for s in sources)
 
 
 def iter_frames(
     sources: Sequence[Source], frames: FrameRange | None = None, warn: bool = True
 ) -> Iterator[Frame]:
-    """Every image, and the frames of ``frames`` (default: all) of every video, in order.
-    ``warn`` False: no warning about unreadable frames (a second read of the same videos)."""
+    """Every image, and the picked frames of every video, in order.
+
+    Args:
+        sources: images and videos.
+        frames: the frames picked of each video; None: all.
+        warn: warn about unreadable frames (False for a second read of the same videos).
+
+    Returns:
+        An iterator of :class:`Frame`.
+    """
     for s in sources:
         if s.kind == "image":
             yield Frame(s, read_image(s.path))
@@ -137,11 +161,19 @@ _DONE = object()
 
 
 def read_ahead(items: Iterable[T], depth: int) -> Iterator[T]:
-    """``items`` produced in a background thread, at most ``depth`` ahead of the consumer,
-    in order: decoding (OpenCV releases the GIL) overlaps with inference, and never more
-    than ``depth`` items are held. An exception in the thread is raised here, where its item
-    would have come; closing this generator stops the thread and closes ``items`` (which
-    releases a video) in it."""
+    """Items produced in a background thread, at most ``depth`` ahead of the consumer.
+
+    Decoding (OpenCV releases the GIL) overlaps with inference, and never more than ``depth``
+    items are held. An exception in the thread is raised here, where its item would have come;
+    closing this generator stops the thread and closes ``items`` (which releases a video) in it.
+
+    Args:
+        items: what to produce.
+        depth: the most items produced and not yet consumed.
+
+    Returns:
+        An iterator of the same items, in order.
+    """
     queue: Queue = Queue(maxsize=max(1, depth))
     stop = threading.Event()
 
@@ -193,13 +225,20 @@ Detections = dict[Path, list[tuple[list[float], float, int | None]]]
 def load_detections(
     path: str | Path, sources: Sequence[Source], min_score: float = 0.0
 ) -> Detections:
-    """A COCO detections JSON -> image path -> [(bbox x, y, w, h, score, image_id)], best first.
+    """The boxes of a COCO detections JSON, by input image.
 
     Accepted: a results list ``[{"image_id", "bbox", "score"?}, ...]`` whose ``image_id`` is an
     image's file name, its stem, or the number in its stem ("000042.jpg" is 42); or a COCO
-    dataset ``{"images": [{"id", "file_name"}], "annotations": [{"image_id", "bbox"}]}``.
-    Boxes scoring below ``min_score`` are left out; boxes of no input image are counted in a
-    warning.
+    dataset ``{"images": [{"id", "file_name"}], "annotations": [{"image_id", "bbox"}]}``. Boxes
+    of no input image are counted in a warning.
+
+    Args:
+        path: the JSON file.
+        sources: the input images and videos.
+        min_score: boxes scoring below it are left out.
+
+    Returns:
+        Image path -> [(COCO box x, y, w, h, score, image_id)], best first.
     """
     path = Path(path)
     try:

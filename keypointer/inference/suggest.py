@@ -2,14 +2,14 @@
 the picks over different-looking frames, and keep them apart in time.
 
 Arrays: frames along the first axis, keypoints (T, K, 2) in frame pixels, scores (T, K), times
-(T,) in seconds. :func:`collect_tracks` gathers :func:`~keypointer.inference.runners.
-predict_frames`' stream per video (with a tiny grey thumbnail of each frame);
+(T,) in seconds. :func:`collect_tracks` gathers the stream of
+:meth:`~keypointer.inference.pipeline.Pipeline.run` per video (with a tiny grey thumbnail of
+each frame);
 :func:`suggest_frames` ranks and picks; the rest are pure steps of it
 (:func:`image_features`, :func:`normalised_poses`, :func:`cluster_labels`, :func:`pick_frames`).
 
-Measured on synthetic videos (benchmarks/suggest.py): the picked frames' true error was 2.5x
-that of random frames; clustering thumbnails (as DeepLabCut's own frame extraction clusters
-downsampled frames) kept it higher than clustering normalised poses (2.2x).
+Frames are clustered on thumbnails, as DeepLabCut's own frame extraction clusters downsampled
+frames. Measured: benchmarks/RESULTS.md, "Frame suggestion (`keypointer suggest`)".
 """
 
 from __future__ import annotations
@@ -26,17 +26,16 @@ import cv2
 import numpy as np
 from scipy.cluster.vq import kmeans2
 
+from keypointer.config import KEYPOINT_SCORE_THRESHOLD
 from keypointer.inference.tracks import PostProcess, VideoTable, finish
 from keypointer.inference.video import FrameRange, iter_video
 from keypointer.temporal.outliers import frame_uncertainty, outlier_flags
 
-MIN_SCORE = 0.3  # below this a predicted point counts as unsure and is written unlabelled
 FLAG_NAMES = {"low_score": "low score", "jump": "jump", "flip": "flip disagrees"}
 # Weight of a cluster's next pick per pick it already has (see pick_frames). 0: one frame of
-# every cluster before a second of any, the issue's rule. On the synthetic videos spreading
-# cost some error (2.49x random; 0.9: 2.75x; none: 2.81x) for no wider spread of poses (1.59;
-# 1.60; 1.63; random 1.22): they hold no long repeated hard scenes, which is where picking by
-# uncertainty alone would spend every pick on one kind of frame.
+# every cluster before a second of any, the issue's rule: picking by uncertainty alone would
+# spend every pick on one kind of frame in a video with long repeated hard scenes.
+# Measured: benchmarks/RESULTS.md, "Frame suggestion (`keypointer suggest`)".
 DECAY = 0.0
 THUMB = 16  # side in px of the grey thumbnails the frames are clustered on
 SHOWN_NAMES = 3  # keypoint names listed per flag in a reason; more end with "+N"
@@ -103,15 +102,24 @@ class _Builder:
 def collect_tracks(
     predictions: Iterable,
     several: bool = False,
-    min_score: float = MIN_SCORE,
+    min_score: float = KEYPOINT_SCORE_THRESHOLD,
     max_instances: int | None = None,
 ) -> list[VideoTrack]:
-    """:class:`~keypointer.inference.runners.FramePrediction` of video frames -> one
-    :class:`VideoTrack` per video, in the order met. A frame's time is its own timestamp
-    when the reader gave one, else its number / fps. ``several`` (a two-stage model), or a
-    video with a frame of more than one instance: every instance is kept, matched into
-    identities as ``predict`` matches them (``max_instances`` at most); else the one instance
-    of each frame (of several, the highest-scoring one)."""
+    """The poses of video frames, gathered per video.
+
+    A frame's time is its own timestamp when the reader gave one, else its number / fps.
+
+    Args:
+        predictions: :class:`~keypointer.inference.runners.FramePrediction` of video frames.
+        several: a two-stage model: every instance is kept, matched into identities as
+            ``predict`` matches them; so is a video with a frame of more than one instance.
+            Otherwise the one instance of each frame (of several, the highest-scoring one).
+        min_score: the keypoint score a point needs to count as found.
+        max_instances: the most identities per video, or None.
+
+    Returns:
+        One :class:`VideoTrack` per video, in the order met.
+    """
     builders: dict[Path, _Builder] = {}
     for pred in predictions:
         frame = pred.frame
@@ -129,14 +137,28 @@ def collect_tracks(
 
 
 def thumbnail(image: np.ndarray) -> np.ndarray:
-    """(THUMB * THUMB,) uint8: an RGB frame in grey, shrunk by area averaging."""
+    """A frame shrunk for clustering.
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+
+    Returns:
+        (THUMB * THUMB,) uint8: the frame in grey, shrunk by area averaging.
+    """
     grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
     return cv2.resize(grey, (THUMB, THUMB), interpolation=cv2.INTER_AREA).reshape(-1)
 
 
 def image_features(thumbs: np.ndarray) -> np.ndarray:
-    """(T, D) thumbnails -> each standardised to mean 0 and deviation 1, so that lighting that
-    flickers or drifts does not split frames of one scene into clusters."""
+    """Thumbnails made comparable across lighting.
+
+    Args:
+        thumbs: (T, D) thumbnails.
+
+    Returns:
+        (T, D) float64: each standardised to mean 0 and deviation 1, so that lighting that
+        flickers or drifts does not split frames of one scene into clusters.
+    """
     x = np.asarray(thumbs, np.float64)
     return (x - x.mean(1, keepdims=True)) / (x.std(1, keepdims=True) + 1e-6)
 
@@ -156,10 +178,16 @@ def _track(b: _Builder, several: bool, post: PostProcess) -> VideoTrack:
     numbers, times, kp, scores, gaps, thumbs = zip(*b.rows, strict=True)
     flip_gap = None if any(g is None for g in gaps) else np.stack(gaps).astype(np.float64)
     track = VideoTrack(
-        b.path, b.fps, b.size, np.array(numbers, np.int64), np.array(times, np.float64),
-        np.stack(kp).astype(np.float64), np.stack(scores).astype(np.float64), flip_gap,
-        np.stack(thumbs),
-    )  # fmt: skip
+        path=b.path,
+        fps=b.fps,
+        size=b.size,
+        numbers=np.array(numbers, np.int64),
+        times=np.array(times, np.float64),
+        keypoints=np.stack(kp).astype(np.float64),
+        scores=np.stack(scores).astype(np.float64),
+        flip_gap=flip_gap,
+        thumbs=np.stack(thumbs),
+    )
     if not (several or b.table.multi):
         return track
     tracks = finish(b.table, post)
@@ -169,13 +197,21 @@ def _track(b: _Builder, several: bool, post: PostProcess) -> VideoTrack:
 
 
 def normalised_poses(
-    keypoints: np.ndarray, scores: np.ndarray, min_score: float = MIN_SCORE
+    keypoints: np.ndarray, scores: np.ndarray, min_score: float = KEYPOINT_SCORE_THRESHOLD
 ) -> np.ndarray:
-    """(T, K, 2) keypoints -> (T, 2K) poses free of position and size, for clustering.
+    """Poses free of position and size, for clustering.
 
-    Each pose is moved to the mean of its sure points (score >= ``min_score``; all points
-    when none is) and divided by their RMS distance from it; unsure points sit at the centre
-    (0, 0), so a point the model could not find does not invent a pose.
+    Each pose is moved to the mean of its sure points (all points when none is) and divided by
+    their RMS distance from it; unsure points sit at the centre (0, 0), so a point the model could
+    not find does not invent a pose.
+
+    Args:
+        keypoints: (T, K, 2) frame px.
+        scores: (T, K).
+        min_score: the score a sure point reaches.
+
+    Returns:
+        (T, 2K) float64 poses.
     """
     kp = np.nan_to_num(np.asarray(keypoints, np.float64))  # a missing point: unsure anyway
     sure = np.asarray(scores) >= min_score
@@ -189,8 +225,16 @@ def normalised_poses(
 
 
 def cluster_labels(features: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
-    """(T,) cluster of each row of ``features`` (T, D): k-means (k-means++ start, seeded).
-    Fewer distinct rows than ``k`` give fewer clusters; a cluster may come out empty."""
+    """k-means (k-means++ start, seeded) of feature rows.
+
+    Args:
+        features: (T, D).
+        k: the number of clusters; fewer distinct rows give fewer, and one may come out empty.
+        seed: the k-means seed.
+
+    Returns:
+        (T,) int: the cluster of each row.
+    """
     x = np.asarray(features, np.float64)
     k = min(k, len(np.unique(x, axis=0)))  # k-means++ cannot seed more centres than points
     if k <= 1:
@@ -211,15 +255,25 @@ def pick_frames(
     min_gap: int | Sequence[int] = 0,
     decay: float = DECAY,
 ) -> list[int]:
-    """Indices of up to ``num`` frames, the most uncertain of their cluster each.
+    """Up to ``num`` frames, the most uncertain of their cluster each.
 
     Greedy: the next pick is the frame with the highest uncertainty x ``decay`` ** (picks its
     cluster already has): ``decay`` 0 takes one frame of every cluster before a second of any,
     1 ignores the clusters, in between a cluster's second frame must be clearly more uncertain
-    than another cluster's first. Frames of cluster -1 come only after all others. Two frames
-    of one group (video) are always at least ``min_gap`` positions (frame numbers) apart
-    (``min_gap``: one value or one per frame); fewer than ``num`` come back only when the gap
-    allows no more.
+    than another cluster's first. Frames of cluster -1 come only after all others.
+
+    Args:
+        uncertainty: (T,) per frame.
+        clusters: (T,) cluster of each frame.
+        groups: (T,) group (video) of each frame.
+        positions: (T,) frame numbers.
+        num: the most frames to pick.
+        min_gap: the fewest positions between two picks of one group (one value or (T,)); fewer
+            than ``num`` come back only when the gap allows no more.
+        decay: the weight of a cluster's next pick per pick it already has.
+
+    Returns:
+        Indices (int) of the picked frames, in order of picking.
     """
     unc = np.asarray(uncertainty, np.float64)
     gaps = np.broadcast_to(np.asarray(min_gap, np.int64), unc.shape)
@@ -261,7 +315,15 @@ def _too_close(spots: list[int], pos: int, gap: int) -> bool:
 
 
 def reason(flags: dict[str, np.ndarray], names: Sequence[str]) -> str:
-    """One frame's flags ({kind: (K,) bool}) -> "low score: head, neck; jump: left_hand"."""
+    """Why a frame was picked, in words.
+
+    Args:
+        flags: {kind: (K,) bool} of one frame.
+        names: the K keypoint names.
+
+    Returns:
+        Text such as "low score: head, neck; jump: left_hand".
+    """
     parts = []
     for kind, label in FLAG_NAMES.items():
         if kind not in flags:
@@ -278,21 +340,33 @@ def suggest_frames(
     names: Sequence[str],
     num: int,
     min_gap: int | None = None,
-    min_score: float = MIN_SCORE,
+    min_score: float = KEYPOINT_SCORE_THRESHOLD,
     seed: int = 0,
     features: str | np.ndarray = "image",
     decay: float = DECAY,
     flip_rank: bool = False,
 ) -> list[Suggestion]:
-    """The ``num`` frames most worth labelling, in order of uncertainty.
+    """The frames most worth labelling, in order of uncertainty.
 
-    Outlier flags and uncertainty per frame come from :mod:`keypointer.temporal.outliers`
-    (per video: jumps only mean something within one). All frames are clustered (k-means,
-    k = ``num``) on ``features``: "image" (:func:`image_features` of the thumbnails; poses for
-    tracks without thumbnails), "pose" (:func:`normalised_poses`) or a (T, D) array for the
-    tracks' frames in order; then
-    :func:`pick_frames` takes the most uncertain frame of each cluster. ``min_gap``: frames
-    between two picks of one video; None: one second of it. ``flip_rank``: see :func:`_score`.
+    Outlier flags and uncertainty per frame come from :mod:`keypointer.temporal.outliers` (per
+    video: jumps only mean something within one). All frames are clustered (k-means, k = ``num``)
+    on ``features``; then :func:`pick_frames` takes the most uncertain frame of each cluster.
+
+    Args:
+        tracks: one :class:`VideoTrack` per video.
+        names: the K keypoint names.
+        num: how many frames.
+        min_gap: frames between two picks of one video; None: one second of it.
+        min_score: the keypoint score below which a point is flagged.
+        seed: the k-means seed.
+        features: "image" (:func:`image_features` of the thumbnails; poses for tracks without
+            thumbnails), "pose" (:func:`normalised_poses`) or a (T, D) array for the tracks'
+            frames in order.
+        decay: see :func:`pick_frames`.
+        flip_rank: rank the flip gap in the uncertainty too (see :func:`_score`).
+
+    Returns:
+        The :class:`Suggestion` of each picked frame.
     """
     scored = [_score(t, min_score, flip_rank) for t in tracks]
     unc = np.concatenate([s[1] for s in scored])
@@ -311,8 +385,18 @@ def suggest_frames(
         if t.multi:  # the identities present in the frame
             here = np.isfinite(kp).any(axis=(1, 2))
             kp, sc, who = kp[here], sc[here], [n for n, h in zip(t.names, here, strict=True) if h]
-        out.append(Suggestion(ti, i, int(t.numbers[i]), float(t.times[i]), float(unc[j]), why,
-                              kp, sc, who))  # fmt: skip
+        found = Suggestion(
+            track=ti,
+            index=i,
+            number=int(t.numbers[i]),
+            time=float(t.times[i]),
+            uncertainty=float(unc[j]),
+            reason=why,
+            keypoints=kp,
+            scores=sc,
+            names=who,
+        )
+        out.append(found)
     return out
 
 
@@ -331,8 +415,17 @@ def _first(values: np.ndarray, track: VideoTrack) -> np.ndarray:
 
 
 def default_gap(fps: float) -> int:
-    """One second of video in frames: poses change over about that time, so nearer frames are
-    near-duplicates, and a count in frames would mean 0.05 s at 200 fps but 0.4 s at 25."""
+    """The default gap between two picks of one video: one second of it.
+
+    Poses change over about that time, so nearer frames are near-duplicates, and a count in
+    frames would mean 0.05 s at 200 fps but 0.4 s at 25.
+
+    Args:
+        fps: the video's frame rate.
+
+    Returns:
+        Frames, at least 1.
+    """
     return max(int(round(fps)), 1)
 
 
@@ -342,9 +435,8 @@ def _score(
     """Outlier flags {kind: (T, K)} and (T,) uncertainty of one video. The flip gap counts
     through its flag (a gap large for the instance's size); ``flip_rank`` adds
     :func:`~keypointer.temporal.outliers.frame_uncertainty`'s rank of the gap too, which ranks
-    0.1 px against 0.2 px as far apart as 0.1 px against 20 px: on the synthetic videos it
-    lowered the picked frames' true error in each of three models (2.41x random against 2.49x
-    without it; 2.11x against 2.27x; 1.58x against 1.64x; benchmarks/suggest.py)."""
+    0.1 px against 0.2 px as far apart as 0.1 px against 20 px (measured: benchmarks/RESULTS.md,
+    "Frame suggestion (`keypointer suggest`)")."""
     if track.multi:
         return _score_several(track, min_score, flip_rank)
     flags = outlier_flags(
@@ -366,9 +458,12 @@ def _score_several(
     for i in range(n):
         gap = None if track.flip_gap is None else track.flip_gap[:, i]
         flags = outlier_flags(
-            track.keypoints[:, i], track.scores[:, i], track.times, min_score=min_score,
+            track.keypoints[:, i],
+            track.scores[:, i],
+            track.times,
+            min_score=min_score,
             flip_gap=gap,
-        )  # fmt: skip
+        )
         unc = frame_uncertainty(flags, track.scores[:, i], gap if flip_rank else None)
         per.append((flags, np.asarray(unc, np.float64)))
     unc_all = np.stack([u for _, u in per], axis=1)  # (T, N)
@@ -383,9 +478,16 @@ def _score_several(
 
 
 def read_frames(path: Path, numbers: Iterable[int]) -> dict[int, np.ndarray]:
-    """Frame number -> RGB image of the wanted frames, read in one pass from the start (the
-    same numbering as :func:`~keypointer.inference.video.iter_video`; seeking is not exact
-    in every codec)."""
+    """Wanted frames of a video, read in one pass from the start (the same numbering as
+    :func:`~keypointer.inference.video.iter_video`; seeking is not exact in every codec).
+
+    Args:
+        path: the video file.
+        numbers: the wanted frame numbers.
+
+    Returns:
+        Frame number -> (H, W, 3) uint8 RGB image.
+    """
     wanted = set(int(n) for n in numbers)
     found: dict[int, np.ndarray] = {}
     if not wanted:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keypointer.config import KEYPOINT_SCORE_THRESHOLD
 from keypointer.inference.runners import FramePrediction
 from keypointer.temporal.outliers import outlier_flags
 from keypointer.temporal.smooth import smooth
@@ -34,7 +35,7 @@ class PostProcess:
     """
 
     smooth: str | None = None
-    min_score: float = 0.3
+    min_score: float = KEYPOINT_SCORE_THRESHOLD
     max_gap: int = 10
     max_instances: int | None = None
 
@@ -97,7 +98,15 @@ class VideoTracks:
 
 
 def finish(table: VideoTable, post: PostProcess) -> VideoTracks:
-    """Match instances to tracks, flag outliers and smooth, per track (see the module doc)."""
+    """Match instances to tracks, flag outliers and smooth, per track (see the module doc).
+
+    Args:
+        table: the video's per-frame predictions.
+        post: the tracking, flagging and smoothing settings.
+
+    Returns:
+        The finished :class:`VideoTracks`.
+    """
     multi = table.multi or (post.max_instances or 1) > 1
     ids = _track_ids(table, post) if multi else [np.zeros(len(kp), int) for kp in table.keypoints]
     n = max([int(i.max()) + 1 for i in ids if len(i) and i.max() >= 0] + [1])
@@ -120,9 +129,13 @@ def finish(table: VideoTable, post: PostProcess) -> VideoTracks:
     for i in range(n):
         g = None if gap is None else gap[:, i]
         found = outlier_flags(
-            raw[:, i], scores[:, i], times, min_score=post.min_score, flip_gap=g,
+            raw[:, i],
+            scores[:, i],
+            times,
+            min_score=post.min_score,
+            flip_gap=g,
             smoothing=post.smooth,  # the smoother's spike test's points are flagged jump too
-        )  # fmt: skip
+        )
         for name in FLAGS:
             flags[name][:, i] = found[name]
         if post.smooth:
@@ -131,9 +144,20 @@ def finish(table: VideoTable, post: PostProcess) -> VideoTracks:
             )
     names = [f"track{i}" for i in range(n)] if multi else ["individual0"]
     return VideoTracks(
-        table.source, table.fps, np.asarray(table.numbers), times, names, raw, final, scores,
-        inst, flags, gap, bool(post.smooth), multi,
-    )  # fmt: skip
+        source=table.source,
+        fps=table.fps,
+        numbers=np.asarray(table.numbers),
+        times=times,
+        tracks=names,
+        raw=raw,
+        final=final,
+        scores=scores,
+        instance_scores=inst,
+        flags=flags,
+        flip_gap=gap,
+        smoothed=bool(post.smooth),
+        multi=multi,
+    )
 
 
 def _num_keypoints(table: VideoTable) -> int:

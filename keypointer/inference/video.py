@@ -7,9 +7,8 @@ MJPG streams the decoder picks up again at the next good frame.
 
 Each frame carries its own timestamp (``CAP_PROP_POS_MSEC``: variable frame rates are kept),
 and a :class:`FrameRange` (``--start``, ``--stop``, ``--every``) picks frames by number or
-by time. PyAV was measured against ``cv2.VideoCapture`` on lp-mirror-mouse's H.264 clip
-(benchmarks/video.py's notes): decoding to RGB it was slower (400-930 frames/s against
-1500-2000), so OpenCV reads alone.
+by time. OpenCV reads alone: PyAV decoded to RGB more slowly (measured: benchmarks/RESULTS.md,
+"Streaming video prediction").
 """
 
 from __future__ import annotations
@@ -19,15 +18,16 @@ import logging
 import math
 import os
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 
+from keypointer.config import DEFAULT_FPS
 from keypointer.errors import ConfigError, DataError
 
 log = logging.getLogger("keypointer")
@@ -49,8 +49,16 @@ class VideoFrame(NamedTuple):
 
 
 def parse_position(value: str | int | float | None, option: str) -> int | float | None:
-    """A position in a video: ``"12.5s"`` or a float -> seconds (float); ``"300"`` or an int
-    -> frame number (int, from 0). Raises :class:`ConfigError` naming ``option``."""
+    """A position in a video, as ``--start`` and ``--stop`` take it.
+
+    Args:
+        value: ``"12.5s"`` or a float (seconds), ``"300"`` or an int (a frame number from 0),
+            or None.
+        option: the option's name, for the :class:`ConfigError` a bad value raises.
+
+    Returns:
+        Seconds (float), a frame number (int), or None.
+    """
     if value is None:
         return None
     if isinstance(value, int | float) and not isinstance(value, bool):
@@ -128,24 +136,23 @@ class FrameRange:
         return 0
 
 
-def read_video(path: Path) -> Iterator[tuple[int, np.ndarray, float]]:
-    """(frame number from 0, RGB uint8 image, fps) of every frame that can be decoded: the
-    tuples of :func:`iter_video`'s frames without their time, for callers that unpack
-    three values."""
-    with contextlib.closing(iter_video(path)) as frames:
-        for f in frames:
-            yield f.number, f.image, f.fps
-
-
 def iter_video(
     path: Path, frames: FrameRange | None = None, warn: bool = True
 ) -> Iterator[VideoFrame]:
-    """Every frame of ``frames`` (default: all) that can be decoded, in order.
+    """Every picked frame of a video that can be decoded, in order.
 
-    Frames that cannot be decoded keep their numbers (the ones after them are not shifted)
-    and are listed in one warning at the end. Frames before ``start`` or between picked ones
-    are grabbed (decoded) but not converted. Raises :class:`DataError` when the video cannot
-    be opened or no frame of it can be read. ``warn`` False: no warning (a second read).
+    Frames that cannot be decoded keep their numbers (the ones after them are not shifted) and
+    are listed in one warning at the end. Frames before ``start`` or between picked ones are
+    grabbed (decoded) but not converted. Raises :class:`DataError` when the video cannot be
+    opened or no frame of it can be read.
+
+    Args:
+        path: the video file.
+        frames: the frames to pick; None: all.
+        warn: warn about unreadable frames (False for a second read).
+
+    Returns:
+        An iterator of :class:`VideoFrame` (number, (H, W, 3) uint8 RGB, fps, time).
     """
     cap = cv2.VideoCapture(str(path))
     try:
@@ -158,10 +165,10 @@ def iter_video(
     reader.report(path, warn)
 
 
-def _header(cap: Any) -> tuple[float, int]:
-    """(frames per second, declared frame count) of an open video; 25 when it gives none."""
+def _header(cap: cv2.VideoCapture) -> tuple[float, int]:
+    """(frames per second, declared frame count) of an open video; DEFAULT_FPS if it has none."""
     fps = cap.get(cv2.CAP_PROP_FPS)
-    fps = fps if math.isfinite(fps) and fps > 0 else 25.0
+    fps = fps if math.isfinite(fps) and fps > 0 else DEFAULT_FPS
     return fps, max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
 
 
@@ -170,10 +177,10 @@ class _Reader:
     counts, unreadable picked frames. Seeking (``CAP_PROP_POS_FRAMES``) is not used: OpenCV
     maps a frame number to a timestamp through the nominal frame rate, which cannot promise
     the same frame as counting from 0 in a damaged or variable-frame-rate video. Frames
-    before ``start`` are grabbed without colour conversion instead (1.3x the speed of full
-    reads on lp-mirror-mouse's clip)."""
+    before ``start`` are grabbed without colour conversion instead, faster than full reads
+    (measured: benchmarks/RESULTS.md, "Streaming video prediction")."""
 
-    def __init__(self, cap: Any, pick: FrameRange, fps: float, declared: int):
+    def __init__(self, cap: cv2.VideoCapture, pick: FrameRange, fps: float, declared: int):
         """``pick``: the frames wanted; ``fps`` and ``declared`` from the video's header."""
         self.cap, self.pick, self.fps, self.declared = cap, pick, fps, declared
         self.number = self.readable = self.picked = 0
@@ -233,18 +240,31 @@ class _Reader:
             log.warning(
                 "%s: %d of %d frames could not be read and have no predictions: "
                 "frames %s%s (numbered from 0, as in the outputs)",
-                path, len(self.gaps), self.picked + len(self.gaps), self.gaps, step,
-            )  # fmt: skip
+                path,
+                len(self.gaps),
+                self.picked + len(self.gaps),
+                self.gaps,
+                step,
+            )
         elif self.picked == 0 and self.past_stop:
             log.warning("%s: no frame in %s (it stops before it starts here)", path, self.pick)
         elif self.picked == 0:
             log.warning("%s: no frame in %s (the video has %d)", path, self.pick, self.number)
 
 
-def frame_time(cap: Any, number: int, fps: float) -> float:
-    """Seconds from the start of the frame just grabbed: the container's own timestamp (so a
-    variable frame rate is kept), or ``number / fps`` where it gives none. Rounded to the
-    microsecond (OpenCV's milliseconds carry float noise, 3.9999999999995 for 4)."""
+def frame_time(cap: cv2.VideoCapture, number: int, fps: float) -> float:
+    """When the frame just grabbed starts.
+
+    Args:
+        cap: the open video.
+        number: the frame's number, from 0.
+        fps: the video's frame rate.
+
+    Returns:
+        Seconds from the start: the container's own timestamp (so a variable frame rate is
+        kept), or ``number / fps`` where it gives none; rounded to the microsecond (OpenCV's
+        milliseconds carry float noise, 3.9999999999995 for 4).
+    """
     msec = cap.get(cv2.CAP_PROP_POS_MSEC)
     if math.isfinite(msec) and (msec > 0 or (msec == 0 and number == 0)):
         return round(msec / 1000, 6)
@@ -261,8 +281,14 @@ class VideoHeader(NamedTuple):
 
 
 def video_header(path: Path) -> VideoHeader:
-    """The header of ``path``, read before any work; :class:`DataError` when it cannot be
-    opened."""
+    """The header of a video, read before any work.
+
+    Args:
+        path: the video file.
+
+    Returns:
+        Its :class:`VideoHeader`; :class:`DataError` when it cannot be opened.
+    """
     cap = cv2.VideoCapture(str(path))
     try:
         if not cap.isOpened():
@@ -278,8 +304,16 @@ def video_header(path: Path) -> VideoHeader:
 
 
 def check_range(path: Path, header: VideoHeader, frames: FrameRange) -> None:
-    """Raise :class:`DataError` naming ``path`` when ``frames`` picks none of the frames its
-    header declares (an unknown count, 0, is not judged: reading will tell)."""
+    """Refuse a frame range that picks none of a video's frames.
+
+    Args:
+        path: the video, named in the :class:`DataError`.
+        header: its header (an unknown count, 0, is not judged: reading will tell).
+        frames: the picked range.
+
+    Returns:
+        None; raises :class:`DataError` when ``frames`` picks none of the declared frames.
+    """
     if header.frames > 0 and frames.count(header.frames, header.fps) == 0:
         raise DataError(
             f"{frames} picks no frame of this video: it has {header.frames} frames "
@@ -290,8 +324,15 @@ def check_range(path: Path, header: VideoHeader, frames: FrameRange) -> None:
 
 
 def estimate_frames(path: Path, frames: FrameRange | None = None) -> int:
-    """How many frames :func:`iter_video` will yield, from the declared count (0 when the
-    video does not open; for the progress bar only)."""
+    """How many frames :func:`iter_video` will yield (for the progress bar only).
+
+    Args:
+        path: the video file.
+        frames: the frames to pick; None: all.
+
+    Returns:
+        The count from the declared frame count; 0 when the video does not open.
+    """
     cap = cv2.VideoCapture(str(path))
     try:
         if not cap.isOpened():
@@ -332,23 +373,24 @@ class FrameGaps:
         return ", ".join(text + (["..."] if len(self.ranges) > SHOWN_RANGES else []))
 
 
-def frame_ranges(numbers: Iterable[int]) -> str:
-    """[3, 4, 5, 9, 12, 13] -> "3-5, 9, 12-13", as the warning lists them."""
-    gaps = FrameGaps()
-    for n in sorted(numbers):
-        gaps.add(n)
-    return str(gaps)
-
-
 class VideoWriteError(Exception):
     """A drawn video that cannot be written; the message is the cause."""
 
 
 def drawn_suffix(width: int, height: int) -> str:
-    """The drawn video's file suffix for frames of ``width`` x ``height``: ``.mp4`` (MPEG-4,
-    small files), or ``.avi`` (Motion JPEG) when a side is odd. OpenCV's FFmpeg writer cuts
-    the last column and row of odd sizes for every codec (33x17 became 32x16); OpenCV's own
-    Motion JPEG writer keeps them, so the drawn video always has the input's size."""
+    """The drawn video's file suffix for frames of ``width`` x ``height``.
+
+    OpenCV's FFmpeg writer cuts the last column and row of odd sizes for every codec (33x17
+    became 32x16); OpenCV's own Motion JPEG writer keeps them, so the drawn video always has the
+    input's size.
+
+    Args:
+        width: frame width, px.
+        height: frame height, px.
+
+    Returns:
+        ``".mp4"`` (MPEG-4, small files), or ``".avi"`` (Motion JPEG) when a side is odd.
+    """
     return ".avi" if width % 2 or height % 2 else ".mp4"
 
 
@@ -394,11 +436,20 @@ class DrawnVideo:
 
 
 def exact_avi_rate(path: Path, fps: float) -> None:
-    """Give an AVI written by OpenCV's Motion JPEG writer its exact frame rate: that writer
-    stores a whole number of frames per second (7.5 became 8), which would stretch a drawn
-    video of 29.97 or fps / --every frames per second. The rate is the fraction
-    dwRate / dwScale of the video stream header, and avih's microseconds per frame; nothing
-    is changed in a file of another layout."""
+    """Give an AVI written by OpenCV's Motion JPEG writer its exact frame rate.
+
+    That writer stores a whole number of frames per second (7.5 became 8), which would stretch a
+    drawn video of 29.97 or fps / --every frames per second. The rate is the fraction dwRate /
+    dwScale of the video stream header, and avih's microseconds per frame; nothing is changed in
+    a file of another layout.
+
+    Args:
+        path: the AVI file, rewritten in place.
+        fps: the frame rate it should have.
+
+    Returns:
+        None.
+    """
     rate = Fraction(fps).limit_denominator(100_000)
     with open(path, "r+b") as f:
         head = f.read(4096)

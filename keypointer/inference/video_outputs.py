@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from keypointer._files import atomic_path
 from keypointer.errors import DataError
+from keypointer.files import atomic_path
 from keypointer.inference.sources import Frame
 from keypointer.inference.tracks import FLAGS, VideoTracks
 from keypointer.inference.video import DrawnVideo, VideoWriteError
@@ -67,7 +67,9 @@ def _every_frame(tracks: VideoTracks) -> np.ndarray:
     return full
 
 
-def _dlc_columns(tracks: VideoTracks, skeleton: Skeleton, scorer: str) -> list[tuple]:
+def _dlc_columns(
+    tracks: VideoTracks, skeleton: Skeleton, scorer: str
+) -> list[tuple[str, str, str, str]]:
     return [
         (scorer, t, name, c)
         for t in tracks.tracks
@@ -209,7 +211,14 @@ def draw_video(
     return video.close() if video is not None else None
 
 
-def _draw_frame(image, tracks: VideoTracks, row: int, skeleton, threshold, colours) -> np.ndarray:
+def _draw_frame(
+    image: np.ndarray,
+    tracks: VideoTracks,
+    row: int,
+    skeleton: Skeleton,
+    threshold: float,
+    colours: list[tuple[int, int, int]] | list[None],
+) -> np.ndarray:
     flagged = np.zeros(tracks.final.shape[1:3], bool)
     for name in FLAGS:
         flagged |= tracks.flags[name][row]

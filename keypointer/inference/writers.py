@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from keypointer._files import atomic_path
+from keypointer.config import KEYPOINT_SCORE_THRESHOLD
 from keypointer.errors import DataError
+from keypointer.files import atomic_path
 from keypointer.inference.runners import FramePrediction
 from keypointer.inference.sources import DRAWABLE_EXTS, Frame, Source, iter_frames
 from keypointer.inference.tracks import PostProcess, VideoTable, VideoTracks, finish
@@ -35,8 +36,8 @@ log = logging.getLogger("keypointer")
 
 
 @dataclass
-class _Table:
-    """Rows of one DeepLabCut-style CSV: (index, [(keypoints (K, 2), scores (K,)) per instance])."""
+class ImageTable:
+    """Rows of the images' DeepLabCut-style CSV: (index, [(keypoints (K, 2), scores (K,)) per instance])."""
 
     rows: list[tuple[str, list[tuple[np.ndarray, np.ndarray]]]] = field(default_factory=list)
 
@@ -119,7 +120,7 @@ class Outputs:
         self,
         out: Path,
         skeleton: Skeleton,
-        threshold: float = 0.3,
+        threshold: float = KEYPOINT_SCORE_THRESHOLD,
         draw: bool = True,
         multi: bool = False,
         scorer: str = "keypointer",
@@ -134,7 +135,7 @@ class Outputs:
         self.reread = reread or (lambda path: iter_frames([Source(path, "video")]))
         self.results: list[dict] = []
         self.images: list[dict] = []
-        self.table = _Table()
+        self.table = ImageTable()
         self.videos: list[tuple[VideoTracks, int, dict]] = []  # tracks, first image_id, entry
         self._name = names or OutputNames()
         self._video: VideoTable | None = None
@@ -154,8 +155,8 @@ class Outputs:
         if isinstance(image_id, int):
             self._next_id = max(self._next_id, image_id + 1)
         h, w = frame.image.shape[:2]
-        self.images.append({"id": image_id, "file_name": str(frame.source.path), "width": w,
-                            "height": h})  # fmt: skip
+        entry = {"id": image_id, "file_name": str(frame.source.path), "width": w, "height": h}
+        self.images.append(entry)
         for kp, sc, inst in zip(pred.keypoints, pred.scores, pred.instance_scores, strict=True):
             self.results.append(
                 {
@@ -265,7 +266,9 @@ class Outputs:
         return path
 
 
-def write_dlc_csv(path: Path, table: _Table, skeleton: Skeleton, scorer: str, multi: bool) -> Path:
+def write_dlc_csv(
+    path: Path, table: ImageTable, skeleton: Skeleton, scorer: str, multi: bool
+) -> Path:
     """DeepLabCut's layout: header rows scorer, [individuals,] bodyparts, coords; then one row
     per image or frame. Instances missing from a row (fewer boxes) are left empty."""
     k = skeleton.num_keypoints

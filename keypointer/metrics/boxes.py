@@ -9,15 +9,35 @@ so a box never counts for two instances, and a pair counts only at IoU >= the th
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
+import numpy.typing as npt
 from pycocotools import mask as mask_utils
 from scipy.optimize import linear_sum_assignment
 
 
-def box_iou(pred: Any, gt: Any) -> np.ndarray:
-    """IoU (P, G) of COCO boxes pred (P, 4) and gt (G, 4)."""
+class BoxMetrics(TypedDict):
+    """:func:`box_metrics`' result; the counts are floats too."""
+
+    recall: float
+    precision: float
+    mean_iou: float
+    matched: float
+    predicted: float
+    instances: float
+
+
+def box_iou(pred: npt.ArrayLike, gt: npt.ArrayLike) -> np.ndarray:
+    """IoU of every predicted box with every ground-truth box.
+
+    Args:
+        pred: (P, 4) COCO boxes x, y, w, h.
+        gt: (G, 4) COCO boxes.
+
+    Returns:
+        (P, G) IoUs.
+    """
     p = np.asarray(pred, np.float64).reshape(-1, 4)
     g = np.asarray(gt, np.float64).reshape(-1, 4)
     if len(p) == 0 or len(g) == 0:
@@ -25,9 +45,19 @@ def box_iou(pred: Any, gt: Any) -> np.ndarray:
     return np.asarray(mask_utils.iou(p, g, np.zeros(len(g), np.uint8)), np.float64)
 
 
-def match_boxes(pred: Any, gt: Any, iou_threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
-    """One-to-one matches of pred (P, 4) to gt (G, 4): (pairs (M, 2) of [pred, gt] indices,
-    their IoUs (M,)), keeping only pairs with IoU >= ``iou_threshold``."""
+def match_boxes(
+    pred: npt.ArrayLike, gt: npt.ArrayLike, iou_threshold: float = 0.5
+) -> tuple[np.ndarray, np.ndarray]:
+    """One-to-one matches of predicted to ground-truth boxes with the most summed IoU.
+
+    Args:
+        pred: (P, 4) COCO boxes x, y, w, h.
+        gt: (G, 4) COCO boxes.
+        iou_threshold: pairs below this IoU are dropped.
+
+    Returns:
+        pairs (M, 2) of [pred, gt] indices and their IoUs (M,).
+    """
     iou = box_iou(pred, gt)
     if iou.size == 0:
         return np.zeros((0, 2), np.int64), np.zeros(0)
@@ -38,13 +68,21 @@ def match_boxes(pred: Any, gt: Any, iou_threshold: float = 0.5) -> tuple[np.ndar
 
 
 def box_metrics(
-    preds: Sequence[Any], gts: Sequence[Any], iou_threshold: float = 0.5
-) -> dict[str, float]:
-    """Over images: ``preds[i]`` (P_i, 4) and ``gts[i]`` (G_i, 4) -> recall (matched / G),
-    precision (matched / P), mean IoU of the matches, and the counts.
+    preds: Sequence[npt.ArrayLike], gts: Sequence[npt.ArrayLike], iou_threshold: float = 0.5
+) -> BoxMetrics:
+    """Recall, precision and mean IoU of predicted boxes over images.
 
     With nothing to find, recall is 1; with nothing found, precision is NaN (undefined: a
     locator that finds nothing is not precise); mean IoU is NaN without matches.
+
+    Args:
+        preds: per image i, (P_i, 4) predicted COCO boxes.
+        gts: per image i, (G_i, 4) ground-truth COCO boxes.
+        iou_threshold: the IoU at which a prediction matches.
+
+    Returns:
+        ``recall`` (matched / G), ``precision`` (matched / P), ``mean_iou`` of the matches,
+        and the counts ``matched``, ``predicted``, ``instances`` (G).
     """
     if len(preds) != len(gts):
         raise ValueError(f"{len(preds)} predicted images but {len(gts)} ground-truth images")

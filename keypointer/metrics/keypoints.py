@@ -26,12 +26,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
+import numpy.typing as npt
 
 from keypointer.errors import ConfigError
-from keypointer.metrics.arrays import to_numpy
+from keypointer.metrics.arrays import JsonValue, json_ready, to_numpy
 from keypointer.metrics.oks import oks_ap
 from keypointer.skeleton import Skeleton
 
@@ -40,10 +41,14 @@ DEFAULT_AUC_STEPS = 41  # alpha step 0.005 up to 0.2
 # Standard outer eye corners of unnamed face layouts (300W 68 points, WFLW 98 points).
 FACE_EYE_CORNERS = {68: (36, 45), 98: (60, 72)}
 _EYE_NAMES = (
-    ("left_eye_outer", "right_eye_outer"), ("left_eye_outer_corner", "right_eye_outer_corner"),
-    ("left_eye", "right_eye"), ("l_eye", "r_eye"), ("eye_left", "eye_right"),
-    ("lefteye", "righteye"), ("eyel", "eyer"),
-)  # fmt: skip
+    ("left_eye_outer", "right_eye_outer"),
+    ("left_eye_outer_corner", "right_eye_outer_corner"),
+    ("left_eye", "right_eye"),
+    ("l_eye", "r_eye"),
+    ("eye_left", "eye_right"),
+    ("lefteye", "righteye"),
+    ("eyel", "eyer"),
+)
 # Names that mark a body rather than a face: its eyes are no scale for NME.
 _BODY_WORDS = ("shoulder", "hip", "elbow", "knee", "wrist", "ankle", "leg", "paw", "tail", "wing")
 _TORSO_PAIRS = (("left_shoulder", "right_hip"), ("right_shoulder", "left_hip"))
@@ -69,8 +74,27 @@ class MetricResult:
         return float(valid.mean()) if valid.size else float("nan")
 
 
-def keypoint_errors(pred: Any, gt: Any) -> np.ndarray:
-    """(N, K) Euclidean distances in pixels between (N, K, 2) predictions and ground truth."""
+class PixelErrors(TypedDict):
+    """:func:`pixel_errors`' result: pooled values, then (K,) arrays per keypoint."""
+
+    mean: float
+    rmse: float
+    per_keypoint_mean: np.ndarray
+    per_keypoint_rmse: np.ndarray
+    count: int
+    per_keypoint_count: np.ndarray
+
+
+def keypoint_errors(pred: npt.ArrayLike, gt: npt.ArrayLike) -> np.ndarray:
+    """Euclidean distances between predictions and ground truth.
+
+    Args:
+        pred: (N, K, 2) predicted keypoints, image pixels.
+        gt: (N, K, 2) ground-truth keypoints.
+
+    Returns:
+        (N, K) distances in pixels; inf where the prediction is NaN or inf.
+    """
     pred, gt = to_numpy(pred), to_numpy(gt)
     if pred.shape != gt.shape or pred.ndim != 3 or pred.shape[-1] != 2:
         raise ValueError(f"pred {pred.shape} and gt {gt.shape} must both be (N, K, 2)")
@@ -78,7 +102,7 @@ def keypoint_errors(pred: Any, gt: Any) -> np.ndarray:
     return np.where(np.isfinite(pred).all(-1), err, np.inf)
 
 
-def _valid_mask(gt: np.ndarray, visible: Any) -> np.ndarray:
+def _valid_mask(gt: np.ndarray, visible: npt.ArrayLike) -> np.ndarray:
     """(N, K) bool: labelled and with a finite ground truth."""
     vis = to_numpy(visible, bool)
     if vis.shape != gt.shape[:2]:
@@ -86,10 +110,18 @@ def _valid_mask(gt: np.ndarray, visible: Any) -> np.ndarray:
     return vis & np.isfinite(gt).all(-1)
 
 
-def _errors_over_norm(pred: Any, gt: Any, visible: Any, norm: Any) -> np.ndarray:
+def _per_sample(norm: npt.ArrayLike, n: int) -> np.ndarray:
+    """(n,) norms from a scalar or an (n,) array."""
+    norm = to_numpy(norm)
+    return np.full(n, float(norm)) if norm.ndim == 0 else norm
+
+
+def _errors_over_norm(
+    pred: npt.ArrayLike, gt: npt.ArrayLike, visible: npt.ArrayLike, norm: npt.ArrayLike
+) -> np.ndarray:
     """(N, K) distances / norm, NaN where not counted (unlabelled, or norm not > 0)."""
-    gt, norm = to_numpy(gt), to_numpy(norm)
-    norm = np.full(len(gt), float(norm)) if norm.ndim == 0 else norm
+    gt = to_numpy(gt)
+    norm = _per_sample(norm, len(gt))
     if norm.shape != (len(gt),):
         raise ValueError(f"norm {norm.shape} must be a scalar or (N,) = ({len(gt)},)")
     valid = _valid_mask(gt, visible) & (np.isfinite(norm) & (norm > 0))[:, None]
@@ -113,26 +145,55 @@ def _summarise(values: np.ndarray) -> MetricResult:
 # --- normalisers: each returns (N,) pixels, NaN where undefined -------------------------
 
 
-def bbox_norm(bboxes: Any) -> np.ndarray:
-    """Longest side ``max(w, h)`` of (N, 4) x, y, w, h boxes: MMPose's PCK ``norm_item='bbox'``."""
+def bbox_norm(bboxes: npt.ArrayLike) -> np.ndarray:
+    """Longest side ``max(w, h)`` of each box: MMPose's PCK ``norm_item='bbox'``.
+
+    Args:
+        bboxes: (N, 4) boxes x, y, w, h in image pixels.
+
+    Returns:
+        (N,) pixels.
+    """
     b = to_numpy(bboxes).reshape(-1, 4)
     return np.maximum(b[:, 2], b[:, 3])
 
 
-def bbox_diagonal_norm(bboxes: Any) -> np.ndarray:
-    """Diagonal ``sqrt(w^2 + h^2)`` of (N, 4) x, y, w, h boxes (NME without named eyes)."""
+def bbox_diagonal_norm(bboxes: npt.ArrayLike) -> np.ndarray:
+    """Diagonal ``sqrt(w^2 + h^2)`` of each box (NME without named eyes).
+
+    Args:
+        bboxes: (N, 4) boxes x, y, w, h in image pixels.
+
+    Returns:
+        (N,) pixels.
+    """
     b = to_numpy(bboxes).reshape(-1, 4)
     return np.hypot(b[:, 2], b[:, 3])
 
 
-def image_norm(sizes: Any) -> np.ndarray:
-    """Longest side ``max(width, height)`` of (N, 2) image sizes."""
+def image_norm(sizes: npt.ArrayLike) -> np.ndarray:
+    """Longest side ``max(width, height)`` of each image.
+
+    Args:
+        sizes: (N, 2) image sizes (width, height).
+
+    Returns:
+        (N,) pixels.
+    """
     s = to_numpy(sizes).reshape(-1, 2)
     return np.maximum(s[:, 0], s[:, 1])
 
 
-def bboxes_from_keypoints(gt: Any, visible: Any) -> np.ndarray:
-    """(N, 4) x, y, w, h boxes around the labelled keypoints; NaN for samples with none."""
+def bboxes_from_keypoints(gt: npt.ArrayLike, visible: npt.ArrayLike) -> np.ndarray:
+    """The box around each sample's labelled keypoints.
+
+    Args:
+        gt: (N, K, 2) ground-truth keypoints, image pixels.
+        visible: (N, K) bool, labelled.
+
+    Returns:
+        (N, 4) boxes x, y, w, h; NaN for samples without a labelled keypoint.
+    """
     gt = to_numpy(gt)
     valid = _valid_mask(gt, visible)
     xy = np.where(valid[..., None], gt, np.nan)
@@ -143,10 +204,19 @@ def bboxes_from_keypoints(gt: Any, visible: Any) -> np.ndarray:
     return out
 
 
-def pair_norm(gt: Any, visible: Any, i: int, j: int) -> np.ndarray:
-    """Distance between ground-truth keypoints ``i`` and ``j``; NaN where either is unlabelled.
+def pair_norm(gt: npt.ArrayLike, visible: npt.ArrayLike, i: int, j: int) -> np.ndarray:
+    """Distance between ground-truth keypoints ``i`` and ``j`` of each sample.
 
     Samples with a NaN norm are left out of PCK and NME (see ``count``).
+
+    Args:
+        gt: (N, K, 2) ground-truth keypoints, image pixels.
+        visible: (N, K) bool, labelled.
+        i: a keypoint index.
+        j: the other keypoint index.
+
+    Returns:
+        (N,) pixels; NaN where either keypoint is unlabelled.
     """
     gt = to_numpy(gt)
     valid = _valid_mask(gt, visible)
@@ -154,10 +224,16 @@ def pair_norm(gt: Any, visible: Any, i: int, j: int) -> np.ndarray:
     return np.where(valid[:, i] & valid[:, j], d, np.nan)
 
 
-def torso_norm(gt: Any, visible: Any, skeleton: Skeleton) -> np.ndarray:
+def torso_norm(gt: npt.ArrayLike, visible: npt.ArrayLike, skeleton: Skeleton) -> np.ndarray:
     """Torso diameter: left_shoulder to right_hip, else right_shoulder to left_hip per sample.
 
-    Raises :class:`ConfigError` when the skeleton names neither pair.
+    Args:
+        gt: (N, K, 2) ground-truth keypoints, image pixels.
+        visible: (N, K) bool, labelled.
+        skeleton: names the keypoints; :class:`ConfigError` when it names neither pair.
+
+    Returns:
+        (N,) pixels; NaN where neither pair is labelled.
     """
     index = {n.lower(): k for k, n in enumerate(skeleton.names)}
     pairs = [(index[a], index[b]) for a, b in _TORSO_PAIRS if a in index and b in index]
@@ -173,11 +249,17 @@ def torso_norm(gt: Any, visible: Any, skeleton: Skeleton) -> np.ndarray:
 
 
 def eye_indices(skeleton: Skeleton) -> tuple[int, int] | None:
-    """Indices of the two eyes (outer corners when named) of a face skeleton, else None.
+    """Indices of the two eyes (outer corners when named) of a face skeleton.
 
     Unnamed 68- and 98-point layouts use the 300W (36, 45) and WFLW (60, 72)
-    outer eye corners. Skeletons that name limbs (bodies, animals) return None:
+    outer eye corners. Skeletons that name limbs (bodies, animals) have none:
     their eyes are too close together and too often hidden to be a scale.
+
+    Args:
+        skeleton: the keypoint names.
+
+    Returns:
+        (left, right) keypoint indices, or None.
     """
     names = [n.lower() for n in skeleton.names]
     if any(word in n for n in names for word in _BODY_WORDS):
@@ -191,8 +273,19 @@ def eye_indices(skeleton: Skeleton) -> tuple[int, int] | None:
     return None
 
 
-def interocular_norm(gt: Any, skeleton: Skeleton, visible: Any = None) -> np.ndarray:
-    """Inter-ocular distance per sample (see :func:`eye_indices`); ConfigError without eyes."""
+def interocular_norm(
+    gt: npt.ArrayLike, skeleton: Skeleton, visible: npt.ArrayLike | None = None
+) -> np.ndarray:
+    """Inter-ocular distance per sample (eyes as :func:`eye_indices` finds them).
+
+    Args:
+        gt: (N, K, 2) ground-truth keypoints, image pixels.
+        skeleton: a face skeleton; :class:`ConfigError` when it has no eyes.
+        visible: (N, K) bool, labelled; default all.
+
+    Returns:
+        (N,) pixels; NaN where an eye is unlabelled.
+    """
     gt = to_numpy(gt)
     eyes = eye_indices(skeleton)
     if eyes is None:
@@ -205,13 +298,24 @@ def interocular_norm(gt: Any, skeleton: Skeleton, visible: Any = None) -> np.nda
 
 
 def nme_norm(
-    gt: Any,
-    visible: Any,
+    gt: npt.ArrayLike,
+    visible: npt.ArrayLike,
     skeleton: Skeleton,
-    bboxes: Any = None,
+    bboxes: npt.ArrayLike | None = None,
     pair: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, str]:
-    """The NME normaliser and its name: a given pair, else inter-ocular, else box diagonal."""
+    """The NME normaliser: a given pair, else inter-ocular, else the box diagonal.
+
+    Args:
+        gt: (N, K, 2) ground-truth keypoints, image pixels.
+        visible: (N, K) bool, labelled.
+        skeleton: decides whether there are eyes.
+        bboxes: (N, 4) boxes x, y, w, h; default the box around the labelled keypoints.
+        pair: two keypoint indices to measure between instead.
+
+    Returns:
+        (N,) pixels and the normaliser's name ("pair", "interocular" or "bbox_diagonal").
+    """
     if pair is not None:
         return pair_norm(gt, visible, *pair), "pair"
     if eye_indices(skeleton) is not None:
@@ -224,27 +328,49 @@ def nme_norm(
 # --- metrics -----------------------------------------------------------------------------
 
 
-def pck(pred: Any, gt: Any, visible: Any, norm: Any, alpha: float = 0.05) -> MetricResult:
-    """Percentage of correct keypoints: fraction with ``distance <= alpha * norm``.
+def pck(
+    pred: npt.ArrayLike,
+    gt: npt.ArrayLike,
+    visible: npt.ArrayLike,
+    norm: npt.ArrayLike,
+    alpha: float = 0.05,
+) -> MetricResult:
+    """Percentage of correct keypoints: the share with ``distance <= alpha * norm``.
 
     Args:
-        pred, gt: (N, K, 2) pixels. visible: (N, K) bool. norm: (N,) pixels or a scalar.
+        pred: (N, K, 2) predicted keypoints, image pixels.
+        gt: (N, K, 2) ground-truth keypoints.
+        visible: (N, K) bool, labelled.
+        norm: (N,) pixels or a scalar.
+        alpha: the threshold as a share of ``norm``.
+
+    Returns:
+        The share correct, pooled and per keypoint.
     """
     d = _errors_over_norm(pred, gt, visible, norm)
     return _summarise(np.where(np.isnan(d), np.nan, (d <= alpha).astype(float)))
 
 
-def pck_undefined_reason(gt: Any, visible: Any, norm: Any) -> str | None:
-    """Why :func:`pck` of these (N, K, 2) ground truths, (N, K) ``visible`` and (N,) ``norm``
-    is NaN (it counts no keypoint), in words for a log; None when it is defined.
+def pck_undefined_reason(
+    gt: npt.ArrayLike, visible: npt.ArrayLike, norm: npt.ArrayLike
+) -> str | None:
+    """Why :func:`pck` is NaN (it counts no keypoint), in words for a log.
 
     The usual cause is a box of zero size: without boxes in the labels, an instance's box is
     its labelled keypoints' extent, which has no size when they all sit on one point (a
     one-keypoint skeleton, or labels that put every keypoint at the same place). PCK judges
     a distance against that size, so it has nothing to judge by; the pixel error still holds.
+
+    Args:
+        gt: (N, K, 2) ground-truth keypoints, image pixels.
+        visible: (N, K) bool, labelled.
+        norm: (N,) pixels or a scalar, as given to :func:`pck`.
+
+    Returns:
+        The reason, or None when PCK is defined.
     """
-    gt, norm = to_numpy(gt), to_numpy(norm)
-    norm = np.full(len(gt), float(norm)) if norm.ndim == 0 else norm
+    gt = to_numpy(gt)
+    norm = _per_sample(norm, len(gt))
     labelled = _valid_mask(gt, visible)
     sized = np.isfinite(norm) & (norm > 0)
     if (labelled & sized[:, None]).any():
@@ -260,9 +386,24 @@ def pck_undefined_reason(gt: Any, visible: Any, norm: Any) -> str | None:
 
 
 def pck_curve(
-    pred: Any, gt: Any, visible: Any, norm: Any, alphas: Sequence[float] | None = None
+    pred: npt.ArrayLike,
+    gt: npt.ArrayLike,
+    visible: npt.ArrayLike,
+    norm: npt.ArrayLike,
+    alphas: Sequence[float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Pooled PCK at each alpha; default alphas 0, 0.005, ..., 0.2. Returns (alphas, values)."""
+    """Pooled PCK at each alpha.
+
+    Args:
+        pred: (N, K, 2) predicted keypoints, image pixels.
+        gt: (N, K, 2) ground-truth keypoints.
+        visible: (N, K) bool, labelled.
+        norm: (N,) pixels or a scalar.
+        alphas: (A,) thresholds; default 0, 0.005, ..., 0.2.
+
+    Returns:
+        alphas (A,) and PCK values (A,) (NaN when no keypoint counts).
+    """
     if alphas is None:
         alphas = np.linspace(0.0, DEFAULT_AUC_MAX_ALPHA, DEFAULT_AUC_STEPS)
     alphas = np.asarray(alphas, dtype=np.float64)
@@ -273,8 +414,16 @@ def pck_curve(
     return alphas, np.searchsorted(d, alphas, side="right") / d.size
 
 
-def auc(alphas: Any, values: Any) -> float:
-    """Trapezoidal area under ``values`` over ``alphas``, divided by the alpha range."""
+def auc(alphas: npt.ArrayLike, values: npt.ArrayLike) -> float:
+    """Trapezoidal area under a curve, divided by its alpha range.
+
+    Args:
+        alphas: (A,) increasing thresholds, A >= 2.
+        values: (A,) the curve at each.
+
+    Returns:
+        The normalised area (in [0, 1] for a PCK curve).
+    """
     a, v = to_numpy(alphas).reshape(-1), to_numpy(values).reshape(-1)
     if a.size < 2 or a.shape != v.shape or np.any(np.diff(a) <= 0):
         raise ValueError("auc needs two or more increasing alphas and one value for each")
@@ -282,33 +431,68 @@ def auc(alphas: Any, values: Any) -> float:
 
 
 def pck_auc(
-    pred: Any, gt: Any, visible: Any, norm: Any, max_alpha: float = DEFAULT_AUC_MAX_ALPHA
+    pred: npt.ArrayLike,
+    gt: npt.ArrayLike,
+    visible: npt.ArrayLike,
+    norm: npt.ArrayLike,
+    max_alpha: float = DEFAULT_AUC_MAX_ALPHA,
 ) -> float:
-    """AUC of the PCK curve on alpha in [0, max_alpha] (step max_alpha / 40)."""
+    """AUC of the PCK curve on alpha in [0, max_alpha] (step max_alpha / 40).
+
+    Args:
+        pred: (N, K, 2) predicted keypoints, image pixels.
+        gt: (N, K, 2) ground-truth keypoints.
+        visible: (N, K) bool, labelled.
+        norm: (N,) pixels or a scalar.
+        max_alpha: the curve's last threshold.
+
+    Returns:
+        The AUC in [0, 1] (NaN when no keypoint counts).
+    """
     alphas = np.linspace(0.0, max_alpha, DEFAULT_AUC_STEPS)
     return auc(*pck_curve(pred, gt, visible, norm, alphas))
 
 
-def nme(pred: Any, gt: Any, visible: Any, norm: Any) -> MetricResult:
-    """Normalised mean error: mean of ``distance / norm`` over counted keypoints (MMPose's)."""
+def nme(
+    pred: npt.ArrayLike, gt: npt.ArrayLike, visible: npt.ArrayLike, norm: npt.ArrayLike
+) -> MetricResult:
+    """Normalised mean error: the mean of ``distance / norm`` over counted keypoints (MMPose's).
+
+    Args:
+        pred: (N, K, 2) predicted keypoints, image pixels.
+        gt: (N, K, 2) ground-truth keypoints.
+        visible: (N, K) bool, labelled.
+        norm: (N,) pixels or a scalar, e.g. from :func:`nme_norm`.
+
+    Returns:
+        The NME, pooled and per keypoint.
+    """
     return _summarise(_errors_over_norm(pred, gt, visible, norm))
 
 
 def pixel_errors(
-    pred: Any, gt: Any, visible: Any, scores: Any = None, pcutoff: float | None = None
-) -> dict[str, Any]:
+    pred: npt.ArrayLike,
+    gt: npt.ArrayLike,
+    visible: npt.ArrayLike,
+    scores: npt.ArrayLike | None = None,
+    pcutoff: float | None = None,
+) -> PixelErrors:
     """Pixel errors as DeepLabCut reports them, plus the true root mean square.
 
     DeepLabCut's "RMSE" (its "Test error") is ``sqrt(dx^2 + dy^2)`` per keypoint
     averaged over labelled keypoints, i.e. the mean Euclidean error: here
     ``mean``. ``rmse`` is the root of the mean squared distance (>= ``mean``).
-    With ``pcutoff`` only keypoints whose score is ``>= pcutoff`` count (DLC's
-    "with p-cutoff").
+
+    Args:
+        pred: (N, K, 2) predicted keypoints, image pixels.
+        gt: (N, K, 2) ground-truth keypoints.
+        visible: (N, K) bool, labelled.
+        scores: (N, K) keypoint scores; needed with ``pcutoff``.
+        pcutoff: only keypoints scoring ``>= pcutoff`` count (DLC's "with p-cutoff").
 
     Returns:
-        dict of ``mean``, ``rmse`` (floats, NaN when nothing counts),
-        ``per_keypoint_mean``, ``per_keypoint_rmse`` ((K,) arrays), ``count``
-        and ``per_keypoint_count``.
+        ``mean``, ``rmse`` (floats, NaN when nothing counts), ``per_keypoint_mean``,
+        ``per_keypoint_rmse`` ((K,) arrays), ``count`` and ``per_keypoint_count`` (K,).
     """
     gt = to_numpy(gt)
     err = keypoint_errors(pred, gt)
@@ -330,25 +514,42 @@ def pixel_errors(
 
 
 def evaluate_keypoints(
-    pred: Any,
-    gt: Any,
-    visible: Any,
-    scores: Any = None,
-    bboxes: Any = None,
+    pred: npt.ArrayLike,
+    gt: npt.ArrayLike,
+    visible: npt.ArrayLike,
+    scores: npt.ArrayLike | None = None,
+    bboxes: npt.ArrayLike | None = None,
     skeleton: Skeleton | None = None,
     alpha: float = 0.05,
     pcutoff: float | None = None,
     *,
-    image_ids: Any = None,
-    areas: Any = None,
+    image_ids: npt.ArrayLike | None = None,
+    areas: npt.ArrayLike | None = None,
     auc_max_alpha: float = DEFAULT_AUC_MAX_ALPHA,
-) -> dict[str, Any]:
-    """The usual metrics of a dataset as a JSON-serialisable dict (NaN becomes None).
+) -> dict[str, JsonValue]:
+    """The usual metrics of a dataset.
 
     PCK@alpha and its AUC use the box's longest side (``pck_norm`` "bbox"; when
     ``bboxes`` is None the box around the labelled keypoints, "keypoint_box").
-    NME uses :func:`nme_norm`. OKS AP/AR (key ``oks``) is added when ``bboxes``
-    or ``areas`` are given. ``per_keypoint`` lists one dict per keypoint name.
+    NME uses :func:`nme_norm`.
+
+    Args:
+        pred: (N, K, 2) predicted keypoints, image pixels.
+        gt: (N, K, 2) ground-truth keypoints.
+        visible: (N, K) bool, labelled.
+        scores: (N, K) keypoint scores (for ``pcutoff`` and OKS AP).
+        bboxes: (N, 4) ground-truth boxes x, y, w, h.
+        skeleton: the keypoint names and OKS sigmas (required).
+        alpha: the PCK threshold.
+        pcutoff: adds pixel errors of the keypoints scoring at least this.
+        image_ids: (N,) ints; instances with the same id share an image (OKS AP).
+        areas: (N,) OKS scales; default the boxes' w * h.
+        auc_max_alpha: the PCK curve's last threshold.
+
+    Returns:
+        A JSON-ready dict (NaN as None) of the pooled metrics, ``oks`` (the OKS AP/AR of
+        :func:`oks_ap`, when ``bboxes`` or ``areas`` are given) and ``per_keypoint``: one
+        dict per keypoint name.
     """
     if skeleton is None:
         raise ValueError("evaluate_keypoints needs the skeleton")
@@ -362,7 +563,7 @@ def evaluate_keypoints(
     norm, norm_name = nme_norm(gt, visible, skeleton, boxes)
     err = nme(pred, gt, visible, norm)
     px = pixel_errors(pred, gt, visible)
-    out: dict[str, Any] = {
+    out: dict[str, object] = {
         "num_instances": len(gt),
         "num_labelled": px["count"],
         "pck_alpha": alpha,
@@ -377,7 +578,7 @@ def evaluate_keypoints(
         "mean_px": px["mean"],
         "rmse_px": px["rmse"],
     }
-    table = {
+    table: dict[str, list[str] | np.ndarray] = {
         "name": list(skeleton.names),
         "count": px["per_keypoint_count"],
         "pck": acc.per_keypoint,
@@ -393,17 +594,8 @@ def evaluate_keypoints(
         table["count_pcutoff"] = cut["per_keypoint_count"]
     if bboxes is not None or areas is not None:
         sigmas = skeleton.oks_sigmas
-        out["oks"] = oks_ap(pred, scores, gt, visible, sigmas, bboxes, areas, image_ids)
+        out["oks"] = oks_ap(
+            pred, scores, gt, visible, sigmas, bboxes=bboxes, areas=areas, image_ids=image_ids
+        )
     out["per_keypoint"] = [{key: col[j] for key, col in table.items()} for j in range(len(gt[0]))]
-    return _jsonable(out)
-
-
-def _jsonable(x: Any) -> Any:
-    """Plain Python values for json.dump: numpy scalars and arrays converted, NaN -> None."""
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple | np.ndarray):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.generic):
-        x = x.item()
-    return None if isinstance(x, float) and not np.isfinite(x) else x
+    return json_ready(out)

@@ -9,15 +9,34 @@ OKS values (COCOeval's own ``ious``), at OKS >= ``match_oks``.
 
 from __future__ import annotations
 
-import contextlib
-import io
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
+from pycocotools.cocoeval import COCOeval
 from scipy.optimize import linear_sum_assignment
 
-from keypointer.metrics.oks import OKS_STAT_NAMES, _boxes_and_areas
+from keypointer.metrics.coco_eval import (
+    OKS_STAT_NAMES,
+    CocoAnnotation,
+    CocoDataset,
+    CocoResult,
+    OksStats,
+    boxes_and_areas,
+    coco_annotations,
+    coco_dataset,
+    coco_result,
+    run_cocoeval,
+)
+
+
+class LocatedOks(OksStats):
+    """:func:`located_oks`' result: the COCO stats and instance counts (as floats)."""
+
+    gt_instances: float
+    predicted: float
+    matched: float
+    missed: float
+    extra: float
 
 
 def located_oks(
@@ -29,41 +48,39 @@ def located_oks(
     bboxes: Sequence[np.ndarray],
     sigmas: Sequence[float],
     match_oks: float = 0.5,
-) -> dict[str, float]:
-    """Per image i: ``pred[i]`` (P_i, K, 2) image px, ``scores[i]`` (P_i, K),
-    ``instance_scores[i]`` (P_i,), ``gt[i]`` (G_i, K, 2), ``visible[i]`` (G_i, K) labelled,
-    ``bboxes[i]`` (G_i, 4) x, y, w, h (the OKS scale is the box area).
+) -> LocatedOks:
+    """COCO keypoint AP/AR of the instances found in each image, with missed and extra counts.
 
-    Returns the COCO stats (AP, AP50, ... ARl; NaN where undefined) and ``gt_instances``,
-    ``predicted``, ``matched``, ``missed`` (labelled instances without a prediction at
-    OKS >= match_oks) and ``extra`` (predictions matching no labelled instance).
+    Args:
+        pred: per image i, (P_i, K, 2) predicted keypoints, image pixels.
+        scores: per image, (P_i, K) keypoint scores.
+        instance_scores: per image, (P_i,) instance scores (they rank predictions for AP).
+        gt: per image, (G_i, K, 2) ground-truth keypoints.
+        visible: per image, (G_i, K) labelled keypoints.
+        bboxes: per image, (G_i, 4) ground-truth boxes x, y, w, h (the OKS scale is w * h).
+        sigmas: (K,) OKS sigmas.
+        match_oks: the OKS at which a prediction matches a labelled instance.
+
+    Returns:
+        The COCO stats (AP, AP50, ... ARl; NaN where undefined) and ``gt_instances``,
+        ``predicted``, ``matched``, ``missed`` (labelled instances without a prediction at
+        OKS >= match_oks) and ``extra`` (predictions matching no labelled instance).
     """
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
     k = len(sigmas)
-    dataset, results = _coco_lists(pred, scores, instance_scores, gt, visible, bboxes, k)
-    out = {name: float("nan") for name in OKS_STAT_NAMES}
+    dataset = _ground_truth(gt, visible, bboxes, k)
+    results = _results(pred, scores, instance_scores, k)
+    out: OksStats = dict.fromkeys(OKS_STAT_NAMES, float("nan"))
     counts = {"gt_instances": 0, "predicted": len(results), "matched": 0}
     counts["gt_instances"] = sum(a["num_keypoints"] > 0 for a in dataset["annotations"])
     if results and counts["gt_instances"]:
-        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-            coco_gt = COCO()
-            coco_gt.dataset = dataset
-            coco_gt.createIndex()
-            evaluator = COCOeval(coco_gt, coco_gt.loadRes(results), iouType="keypoints")
-            evaluator.params.kpt_oks_sigmas = np.asarray(sigmas, dtype=np.float64)
-            evaluator.evaluate()
-            evaluator.accumulate()
-            evaluator.summarize()
-        out = {n: float("nan") if v == -1 else float(v) for n, v in zip(OKS_STAT_NAMES, evaluator.stats, strict=True)}  # fmt: skip
+        out, evaluator = run_cocoeval(dataset, results, sigmas)
         counts["matched"] = _matched(evaluator, match_oks)
     counts["missed"] = counts["gt_instances"] - counts["matched"]
     counts["extra"] = counts["predicted"] - counts["matched"]
     return {**out, **{key: float(v) for key, v in counts.items()}}
 
 
-def _matched(evaluator: Any, match_oks: float) -> int:
+def _matched(evaluator: COCOeval, match_oks: float) -> int:
     """One-to-one matches at OKS >= match_oks, image by image, over COCOeval's OKS matrices
     (detections by score, at most maxDets; labelled ground truth only)."""
     total = 0
@@ -81,32 +98,34 @@ def _matched(evaluator: Any, match_oks: float) -> int:
     return total
 
 
-def _coco_lists(pred, scores, instance_scores, gt, visible, bboxes, k: int) -> tuple[dict, list]:
-    """The COCO ground-truth dataset dict and result list, image i having id i + 1."""
-    annotations, results = [], []
+def _ground_truth(
+    gt: Sequence[np.ndarray], visible: Sequence[np.ndarray], bboxes: Sequence[np.ndarray], k: int
+) -> CocoDataset:
+    """The COCO ground-truth dataset, image i having id i + 1."""
+    annotations: list[CocoAnnotation] = []
     for i, (g, v, b) in enumerate(zip(gt, visible, bboxes, strict=True)):
         g, lab = np.asarray(g, np.float64).reshape(-1, k, 2), np.asarray(v).reshape(-1, k) > 0
         lab &= np.isfinite(g).all(-1)
-        boxes, area = _boxes_and_areas(g, lab, np.asarray(b, np.float64).reshape(-1, 4), None)
-        xyv = np.concatenate([np.where(lab[..., None], g, 0.0), 2.0 * lab[..., None]], -1)
-        for j in range(len(g)):
-            annotations.append({
-                "id": len(annotations) + 1, "image_id": i + 1, "category_id": 1,
-                "keypoints": xyv[j].reshape(-1).tolist(), "num_keypoints": int(lab[j].sum()),
-                "bbox": boxes[j].tolist(), "area": float(area[j]), "iscrowd": 0,
-            })  # fmt: skip
+        boxes, area = boxes_and_areas(g, lab, np.asarray(b, np.float64).reshape(-1, 4), None)
+        image_ids = np.full(len(g), i + 1)
+        annotations += coco_annotations(g, lab, boxes, area, image_ids, len(annotations) + 1)
+    return coco_dataset(range(1, len(gt) + 1), annotations, k)
+
+
+def _results(
+    pred: Sequence[np.ndarray],
+    scores: Sequence[np.ndarray],
+    instance_scores: Sequence[np.ndarray],
+    k: int,
+) -> list[CocoResult]:
+    """The COCO results of the predictions with values, image i having id i + 1."""
+    results: list[CocoResult] = []
     for i, (p, s, inst) in enumerate(zip(pred, scores, instance_scores, strict=True)):
         p = np.asarray(p, np.float64).reshape(-1, k, 2)
         xys = np.concatenate([p, np.asarray(s, np.float64).reshape(-1, k, 1)], -1)
-        for j in range(len(p)):
-            if not np.isfinite(p[j]).all():
-                continue  # a prediction without a value cannot be scored; COCOeval needs numbers
-            results.append({"image_id": i + 1, "category_id": 1,
-                            "keypoints": xys[j].reshape(-1).tolist(),
-                            "score": float(np.asarray(inst).reshape(-1)[j])})  # fmt: skip
-    dataset = {
-        "images": [{"id": i + 1} for i in range(len(gt))],
-        "annotations": annotations,
-        "categories": [{"id": 1, "name": "object", "keypoints": [str(j) for j in range(k)]}],
-    }
-    return dataset, results
+        inst = np.asarray(inst).reshape(-1)
+        # A prediction without a value cannot be scored; COCOeval needs numbers.
+        results += [
+            coco_result(i + 1, xys[j], inst[j]) for j in range(len(p)) if np.isfinite(p[j]).all()
+        ]
+    return results

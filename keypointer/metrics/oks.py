@@ -24,28 +24,35 @@ Conventions:
 
 from __future__ import annotations
 
-import contextlib
-import io
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from keypointer.metrics.arrays import to_numpy
-
-OKS_STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
+from keypointer.metrics.coco_eval import (
+    OKS_STAT_NAMES,
+    CocoDataset,
+    CocoResult,
+    OksStats,
+    boxes_and_areas,
+    coco_annotations,
+    coco_dataset,
+    coco_result,
+    run_cocoeval,
+)
 
 
 def oks_ap(
-    pred: Any,
-    scores: Any,
-    gt: Any,
-    visible: Any,
+    pred: npt.ArrayLike,
+    scores: npt.ArrayLike | None,
+    gt: npt.ArrayLike,
+    visible: npt.ArrayLike,
     sigmas: Sequence[float],
-    bboxes: Any = None,
-    areas: Any = None,
-    image_ids: Any = None,
-) -> dict[str, float]:
+    bboxes: npt.ArrayLike | None = None,
+    areas: npt.ArrayLike | None = None,
+    image_ids: npt.ArrayLike | None = None,
+) -> OksStats:
     """COCO keypoint AP/AR of predictions against ground truth.
 
     Args:
@@ -62,39 +69,23 @@ def oks_ap(
         ``{"AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl"}``
         as floats (NaN where undefined); all NaN when no instance has a label.
     """
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    gt_dataset, results = _coco_inputs(pred, scores, gt, visible, sigmas, bboxes, areas, image_ids)
+    dataset, results = _coco_inputs(pred, scores, gt, visible, sigmas, bboxes, areas, image_ids)
     if not results:
-        return {name: float("nan") for name in OKS_STAT_NAMES}
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-        coco_gt = COCO()
-        coco_gt.dataset = gt_dataset
-        coco_gt.createIndex()
-        coco_dt = coco_gt.loadRes(results)
-        evaluator = COCOeval(coco_gt, coco_dt, iouType="keypoints")
-        evaluator.params.kpt_oks_sigmas = np.asarray(sigmas, dtype=np.float64)
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    return {
-        name: float("nan") if value == -1 else float(value)
-        for name, value in zip(OKS_STAT_NAMES, evaluator.stats, strict=True)
-    }
+        return dict.fromkeys(OKS_STAT_NAMES, float("nan"))
+    return run_cocoeval(dataset, results, sigmas)[0]
 
 
 def _coco_inputs(
-    pred: Any,
-    scores: Any,
-    gt: Any,
-    visible: Any,
+    pred: npt.ArrayLike,
+    scores: npt.ArrayLike | None,
+    gt: npt.ArrayLike,
+    visible: npt.ArrayLike,
     sigmas: Sequence[float],
-    bboxes: Any,
-    areas: Any,
-    image_ids: Any,
-) -> tuple[dict, list[dict]]:
-    """The COCO ground-truth dataset dict and the list of result dicts."""
+    bboxes: npt.ArrayLike | None,
+    areas: npt.ArrayLike | None,
+    image_ids: npt.ArrayLike | None,
+) -> tuple[CocoDataset, list[CocoResult]]:
+    """The COCO ground-truth dataset and the results of the instances with a label."""
     pred, gt = to_numpy(pred), to_numpy(gt)
     labelled = to_numpy(visible) > 0
     n, k = labelled.shape
@@ -103,29 +94,11 @@ def _coco_inputs(
     labelled &= np.isfinite(gt).all(-1)
     if len(sigmas) != k:
         raise ValueError(f"{len(sigmas)} OKS sigmas for {k} keypoints")
-    boxes, area = _boxes_and_areas(gt, labelled, bboxes, areas)
+    boxes, area = boxes_and_areas(gt, labelled, bboxes, areas)
     instance_scores = _instance_scores(scores, n, k)
     ids = np.arange(n) if image_ids is None else to_numpy(image_ids, np.int64).reshape(n)
-    v = np.where(labelled, 2.0, 0.0)
-    gt_xyv = np.concatenate([np.where(labelled[..., None], gt, 0.0), v[..., None]], axis=-1)
-    annotations = [
-        {
-            "id": i + 1,  # COCOeval uses id 0 to mean "unmatched"
-            "image_id": int(ids[i]),
-            "category_id": 1,
-            "keypoints": gt_xyv[i].reshape(-1).tolist(),
-            "num_keypoints": int(labelled[i].sum()),
-            "bbox": boxes[i].tolist(),
-            "area": float(area[i]),
-            "iscrowd": 0,
-        }
-        for i in range(n)
-    ]
-    dataset = {
-        "images": [{"id": int(i)} for i in dict.fromkeys(ids.tolist())],
-        "annotations": annotations,
-        "categories": [{"id": 1, "name": "object", "keypoints": [str(j) for j in range(k)]}],
-    }
+    annotations = coco_annotations(gt, labelled, boxes, area, ids)
+    dataset = coco_dataset(dict.fromkeys(ids.tolist()), annotations, k)
     has_label = labelled.any(axis=1)
     if not np.isfinite(pred[has_label]).all():
         raise ValueError("predicted keypoints contain NaN or inf")
@@ -133,35 +106,12 @@ def _coco_inputs(
     kp_scores = to_numpy(scores) if scores is not None and np.ndim(scores) == 2 else np.ones((n, k))
     pred_xys = np.concatenate([pred, kp_scores.reshape(n, k, 1)], axis=-1)
     results = [
-        {
-            "image_id": int(ids[i]),
-            "category_id": 1,
-            "keypoints": pred_xys[i].reshape(-1).tolist(),
-            "score": float(instance_scores[i]),
-        }
-        for i in np.flatnonzero(has_label)
+        coco_result(ids[i], pred_xys[i], instance_scores[i]) for i in np.flatnonzero(has_label)
     ]
     return dataset, results
 
 
-def _boxes_and_areas(
-    gt: np.ndarray, labelled: np.ndarray, bboxes: Any, areas: Any
-) -> tuple[np.ndarray, np.ndarray]:
-    n = len(gt)
-    if bboxes is None and areas is None:
-        raise ValueError("OKS needs the instance scale: pass bboxes or areas")
-    if bboxes is not None:
-        boxes = to_numpy(bboxes).reshape(n, 4)
-    else:  # only used by COCOeval for instances without labels, which it ignores
-        boxes = np.zeros((n, 4))
-        for i in np.flatnonzero(labelled.any(axis=1)):
-            lo, hi = gt[i][labelled[i]].min(0), gt[i][labelled[i]].max(0)
-            boxes[i] = [lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1]]
-    area = boxes[:, 2] * boxes[:, 3] if areas is None else to_numpy(areas).reshape(n)
-    return boxes, area
-
-
-def _instance_scores(scores: Any, n: int, k: int) -> np.ndarray:
+def _instance_scores(scores: npt.ArrayLike | None, n: int, k: int) -> np.ndarray:
     if scores is None:
         return np.ones(n)
     s = to_numpy(scores)

@@ -23,26 +23,57 @@ Ristani et al. 2016 (global one-to-one assignment of ground-truth to predicted t
 
 We implement it here (~150 lines) rather than depend on py-motmetrics: that package works with
 numpy 2 / pandas 3 but pulls in pandas (not otherwise a keypointer dependency), was last
-released in 2022, and is slow per frame; tests/metrics/test_tracking.py checks our numbers
-against it when it is installed.
+released in 2022, and is slow per frame; tests/metrics/test_tracking_metrics.py checks our
+numbers against it when it is installed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import NamedTuple, TypedDict
 
 import numpy as np
+import numpy.typing as npt
 from scipy.optimize import linear_sum_assignment
 
 from keypointer.errors import DataError
 from keypointer.skeleton import DEFAULT_SIGMA
 
-MOT_KEYS = (
-    "mota", "motp", "idf1", "idp", "idr", "num_switches", "num_fragmentations", "num_misses",
-    "num_false_positives", "num_matches", "num_detections", "num_objects", "num_predictions", "num_frames",
-    "num_unique_objects", "idtp", "idfp", "idfn",
-)  # fmt: skip
+
+class MotMetrics(TypedDict):
+    """:func:`mot_metrics`' result, all floats (counts too)."""
+
+    mota: float
+    motp: float
+    idf1: float
+    idp: float
+    idr: float
+    num_switches: float
+    num_fragmentations: float
+    num_misses: float
+    num_false_positives: float
+    num_matches: float
+    num_detections: float
+    num_objects: float
+    num_predictions: float
+    num_frames: float
+    num_unique_objects: float
+    idtp: float
+    idfp: float
+    idfn: float
+
+
+MOT_KEYS = tuple(MotMetrics.__annotations__)
+
+
+class MotFrame(NamedTuple):
+    """One frame's instances that take part, from :func:`mot_frames`."""
+
+    gt_ids: np.ndarray  # (G,) int64
+    gt_keypoints: np.ndarray  # (G, K, 2) image pixels, NaN for a missing point
+    gt_areas: np.ndarray | None  # (G,) OKS scales s^2, or None: the keypoint boxes'
+    pred_ids: np.ndarray  # (P,) int64, tracked only
+    pred_keypoints: np.ndarray  # (P, K, 2)
 
 
 def min_cost_matching(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -51,6 +82,12 @@ def min_cost_matching(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Among matchings it first maximises the number of allowed pairs, then minimises their
     cost (forbidden pairs get a cost larger than any full matching of allowed ones, as
     py-motmetrics does), because scipy's ``linear_sum_assignment`` takes no forbidden pairs.
+
+    Args:
+        cost: (R, C) costs.
+
+    Returns:
+        rows (M,) and columns (M,) of the pairs.
     """
     cost = np.asarray(cost, dtype=np.float64)
     valid = np.isfinite(cost)
@@ -69,11 +106,19 @@ def pose_distances(
     sigmas: Sequence[float] | None = None,
     areas: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(G, P) distances: 1 - OKS (``match="oks"``) or mean pixel distance (``"pixels"``).
+    """Distances between every ground-truth and every predicted pose.
 
-    gt (G, K, 2) and pred (P, K, 2) in image pixels, NaN for a missing point; ``areas`` (G,)
-    the OKS scale s^2 (default: the ground truth's keypoint box w * h). A pair with no
-    keypoint in common is at distance inf (pixels) or 1 (OKS).
+    A pair with no keypoint in common is at distance inf (pixels) or 1 (OKS).
+
+    Args:
+        gt: (G, K, 2) image pixels, NaN for a missing point.
+        pred: (P, K, 2) image pixels, NaN for a missing point.
+        match: "oks" for 1 - OKS, "pixels" for the mean distance over shared keypoints.
+        sigmas: (K,) OKS sigmas; default ``DEFAULT_SIGMA`` each.
+        areas: (G,) OKS scales s^2; default the ground truth's keypoint box w * h.
+
+    Returns:
+        (G, P) distances.
     """
     diff = gt[:, None] - pred[None]  # (G, P, K, 2)
     d2 = np.sum(diff**2, axis=-1)
@@ -95,25 +140,29 @@ def pose_distances(
 
 
 def mot_metrics(
-    gt_ids: Sequence[Any],
-    gt_keypoints: Sequence[Any],
-    pred_ids: Sequence[Any],
-    pred_keypoints: Sequence[Any],
+    gt_ids: Sequence[npt.ArrayLike],
+    gt_keypoints: Sequence[npt.ArrayLike],
+    pred_ids: Sequence[npt.ArrayLike],
+    pred_keypoints: Sequence[npt.ArrayLike],
     threshold: float = 0.5,
     match: str = "oks",
     sigmas: Sequence[float] | None = None,
-    areas: Sequence[Any] | None = None,
-) -> dict[str, float]:
+    areas: Sequence[npt.ArrayLike] | None = None,
+) -> MotMetrics:
     """CLEAR-MOT and ID metrics of predicted tracks against ground-truth tracks.
 
     Args:
-        gt_ids, pred_ids: per frame (M_t,) ints; predicted -1 = untracked (ignored).
-        gt_keypoints, pred_keypoints: per frame (M_t, K, 2) pixels with NaN for a missing
-            point, or (M_t, K, 3) with v = 0 for absent.
+        gt_ids: per frame (G_t,) ints.
+        gt_keypoints: per frame (G_t, K, 2) image pixels with NaN for a missing point, or
+            (G_t, K, 3) with v = 0 for absent.
+        pred_ids: per frame (P_t,) ints; -1 = untracked (ignored).
+        pred_keypoints: per frame (P_t, K, 2) or (P_t, K, 3), as ``gt_keypoints``.
         threshold: OKS at least this (``match="oks"``, default 0.5), or mean keypoint
             distance at most this many pixels (``match="pixels"``).
-        sigmas: (K,) OKS sigmas (default ``DEFAULT_SIGMA`` each); areas: per frame (G_t,)
-            OKS scales s^2 of the ground truth (default: keypoint box w * h).
+        match: "oks" or "pixels", see :func:`pose_distances`.
+        sigmas: (K,) OKS sigmas (default ``DEFAULT_SIGMA`` each).
+        areas: per frame (G_t,) OKS scales s^2 of the ground truth (default: keypoint box
+            w * h).
 
     Returns:
         ``MOT_KEYS``: mota = 1 - (misses + switches + false positives) / objects; motp = mean
@@ -124,7 +173,7 @@ def mot_metrics(
     """
     if match not in ("oks", "pixels"):
         raise ValueError(f"match must be 'oks' or 'pixels', not {match!r}")
-    frames = _frames(gt_ids, gt_keypoints, pred_ids, pred_keypoints, areas)
+    frames = mot_frames(gt_ids, gt_keypoints, pred_ids, pred_keypoints, areas)
     cut = 1.0 - threshold if match == "oks" else threshold
     c = dict.fromkeys(("num_detections", "num_switches", "num_misses", "num_false_positives"), 0)
     partner: dict[int, int] = {}  # ground-truth id -> predicted id it was last matched to
@@ -139,7 +188,7 @@ def mot_metrics(
             key = (int(gid[i]), int(pid[j]))
             pair_frames[key] = pair_frames.get(key, 0) + 1
         cost = np.full(reach.shape, np.inf) if d is None else np.where(reach, d, np.inf)
-        rows, cols, switches = _frame_events(gid, pid, cost, partner, owner)
+        rows, cols, switches = frame_events(gid, pid, cost, partner, owner)
         c["num_detections"] += len(rows)
         c["num_switches"] += switches
         c["num_misses"] += len(gid) - len(rows)
@@ -162,11 +211,25 @@ def mot_metrics(
     return {k: out[k] for k in MOT_KEYS}
 
 
-def _frame_events(
-    gid: np.ndarray, pid: np.ndarray, cost: np.ndarray, partner: dict, owner: dict
+def frame_events(
+    gid: np.ndarray,
+    pid: np.ndarray,
+    cost: np.ndarray,
+    partner: dict[int, int],
+    owner: dict[int, int],
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """One frame's matches (rows, cols) and ID switches; updates ``partner`` (ground-truth id
-    -> predicted id it was last paired with) and ``owner`` (the reverse) in place."""
+    """One frame's matches and ID switches, by py-motmetrics' event logic (module doc).
+
+    Args:
+        gid: (G,) ground-truth ids.
+        pid: (P,) predicted ids.
+        cost: (G, P) distances, inf where a pair is out of reach.
+        partner: ground-truth id -> the predicted id it was last paired with; updated.
+        owner: predicted id -> the ground-truth id it was last paired with; updated.
+
+    Returns:
+        rows (M,) and columns (M,) of the pairs, and the number of ID switches.
+    """
     cost = cost.copy()
     kept_r, kept_c = [], []
     col_of = {int(h): j for j, h in enumerate(pid)}
@@ -198,7 +261,9 @@ def _fragmentations(tracked: list[bool]) -> int:
     return int(np.sum(span[:-1] & ~span[1:]))
 
 
-def _id_measures(pair_frames: dict[tuple[int, int], int], n_obj: int, n_pred: int) -> dict:
+def _id_measures(
+    pair_frames: dict[tuple[int, int], int], n_obj: int, n_pred: int
+) -> dict[str, float]:
     """IDTP from the one-to-one track assignment with most frames in reach; IDF1, IDP, IDR."""
     idtp = 0
     if pair_frames:
@@ -223,8 +288,26 @@ def _id_measures(pair_frames: dict[tuple[int, int], int], n_obj: int, n_pred: in
     }
 
 
-def _frames(gt_ids, gt_keypoints, pred_ids, pred_keypoints, areas) -> list[tuple]:
-    """Validated per-frame (gt ids, gt keypoints, gt areas, pred ids, pred keypoints)."""
+def mot_frames(
+    gt_ids: Sequence[npt.ArrayLike],
+    gt_keypoints: Sequence[npt.ArrayLike],
+    pred_ids: Sequence[npt.ArrayLike],
+    pred_keypoints: Sequence[npt.ArrayLike],
+    areas: Sequence[npt.ArrayLike] | None,
+) -> list[MotFrame]:
+    """The checked instances of each frame that take part in :func:`mot_metrics`.
+
+    Args:
+        gt_ids: per frame (G_t,) ints.
+        gt_keypoints: per frame (G_t, K, 2) or (G_t, K, 3), as in :func:`mot_metrics`.
+        pred_ids: per frame (P_t,) ints; -1 = untracked.
+        pred_keypoints: per frame (P_t, K, 2) or (P_t, K, 3).
+        areas: per frame (G_t,) OKS scales, or None.
+
+    Returns:
+        One :class:`MotFrame` per frame: instances with a finite keypoint, tracked
+        predictions only. :class:`DataError` when frame counts, shapes or ids do not fit.
+    """
     n = len(gt_ids)
     lengths = (len(gt_keypoints), len(pred_ids), len(pred_keypoints))
     if any(m != n for m in lengths) or (areas is not None and len(areas) != n):
@@ -237,11 +320,13 @@ def _frames(gt_ids, gt_keypoints, pred_ids, pred_keypoints, areas) -> list[tuple
         k = pkp.shape[1] if len(pkp) else k
         pkeep &= pid >= 0
         gar = None if areas is None else np.asarray(areas[t], dtype=np.float64)[keep]
-        out.append((gid[keep], gkp[keep], gar, pid[pkeep], pkp[pkeep]))
+        out.append(MotFrame(gid[keep], gkp[keep], gar, pid[pkeep], pkp[pkeep]))
     return out
 
 
-def _instances(ids: Any, kp: Any, t: int, what: str, k: int | None, untracked: bool) -> tuple:
+def _instances(
+    ids: npt.ArrayLike, kp: npt.ArrayLike, t: int, what: str, k: int | None, untracked: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(ids, keypoints (M, K, 2) with NaN for absent points, present (M,)) of one frame."""
     ids = np.asarray(ids).reshape(-1).astype(np.int64)
     kp = np.asarray(kp, dtype=np.float64)

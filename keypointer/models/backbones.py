@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from keypointer.errors import ConfigError
-from keypointer.models._pretrained import create_with_weights
+from keypointer.models.pretrained import create_with_weights
 
 _EXAMPLES = "resnet18, mobilenetv3_large_100, efficientnet_b0, regnetx_002, hrnet_w18_small"
 _warned_offline: set[str] = set()  # warn once per backbone name, not once per model built

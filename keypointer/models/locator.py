@@ -13,16 +13,15 @@ boxes (N, k, 4), COCO (x, y, w, h) in input pixels, and scores (N, k), fixed k, 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import nn
 
-from keypointer._tensors import eval_mode
 from keypointer.codecs.centers import CenterCodec, select
 from keypointer.config import LOCATOR_SCORE_THRESHOLD, Config
 from keypointer.models.backbones import create_backbone, probe_features
 from keypointer.models.heads import HeatmapHead
+from keypointer.tensors import eval_mode
 
 CENTRE_PRIOR = 0.1
 """Initial centre probability everywhere: CenterNet's bias of -2.19 (focal loss's prior), so
@@ -58,7 +57,7 @@ class LocatorModel(nn.Module):
         self.head = head
         self.codec = codec
         self.max_instances = 20
-        self.build_info: dict[str, Any] | None = None
+        self.build_info: dict[str, list[int] | list[float] | float] | None = None
         # How its finds are used, measured on the training labels (keypointer.training):
         # labelled box over keypoint extent (None: no second crop), and the lowest mean
         # keypoint score a located instance keeps.

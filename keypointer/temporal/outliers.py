@@ -32,6 +32,7 @@ import numpy as np
 from scipy.ndimage import median_filter
 from scipy.stats import rankdata
 
+from keypointer.config import KEYPOINT_SCORE_THRESHOLD
 from keypointer.errors import DataError
 from keypointer.temporal.smooth import spike_outliers
 
@@ -44,22 +45,33 @@ def outlier_flags(
     xy: np.ndarray,
     scores: np.ndarray,
     times: np.ndarray,
-    min_score: float = 0.3,
+    min_score: float = KEYPOINT_SCORE_THRESHOLD,
     jump_percentile: float = 99.0,
     jump_factor: float = 2.0,
     flip_gap: np.ndarray | None = None,
     flip_tolerance: float | None = None,
     smoothing: str | None = None,
 ) -> dict[str, np.ndarray]:
-    """{"low_score", "jump", "flip"}: (T, K) bool each.
+    """Flag each point of one instance's track that is unsure, jumps, or disagrees with flip.
 
-    ``low_score``: no value, or a score below ``min_score``. ``jump``: see the module doc;
-    with ``smoothing`` (a method of :data:`keypointer.temporal.smooth.METHODS`, run with its
-    default window and this ``min_score``), also every point its spike test leaves out
-    (:func:`~keypointer.temporal.smooth.spike_outliers`), so each point smoothing replaces
-    is flagged ``low_score`` or ``jump``. ``flip``: ``flip_gap`` above ``flip_tolerance`` px
-    (None: :data:`FLIP_FRACTION` of the instance's size in that frame, the longer side of
-    its keypoints' extent); all False when ``flip_gap`` is None.
+    Args:
+        xy: (T, K, 2) image pixels, NaN where missing.
+        scores: (T, K).
+        times: (T,) seconds, increasing.
+        min_score: points scoring below it are ``low_score``.
+        jump_percentile, jump_factor: the jump limit (see the module doc).
+        flip_gap: (T, K) pixels between the plain and the flipped-back prediction, or None.
+        flip_tolerance: ``flip_gap`` above this many pixels is ``flip``; None:
+            :data:`FLIP_FRACTION` of the instance's size in that frame (the longer side of its
+            keypoints' extent).
+        smoothing: a method of :data:`keypointer.temporal.smooth.METHODS` (run with its
+            default window and this ``min_score``): every point its spike test leaves out
+            (:func:`~keypointer.temporal.smooth.spike_outliers`) is a ``jump`` too, so each
+            point smoothing replaces is flagged ``low_score`` or ``jump``.
+
+    Returns:
+        {"low_score", "jump", "flip"}: (T, K) bool each; ``flip`` all False without
+        ``flip_gap``.
     """
     xy, scores, times = _check(xy, scores, times, flip_gap)
     has = np.isfinite(xy).all(-1)
@@ -81,19 +93,28 @@ def outlier_flags(
 def frame_uncertainty(
     flags: dict[str, np.ndarray], scores: np.ndarray, flip_gap: np.ndarray | None = None
 ) -> np.ndarray:
-    """(T,) how much each frame is worth labelling: higher = more.
+    """How much each frame is worth labelling.
 
     The sum of up to three terms in [0, 1], each a mean over the K keypoints: the share flagged
     (any flag), 1 - score (no score counts as 0), and, with ``flip_gap``, each point's gap as a
     rank among its keypoint's gaps in the video (0 smallest, 1 largest; unit-free, so a
-    keypoint whose flips always disagree by many pixels does not drown the others)."""
+    keypoint whose flips always disagree by many pixels does not drown the others).
+
+    Args:
+        flags: name -> (T, K) bool, as :func:`outlier_flags` returns.
+        scores: (T, K).
+        flip_gap: (T, K) pixels, NaN where unknown, or None.
+
+    Returns:
+        (T,) float: higher = more worth labelling.
+    """
     scores = np.asarray(scores, np.float64)
     if scores.ndim != 2:
-        raise DataError(f"need scores (T, K), got shape {scores.shape}")
+        raise ValueError(f"need scores (T, K), got shape {scores.shape}")
     flagged = np.zeros(scores.shape, bool)
     for name, f in flags.items():
         if np.shape(f) != scores.shape:
-            raise DataError(f"flag {name!r} has shape {np.shape(f)}, scores {scores.shape}")
+            raise ValueError(f"flag {name!r} has shape {np.shape(f)}, scores {scores.shape}")
         flagged |= np.asarray(f, bool)
     if scores.shape[1] == 0:
         return np.zeros(len(scores))
@@ -106,16 +127,22 @@ def frame_uncertainty(
     return u
 
 
-def _check(xy, scores, times, flip_gap):
+def _check(
+    xy: np.ndarray, scores: np.ndarray, times: np.ndarray, flip_gap: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The arrays as float64, checked: shapes that do not fit are the caller's bug
+    (ValueError), times that are not finite or go back are the video's (DataError)."""
     xy = np.asarray(xy, np.float64)
     scores = np.asarray(scores, np.float64)
     times = np.asarray(times, np.float64)
     if xy.ndim != 3 or xy.shape[2] != 2 or scores.shape != xy.shape[:2]:
-        raise DataError(f"need xy (T, K, 2) and scores (T, K), got {xy.shape} and {scores.shape}")
-    if times.shape != (len(xy),) or not np.isfinite(times).all() or np.any(np.diff(times) <= 0):
-        raise DataError(f"need {len(xy)} finite, increasing frame times, got shape {times.shape}")
+        raise ValueError(f"need xy (T, K, 2) and scores (T, K), got {xy.shape} and {scores.shape}")
+    if times.shape != (len(xy),):
+        raise ValueError(f"need {len(xy)} frame times, got shape {times.shape}")
+    if not np.isfinite(times).all() or np.any(np.diff(times) <= 0):
+        raise DataError(f"need {len(xy)} finite, increasing frame times")
     if flip_gap is not None and np.shape(flip_gap) != scores.shape:
-        raise DataError(f"flip_gap has shape {np.shape(flip_gap)}, scores {scores.shape}")
+        raise ValueError(f"flip_gap has shape {np.shape(flip_gap)}, scores {scores.shape}")
     return xy, scores, times
 
 

@@ -32,12 +32,13 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy.ndimage import median_filter
 from scipy.signal import savgol_coeffs, savgol_filter
 
-from keypointer.errors import DataError
+from keypointer.config import KEYPOINT_SCORE_THRESHOLD
+from keypointer.errors import ConfigError, DataError
 
 METHODS = ("savgol", "median", "kalman")
-# Seconds, by measurement (benchmarks/smoothing.py): on synthetic tracks at 30 and 250 fps the
-# least error came at 0.2-0.3 s for savgol and kalman (0.2: the smaller, safer for fast motion)
-# and at 0.05-0.1 s for the median, which clips the peaks of fast motion as its window grows.
+# Seconds: where the error on synthetic tracks at 30 and 250 fps was least, the smaller where
+# two tie (safer for fast motion; the median clips fast motion's peaks as its window grows).
+# Measured: benchmarks/RESULTS.md, "Temporal smoothing and outlier flags".
 DEFAULT_WINDOW = {"savgol": 0.2, "median": 0.1, "kalman": 0.2}
 POLYORDER = 2  # savgol: quadratic, as movement and DeepLabCut use; smooths from 5 frames on
 OUTLIER_SIGMAS = 5.0  # Rayleigh tail above 5 sigma: 4e-6 of clean points are dropped
@@ -53,17 +54,25 @@ def smooth(
     scores: np.ndarray,
     times: np.ndarray,
     method: str,
-    min_score: float = 0.3,
+    min_score: float = KEYPOINT_SCORE_THRESHOLD,
     max_gap: int = 10,
     window: float | None = None,
 ) -> np.ndarray:
-    """Smoothed keypoints (T, K, 2) in image pixels; NaN where a track has no value.
+    """Smooth keypoint tracks over time (the steps of the module doc).
 
-    ``xy`` (T, K, 2) image px (NaN where missing), ``scores`` (T, K), ``times`` (T,) seconds.
-    ``method``: one of :data:`METHODS`. Points scoring below ``min_score`` count as missing;
-    gaps up to ``max_gap`` frames are filled, longer ones stay NaN. ``window``: the filter's
-    length in seconds (None: the method's :data:`DEFAULT_WINDOW`); for kalman it sets the
-    process noise so the smoother passes the frequencies savgol passes with that window.
+    Args:
+        xy: (T, K, 2) image pixels, NaN where missing.
+        scores: (T, K).
+        times: (T,) seconds, increasing.
+        method: one of :data:`METHODS`.
+        min_score: points scoring below it count as missing.
+        max_gap: gaps up to this many frames are filled, longer ones stay NaN.
+        window: the filter's length in seconds (None: the method's :data:`DEFAULT_WINDOW`); for
+            kalman it sets the process noise so the smoother passes the frequencies savgol
+            passes with that window.
+
+    Returns:
+        (T, K, 2) smoothed keypoints in image pixels; NaN where a track has no value.
     """
     xy, scores, times = _check(xy, scores, times, method, max_gap, window)
     if xy.shape[0] == 0 or xy.shape[1] == 0:
@@ -90,13 +99,20 @@ def spike_outliers(
     scores: np.ndarray,
     times: np.ndarray,
     method: str,
-    min_score: float = 0.3,
+    min_score: float = KEYPOINT_SCORE_THRESHOLD,
     window: float | None = None,
 ) -> np.ndarray:
-    """(T, K) bool: the points that :func:`smooth` with these arguments leaves out as spikes
-    (step 2 of the module doc) although they have a value scoring at least ``min_score``.
-    Smoothing replaces them, as it replaces missing and low-score points, by the filtered
-    track; ``keypointer predict`` flags them ``jump`` so that no point changes unflagged."""
+    """The points that :func:`smooth` leaves out as spikes (step 2 of the module doc) although
+    they have a value scoring at least ``min_score``. Smoothing replaces them, as it replaces
+    missing and low-score points; ``keypointer predict`` flags them ``jump`` so that no point
+    changes unflagged.
+
+    Args:
+        xy, scores, times, method, min_score, window: as :func:`smooth`.
+
+    Returns:
+        (T, K) bool.
+    """
     xy, scores, times = _check(xy, scores, times, method, 0, window)
     if xy.shape[0] == 0 or xy.shape[1] == 0:
         return np.zeros(xy.shape[:2], bool)
@@ -115,21 +131,35 @@ def _scored(xy: np.ndarray, scores: np.ndarray, min_score: float) -> np.ndarray:
     return np.isfinite(xy).all(-1) & (np.nan_to_num(scores, nan=-np.inf) >= min_score)
 
 
-def _check(xy, scores, times, method, max_gap, window):
+def _check(
+    xy: np.ndarray,
+    scores: np.ndarray,
+    times: np.ndarray,
+    method: str,
+    max_gap: int,
+    window: float | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The arrays as float64, checked (errors by the rule of :mod:`keypointer.errors`): the
+    settings are arguments (ConfigError), shapes that do not fit are the caller's bug
+    (ValueError), times that are not finite or go back are the video's (DataError)."""
     if method not in METHODS:
-        raise DataError(f"unknown smoothing method {method!r}; use one of {', '.join(METHODS)}")
+        raise ConfigError(f"unknown smoothing method {method!r}; use one of {', '.join(METHODS)}")
+    if max_gap < 0 or (window is not None and not window > 0):
+        raise ConfigError(f"need max_gap >= 0 and window > 0 s, got {max_gap} and {window}")
     xy = np.asarray(xy, np.float64)
     scores = np.asarray(scores, np.float64)
     times = np.asarray(times, np.float64)
     if xy.ndim != 3 or xy.shape[2] != 2 or scores.shape != xy.shape[:2]:
-        raise DataError(f"need xy (T, K, 2) and scores (T, K), got {xy.shape} and {scores.shape}")
-    if times.shape != (xy.shape[0],) or not np.isfinite(times).all():
-        raise DataError(f"need {xy.shape[0]} finite frame times, got shape {times.shape}")
+        raise ValueError(f"need xy (T, K, 2) and scores (T, K), got {xy.shape} and {scores.shape}")
+    if times.shape != (xy.shape[0],):
+        raise ValueError(f"need {xy.shape[0]} frame times, got shape {times.shape}")
+    if not np.isfinite(times).all():
+        raise DataError(
+            f"need {xy.shape[0]} finite frame times, got {times[~np.isfinite(times)][0]}"
+        )
     if np.any(np.diff(times) <= 0):
         i = int(np.argmax(np.diff(times) <= 0)) + 1
         raise DataError(f"frame times must increase; frame {i} is at {times[i]} s")
-    if max_gap < 0 or (window is not None and not window > 0):
-        raise DataError(f"need max_gap >= 0 and window > 0 s, got {max_gap} and {window}")
     return xy, scores, times
 
 
@@ -214,14 +244,22 @@ def _filter_even(values: np.ndarray, method: str, frames: int) -> np.ndarray:
     frames = min(frames, n if n % 2 else n - 1)
     if frames <= POLYORDER + 1:
         return values  # too short to fit and still smooth
-    return _savgol(values, frames)
+    return savgol_interp(values, frames)
 
 
-def _savgol(values: np.ndarray, frames: int) -> np.ndarray:
+def savgol_interp(values: np.ndarray, frames: int) -> np.ndarray:
     """``scipy.signal.savgol_filter(values, frames, POLYORDER, axis=0, mode="interp")``: the
     ends take the polynomial of the first / last full window. Written as matrix products with
-    savgol_coeffs because scipy fits those end polynomials with lstsq on every call, which took
-    70% of the time on a track broken into many segments (benchmarks/smoothing.py)."""
+    savgol_coeffs because scipy fits those end polynomials with lstsq on every call, most of
+    the time on a track broken into many segments (benchmarks/smoothing.py).
+
+    Args:
+        values: (n, 2) evenly spaced values.
+        frames: the odd window length, at most n.
+
+    Returns:
+        (n, 2) filtered values.
+    """
     n, h = len(values), frames // 2
     if frames > MAX_FIT_FRAMES:  # few such long windows: scipy's own edge fits cost little
         return savgol_filter(values, frames, POLYORDER, axis=0, mode="interp")
@@ -265,10 +303,10 @@ def _kalman(xy, scores, times, valid, start, frames, dt) -> np.ndarray:
     over frames. Measurement variance 1 / score^2 (noise std grows as the score falls), infinite
     for missing points. Each segment starts afresh: the first value, velocity unknown (a
     diffuse prior), and the smoother gain into a segment's start is 0, so segments are filtered
-    independently. Written here, not taken from filterpy 2.0.0 or pykalman 0.11.2: on 10,000
-    frames x 17 keypoints both gave the same track (within 0.001 px) 15-38x and 60-96x slower, as
-    they step one keypoint's 4x4 matrices at a time in Python; pykalman's public class also
-    takes no per-frame measurement noise (benchmarks/smoothing.py --libs)."""
+    independently. Written here, not taken from filterpy 2.0.0 or pykalman 0.11.2: both give
+    the same track many times slower, as they step one keypoint's 4x4 matrices at a time in
+    Python; pykalman's public class also takes no per-frame measurement noise (measured:
+    benchmarks/RESULTS.md, "Kalman: ours vs filterpy 2.0.0 and pykalman 0.11.2")."""
     t, k = valid.shape
     q = _process_noise(frames, dt)
     r = np.where(valid, 1.0 / np.clip(np.nan_to_num(scores), 1e-3, 1.0) ** 2, np.inf)

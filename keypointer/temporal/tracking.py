@@ -8,9 +8,10 @@ Times are in seconds; without them frames are 1 / ``fps`` apart. :class:`Tracker
 
 - Motion: a constant-velocity Kalman filter per track. ``motion="centroid"`` (default) filters
   the instance's centre, measured through each keypoint's running-average offset from it (so
-  a missing keypoint cannot bias it); ``"keypoints"`` runs one filter per keypoint. On
-  benchmarks/tracking.py the centroid filter made fewer ID switches over a wider range of
-  ``accel``: its velocity averages K keypoints' noise, and swinging limbs are not motion.
+  a missing keypoint cannot bias it); ``"keypoints"`` runs one filter per keypoint. The
+  centroid filter made fewer ID switches over a wider range of ``accel`` (measured:
+  benchmarks/RESULTS.md, "Tracking"): its velocity averages K keypoints' noise, and swinging
+  limbs are not motion.
 - Cost: 1 - an OKS-like similarity of the predicted pose and a detection, the score-weighted
   mean over shared keypoints of (kappa^2 size^2 / tol) exp(-d^2 / (2 tol)), tol = kappa^2
   size^2 + the filter's variance (size: sqrt of the keypoint box area). A track unseen for a
@@ -39,10 +40,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from keypointer.errors import DataError
+from keypointer.config import DEFAULT_FPS
+from keypointer.errors import ConfigError, DataError
 from keypointer.metrics.tracking import min_cost_matching
-
-DEFAULT_FPS = 30.0
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class TrackerSettings:
 
     def __post_init__(self):
         if self.motion not in ("centroid", "keypoints"):
-            raise ValueError(f"motion must be 'centroid' or 'keypoints', not {self.motion!r}")
+            raise ConfigError(f"motion must be 'centroid' or 'keypoints', not {self.motion!r}")
 
 
 @dataclass
@@ -105,14 +105,23 @@ class Tracker:
         **settings,
     ):
         if max_instances is not None and max_instances < 1:
-            raise ValueError(f"max_instances must be at least 1, not {max_instances}")
+            raise ConfigError(f"max_instances must be at least 1, not {max_instances}")
         self.max_instances, self.max_age, self.min_score = max_instances, max_age, min_score
         self.fps, self.settings = fps, TrackerSettings(**settings)
         self.tracks: list[_Track] = []
         self.time, self._next_id, self._k = None, 0, None  # last time, next new id, K
 
     def update(self, keypoints: np.ndarray, scores: np.ndarray, time: float | None = None):
-        """Track ids (M,) of this frame's instances, keypoints (M, K, 2) and scores (M, K)."""
+        """Match one frame's instances to the tracks.
+
+        Args:
+            keypoints: (M, K, 2) image pixels, NaN for a missing point.
+            scores: (M, K).
+            time: seconds (None: 1 / ``fps`` after the previous frame, 0 for the first).
+
+        Returns:
+            (M,) int track ids, -1 for an instance left untracked.
+        """
         kp, sc, ok = _frame(keypoints, scores, self.min_score, self._k)
         self._k = kp.shape[1] if len(kp) else self._k
         time = (0.0 if self.time is None else self.time + 1 / self.fps) if time is None else time
@@ -305,9 +314,9 @@ def _frame(keypoints, scores, min_score: float, k: int | None) -> tuple:
     if kp.size == 0 and sc.size == 0:
         return np.zeros((0, 0, 2)), np.zeros((0, 0)), np.zeros(0, bool)
     if kp.ndim != 3 or kp.shape[-1] != 2 or sc.shape != kp.shape[:2]:
-        raise DataError(f"keypoints {kp.shape} and scores {sc.shape} are not (M, K, 2), (M, K)")
+        raise ValueError(f"keypoints {kp.shape} and scores {sc.shape} are not (M, K, 2), (M, K)")
     if k is not None and kp.shape[1] != k:
-        raise DataError(f"{kp.shape[1]} keypoints per instance after {k} in earlier frames")
+        raise ValueError(f"{kp.shape[1]} keypoints per instance after {k} in earlier frames")
     if np.isinf(kp).any():
         raise DataError("keypoints hold inf (use NaN for a missing point)")
     seen = np.isfinite(kp).all(-1)
@@ -362,10 +371,18 @@ def nearest_centroid_ids(
     max_distance: float = 1.0,
     fps: float = DEFAULT_FPS,
 ) -> list[np.ndarray]:
-    """The frame-by-frame nearest-centroid baseline; inputs and outputs as :func:`track`.
+    """The frame-by-frame nearest-centroid baseline, for comparison only.
 
     Each track is where its last detection's centre was; a frame's detections are paired
-    greedily, closest first, up to ``max_distance`` instance sizes away. For comparison only.
+    greedily, closest first, up to ``max_distance`` instance sizes away.
+
+    Args:
+        keypoints, scores, times, max_instances, max_age, min_score: as :func:`track`.
+        max_distance: in instance sizes.
+        fps: as :func:`track`.
+
+    Returns:
+        As :func:`track`.
     """
     tracker = _NearestCentroid(max_instances, max_age, min_score, fps, max_distance=max_distance)
     return _run(tracker, keypoints, scores, times)
@@ -380,11 +397,17 @@ def track(
     min_score: float = 0.0,
     **options,
 ) -> list[np.ndarray]:
-    """Track ids per frame, (M_t,) ints (-1: untracked), for a whole video.
+    """Track the instances of a whole video (see :class:`Tracker`).
 
-    ``keypoints[t]`` (M_t, K, 2) pixels with NaN for a missing point, ``scores[t]`` (M_t, K),
-    ``times`` (T,) seconds (default: frames 1 / ``fps`` apart); ``options``: ``fps`` and the
-    fields of :class:`TrackerSettings`. See :class:`Tracker`.
+    Args:
+        keypoints: per frame t, (M_t, K, 2) image pixels with NaN for a missing point.
+        scores: per frame t, (M_t, K).
+        times: (T,) seconds; None: frames 1 / ``fps`` apart.
+        max_instances, max_age, min_score: as :class:`Tracker`.
+        options: ``fps`` and the fields of :class:`TrackerSettings`.
+
+    Returns:
+        Per frame, (M_t,) int track ids, -1 for an instance left untracked.
     """
     return _run(Tracker(max_instances, max_age, min_score, **options), keypoints, scores, times)
 
@@ -392,7 +415,7 @@ def track(
 def _run(tracker: Tracker, keypoints, scores, times) -> list[np.ndarray]:
     n, n_times = len(keypoints), len(keypoints) if times is None else len(times)
     if len(scores) != n or n_times != n:
-        raise DataError(f"{n} keypoint frames, {len(scores)} score frames, {n_times} times")
+        raise ValueError(f"{n} keypoint frames, {len(scores)} score frames, {n_times} times")
     return [
         tracker.update(kp, sc, None if times is None else float(times[t]))
         for t, (kp, sc) in enumerate(zip(keypoints, scores, strict=True))

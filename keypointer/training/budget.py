@@ -30,6 +30,7 @@ class TimeBudget:
         self._seen_at_finish = 0
 
     def elapsed(self) -> float:
+        """Wall seconds spent, earlier sessions and set-up included."""
         return time.perf_counter() - self.start
 
     def observe_step(self, seconds: float) -> None:

@@ -11,6 +11,8 @@ import torch.distributed as dist
 
 @dataclass(frozen=True)
 class DistInfo:
+    """This process's place in the torchrun process group (one process: the defaults)."""
+
     rank: int = 0
     local_rank: int = 0
     world_size: int = 1
@@ -24,8 +26,15 @@ class DistInfo:
         return self.rank == 0
 
 
-def setup(device_kind: str) -> DistInfo:
-    """Join the process group torchrun describes in the environment (NCCL on CUDA, else gloo)."""
+def join(device_kind: str) -> DistInfo:
+    """Join the process group torchrun describes in the environment (NCCL on CUDA, else gloo).
+
+    Args:
+        device_kind: "cuda", "cpu" or "mps".
+
+    Returns:
+        This process's rank and the process count (one process: the defaults).
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
@@ -39,12 +48,21 @@ def setup(device_kind: str) -> DistInfo:
 
 
 def cleanup() -> None:
+    """Leave the process group, if one was joined."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
 
 def sum_across(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
-    """Sum a (detached) tensor over all processes (identity for one process)."""
+    """Sum a (detached) tensor over all processes.
+
+    Args:
+        value: this process's tensor.
+        info: the process group.
+
+    Returns:
+        The sum, a copy (``value`` itself for one process).
+    """
     if not info.enabled:
         return value
     value = value.detach().clone()
@@ -53,5 +71,10 @@ def sum_across(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
 
 
 def barrier(info: DistInfo) -> None:
+    """Wait for every process (nothing to wait for with one).
+
+    Args:
+        info: the process group.
+    """
     if info.enabled:
         dist.barrier()

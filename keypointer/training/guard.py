@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from keypointer.data.boxes import scale_box
 from keypointer.data.types import Instance, KeypointSet
 
 NEAR = 0.6  # validation error above this share of the baseline counts as "learned nothing"
@@ -24,9 +25,7 @@ def _frames(ks: KeypointSet, whole_image: bool) -> list[tuple[Instance, np.ndarr
         for inst in s.instances:
             if whole_image and s.width and s.height:
                 frame = (0.0, 0.0, float(s.width), float(s.height))
-            elif inst.bbox is not None and inst.bbox[2] > 0 and inst.bbox[3] > 0:
-                frame = tuple(float(v) for v in inst.bbox)
-            elif (box := inst.extent()) is not None:
+            elif (box := scale_box(inst)) is not None:
                 frame = (box[0], box[1], max(box[2], 1.0), max(box[3], 1.0))
             else:
                 continue
@@ -35,7 +34,15 @@ def _frames(ks: KeypointSet, whole_image: bool) -> list[tuple[Instance, np.ndarr
 
 
 def mean_pose_error(train: KeypointSet, val: KeypointSet) -> float:
-    """Mean pixel error on ``val`` of the training set's average pose (NaN when undefined)."""
+    """Mean pixel error on ``val`` of the training set's average pose.
+
+    Args:
+        train: the training labels (the average pose comes from them).
+        val: the validation labels.
+
+    Returns:
+        The mean error in pixels (NaN when undefined).
+    """
     whole = train.whole_image and val.whole_image
     k = train.skeleton.num_keypoints
     total, count = np.zeros((k, 2)), np.zeros((k, 1))
@@ -56,7 +63,15 @@ def learned_nothing_message(val_mean_px: float, baseline_px: float) -> str | Non
     """The warning to give when ``val_mean_px`` is no more than ``1 - NEAR`` below the mean-pose
     ``baseline_px``, or above it; None otherwise, and when the baseline is under
     :data:`MIN_BASELINE_PX` (the average pose is then already right to a pixel: every labelled
-    point sits on about one spot, and there is nothing for a model to beat)."""
+    point sits on about one spot, and there is nothing for a model to beat).
+
+    Args:
+        val_mean_px: the validation's mean pixel error.
+        baseline_px: :func:`mean_pose_error`.
+
+    Returns:
+        The warning, or None.
+    """
     if not np.isfinite(baseline_px) or not np.isfinite(val_mean_px):
         return None
     if baseline_px < MIN_BASELINE_PX or val_mean_px < NEAR * baseline_px:

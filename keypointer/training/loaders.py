@@ -8,40 +8,45 @@ optimisation on one GPU or many.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from keypointer.codecs import make_codec
+from keypointer.codecs import Codec
 from keypointer.config import Config
 from keypointer.data.check import validate
 from keypointer.data.dataset import KeypointDataset, make_loader
 from keypointer.data.formats import detect_format, load_dataset
 from keypointer.data.types import KeypointSet
 from keypointer.errors import DataError
-from keypointer.losses import make_loss
+from keypointer.models.registry import make_codec, make_loss
 from keypointer.skeleton import Skeleton
-from keypointer.training import recipe
 from keypointer.training.distributed import DistInfo
 from keypointer.training.guard import mean_pose_error
 
 log = logging.getLogger("keypointer")
 
+Batch = dict[str, torch.Tensor | Sequence[torch.Tensor]]
+"""A loader's batch: "image" (N, 3, H, W), "target" (a tensor, or the codec's parts of one),
+"weights" and the items' other tensors, each (N, ...)."""
 
-@dataclass
+
+@dataclass(kw_only=True)
 class TrainData:
+    """The pose model's data: the labels' skeleton, the codec and loss, the datasets and
+    their loaders, and the validation error of always predicting the mean pose (guard.py)."""
+
     skeleton: Skeleton
-    codec: Any
+    codec: Codec
     loss_fn: nn.Module
     train_set: KeypointDataset
     val_set: KeypointDataset
     train_loader: DataLoader
     val_loader: DataLoader
-    choices: list[recipe.Choice]  # what the recipe chose, and why (empty when it did not run)
-    baseline_px: float  # validation error of always predicting the mean pose (guard.py)
+    baseline_px: float
 
     def set_epoch(self, epoch: int) -> None:
         """Reseed shuffling and augmentation for ``epoch`` (reproducible, worker-independent)."""
@@ -68,6 +73,16 @@ def read_checked(
     Every process decodes: sizes read from the files can differ from those in the labels, and
     all processes must clean the labels alike. An image that goes bad later, during training,
     is reported by the dataset and skipped.
+
+    Args:
+        path: the label file or folder.
+        cfg: the run's config (``data.format``, ``data.images``).
+        split: the split of a YOLO data.yaml to read ("val"), or None.
+        check_images: decode every image.
+        progress: show a progress bar while checking.
+
+    Returns:
+        The labels, cleaned of what the check drops.
     """
     kset = load_dataset(path, format=cfg.data.format, images=cfg.data.images, split=split)
     for line in kset.warnings:  # what the reader tolerated, e.g. skeleton edges it dropped
@@ -76,6 +91,16 @@ def read_checked(
 
 
 def split_data(cfg: Config, progress: bool = False) -> tuple[KeypointSet, KeypointSet]:
+    """The training and validation labels: ``data.val_path`` (or a YOLO data.yaml's own
+    validation images), else a ``data.val_fraction`` split, else the training labels again.
+
+    Args:
+        cfg: the run's config.
+        progress: show a progress bar while checking images.
+
+    Returns:
+        (training labels, validation labels).
+    """
     is_yolo = (cfg.data.format or detect_format(cfg.data.path)) == "yolo"
     train_set = read_checked(cfg.data.path, cfg, progress=progress)
     val_path = cfg.data.val_path or (cfg.data.path if is_yolo else None)
@@ -103,12 +128,27 @@ def split_data(cfg: Config, progress: bool = False) -> tuple[KeypointSet, Keypoi
 
 
 def build_data(
-    cfg: Config, device: torch.device, info: DistInfo, plan_recipe: bool = True
+    cfg: Config,
+    train_kset: KeypointSet,
+    val_kset: KeypointSet,
+    device: torch.device,
+    info: DistInfo,
 ) -> TrainData:
-    """Read, validate and split the labels; with ``plan_recipe`` (a new run with
-    ``train.recipe``) fill the unset recipe fields of ``cfg`` from the training split first."""
-    train_kset, val_kset = split_data(cfg, progress=info.is_main and not cfg.run.quiet)
-    choices = recipe.plan(cfg, train_kset, device.type) if plan_recipe else []
+    """Datasets, loaders, codec and loss for the split labels (:func:`split_data`).
+
+    Args:
+        cfg: the run's config, its recipe already planned.
+        train_kset: the training labels.
+        val_kset: the validation labels.
+        device: where training runs.
+        info: the process group (each process loads its share of the global batch).
+
+    Returns:
+        The training data.
+
+    Raises:
+        DataError: no instance has a labelled keypoint.
+    """
     codec = make_codec(cfg)
     aug = cfg.augment
     train_ds = KeypointDataset(
@@ -122,8 +162,10 @@ def build_data(
     if per_process * info.world_size != cfg.loader.batch_size:
         log.warning(
             "loader.batch_size %d -> %d per process x %d (dataset size / process count)",
-            cfg.loader.batch_size, per_process, info.world_size,
-        )  # fmt: skip
+            cfg.loader.batch_size,
+            per_process,
+            info.world_size,
+        )
     loader_cfg = cfg.loader.model_copy(update={"batch_size": per_process})
     # Also with one process: the same permutation then splits exactly across N processes,
     # so a torchrun run sees the same global batches as a single-process run.
@@ -141,5 +183,12 @@ def build_data(
     loss_fn = make_loss(cfg, reduction="keypoint_sum")
     baseline = mean_pose_error(train_kset, val_kset)
     return TrainData(
-        skeleton, codec, loss_fn, train_ds, val_ds, train_loader, val_loader, choices, baseline
+        skeleton=skeleton,
+        codec=codec,
+        loss_fn=loss_fn,
+        train_set=train_ds,
+        val_set=val_ds,
+        train_loader=train_loader,
+        val_loader=val_loader,
+        baseline_px=baseline,
     )

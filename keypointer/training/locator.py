@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 import torch
@@ -33,8 +33,8 @@ from keypointer.data.whole_images import (
     map_boxes,
 )
 from keypointer.device import make_autocast, resolve_amp
-from keypointer.errors import DataError, TrainingError
-from keypointer.inference.loader import to_device
+from keypointer.errors import DataError
+from keypointer.inference.labelled import to_device
 from keypointer.metrics.boxes import box_metrics
 from keypointer.models.locator import (
     DEFAULT_SIDE,
@@ -44,14 +44,25 @@ from keypointer.models.locator import (
     locator_input_size,
 )
 from keypointer.training.budget import TimeBudget
+from keypointer.training.loaders import Batch
 from keypointer.training.optim import LRShape, build_optimizer
 from keypointer.training.progress import TrainProgress
+from keypointer.training.schedule import Schedule, check_loss
 
 FOCAL_ALPHA, FOCAL_BETA = 2.0, 4.0  # CenterNet's (CornerNet's) focal loss exponents
 SIZE_WEIGHT = 1.0  # L1 on log sizes is O(1) already (CenterNet's 0.1 was for pixel sizes)
 WARMUP = 0.05  # share of the steps spent warming up
 BOX_PX = 64.0  # median instance box, long side, in the input (measured: see benchmarks/locator.py)
 SIDE_RANGE = (128, 512)  # bounds of the input's long side chosen from the data
+
+
+class LocatorEntry(TypedDict):
+    """A trained locator as best.pt and last.pt store it (two_stage.py): its weights, what
+    rebuilds it ("input_size", "box_ratio", "min_pose_score") and its validation."""
+
+    model: dict[str, torch.Tensor]
+    build_info: dict[str, object]
+    metrics: dict[str, float]
 
 
 def train_locator(
@@ -71,58 +82,84 @@ def train_locator(
     from the measured step time and the final validation fits in too). Settings come from
     ``cfg.locator`` (input, backbone, stride, batch, lr), ``cfg.augment`` (scale, shift,
     colour; flips at 0.5 always, no rotation), ``cfg.train`` (seed, amp, channels_last).
-    Returns the model in eval mode and the metrics: val recall, precision, mean IoU and
-    counts, plus steps, seconds and the last training losses.
+
+    Args:
+        train_set: the training images with their instances' boxes.
+        val_set: the validation images.
+        cfg: the run's config.
+        device: where to train.
+        time_budget_s: wall seconds for the whole run, or None: ``steps`` alone.
+        steps: the planned length (default ``cfg.locator.steps``).
+        progress: the bar to show the steps on, or None.
+
+    Returns:
+        The model in eval mode and the metrics: val recall, precision, mean IoU and counts,
+        plus steps, seconds and the last training losses.
     """
     started = time.perf_counter()
-    lc, device = cfg.locator, torch.device(device)
+    device = torch.device(device)
     torch.manual_seed(cfg.train.seed)
     model, train_ds, loader = locator_setup(train_set, cfg, device)
-    batch = loader.batch_size
-    total = int(steps or lc.steps)
-    optimizer, scheduler = locator_optimizer(model, cfg, len(loader), total)
-    shape = scheduler.lr_lambdas[0]
+    batch_size = loader.batch_size
+    optimizer, scheduler = locator_optimizer(
+        model, cfg, len(loader), int(steps or cfg.locator.steps)
+    )
     autocast = make_autocast(device, resolve_amp(cfg.train.amp, device))
-    budget = None
+    schedule = Schedule(
+        scheduler.lr_lambdas[0],
+        validation_batches=math.ceil(len(val_set) / batch_size),
+        warmup_share=WARMUP,
+    )
     if time_budget_s:
-        budget = TimeBudget(time_budget_s / 60.0, time.perf_counter() - started)
-    reserve = 0.5 * math.ceil(len(val_set) / batch)  # a validation batch ~ half a step
+        schedule.budget = TimeBudget(time_budget_s / 60.0, time.perf_counter() - started)
     if progress is not None:
-        progress.set_total(total)
+        schedule.progress = progress
+        progress.set_total(schedule.total)
 
     # The loop: steps until the plan (or the budget) says stop.
     model.train()
-    step, epoch, tick, last = 0, 0, time.perf_counter(), {}
-    while step < total:
+    epoch, tick, losses = 0, time.perf_counter(), {}
+    while schedule.epoch_due(epoch):
         train_ds.set_epoch(epoch)
-        for batch_ in loader:
-            last = train_step(model, batch_, optimizer, scheduler, autocast, device, cfg)
-            step += 1
+        for batch in loader:
+            losses = locator_step(model, batch, optimizer, scheduler, autocast, device, cfg)
             now = time.perf_counter()
-            if budget is not None:
-                budget.observe_step(now - tick)
-                planned = replan(shape, budget, step, reserve)
-                total = total if planned is None else planned
-            if progress is not None:
-                progress.set_total(total)
-                lr = optimizer.param_groups[0]["lr"]
-                progress.step(epoch + 1, last["loss"], lr, batch / max(now - tick, 1e-9))
+            schedule.advance(
+                now - tick,
+                epoch=epoch + 1,
+                loss=losses["loss"],
+                lr=optimizer.param_groups[0]["lr"],
+                samples_per_s=batch_size / max(now - tick, 1e-9),
+            )
             tick = now
-            if step >= total:
+            if schedule.finished:
                 break
         epoch += 1
 
-    metrics = evaluate_locator(model, val_set, device, lc.score_threshold, batch, autocast)
-    metrics.update({f"train_{k}": v for k, v in last.items()})
-    metrics.update(steps=float(step), seconds=time.perf_counter() - started)
+    threshold = cfg.locator.score_threshold
+    metrics = evaluate_locator(model, val_set, device, threshold, batch_size, autocast)
+    metrics.update({f"train_{k}": v for k, v in losses.items()})
+    metrics.update(steps=float(schedule.done), seconds=time.perf_counter() - started)
     return model.eval(), metrics
 
 
 def locator_setup(
     train_set: KeypointSet, cfg: Config, device: torch.device
 ) -> tuple[LocatorModel, WholeImageDataset, DataLoader]:
-    """The model (input with the images' typical aspect ratio, biases from the boxes), the
-    augmented whole-image dataset (flips at 0.5, no rotation) and its loader."""
+    """The locator and its training data.
+
+    Args:
+        train_set: the training images with their instances' boxes.
+        cfg: the run's config.
+        device: where to train.
+
+    Returns:
+        The model (input with the images' typical aspect ratio, biases from the boxes), the
+        augmented whole-image dataset (flips at 0.5, no rotation) and its loader.
+
+    Raises:
+        DataError: ``train_set`` holds no image.
+    """
     lc = cfg.locator
     if len(train_set) == 0:
         raise DataError("no training images for the locator", train_set.source)
@@ -145,44 +182,62 @@ def locator_setup(
 def locator_optimizer(
     model: LocatorModel, cfg: Config, steps_per_epoch: int, total: int
 ) -> tuple[torch.optim.Optimizer, LambdaLR]:
-    """Adam at ``locator.lr``, linear warm-up over ``WARMUP`` of the steps, cosine to zero
-    (:class:`LRShape`, re-plannable: ``scheduler.lr_lambdas[0]``)."""
+    """Adam at ``locator.lr``, linear warm-up over ``WARMUP`` of the steps, cosine to zero.
+
+    Args:
+        model: the locator.
+        cfg: the run's config.
+        steps_per_epoch: batches in one pass over the training images.
+        total: the planned length in steps.
+
+    Returns:
+        The optimiser and its per-step schedule (:class:`LRShape`, re-plannable:
+        ``scheduler.lr_lambdas[0]``).
+    """
     train_cfg = cfg.train.model_copy(
-        update={"optimizer": "adam", "lr": cfg.locator.lr, "weight_decay": 0.0,
-                "schedule": "cosine", "warmup_epochs": WARMUP * total / steps_per_epoch}
-    )  # fmt: skip
+        update={
+            "optimizer": "adam",
+            "lr": cfg.locator.lr,
+            "weight_decay": 0.0,
+            "schedule": "cosine",
+            "warmup_epochs": WARMUP * total / steps_per_epoch,
+        }
+    )
     optimizer = build_optimizer(model, train_cfg)
     return optimizer, LambdaLR(optimizer, LRShape(train_cfg, steps_per_epoch, total))
 
 
-def replan(shape: LRShape, budget: TimeBudget, step: int, reserve: float) -> int | None:
-    """The run's length re-planned from the time budget (None until steps were timed): the
-    cosine stretches with it and, while it lasts, the warm-up stays ``WARMUP`` of it."""
-    total = budget.total_steps(step, reserve)
-    if total is None:
-        return None
-    if step < shape.warmup:
-        shape.warmup_epochs = WARMUP * total / shape.steps_per_epoch
-    shape.set_total(total)
-    return max(total, step)
-
-
-def train_step(
+def locator_step(
     model: LocatorModel,
-    batch: dict[str, Any],
+    batch: Batch,
     optimizer: torch.optim.Optimizer,
     scheduler: LambdaLR,
     autocast: contextlib.AbstractContextManager,
     device: torch.device,
     cfg: Config,
 ) -> dict[str, float]:
-    """Forward, loss, backward, optimiser and schedule step for one batch; the loss parts."""
+    """Forward, loss, backward, optimiser and schedule step for one batch of the locator.
+
+    Args:
+        model: the locator.
+        batch: a batch of :class:`WholeImageDataset` items ("target": heatmap, size, mask).
+        optimizer: its optimiser.
+        scheduler: its per-step schedule.
+        autocast: the mixed-precision context.
+        device: where it trains.
+        cfg: the run's config (``train.channels_last``).
+
+    Returns:
+        The loss parts: "loss", "centre", "size".
+
+    Raises:
+        TrainingError: the loss is no longer finite.
+    """
     batch = to_device(batch, device, cfg.train.channels_last)
     with autocast:
         output = model(batch["image"])
     loss, parts = locator_loss(output.float(), *batch["target"])
-    if not math.isfinite(parts["loss"]):
-        raise TrainingError(f"the locator's loss became {parts['loss']}; try a lower locator.lr")
+    check_loss(parts["loss"], subject="the locator's loss", advice="try a lower locator.lr")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -202,6 +257,15 @@ def locator_loss(
     1, summed over the batch and divided by its number of instances as CenterNet does (an
     image without instances adds only negatives); size: L1 on the log sizes, the mean
     weighted by ``mask`` (CenterNet's at the centres; TTFNet's with a size region).
+
+    Args:
+        output: the locator's output (N, 3, h, w): centre logits, log sizes (w, h).
+        heatmap: the Gaussian centre targets (N, 1, h, w).
+        size: the log-size targets (N, 2, h, w).
+        mask: 1 at the centres, a weight in (0, 1) in a size region, else 0 (N, 1, h, w).
+
+    Returns:
+        The loss to backpropagate and its parts as floats.
     """
     positive = mask >= 1.0
     count = positive.sum().clamp(min=1)
@@ -220,6 +284,14 @@ def centre_focal_loss(
     Positives (``positive`` true): ``-(1 - p)^2 log p``. Elsewhere ``-(1 - y)^4 p^2
     log(1 - p)``, where y is the Gaussian target, so pixels near a centre are barely punished
     for firing. Written with ``logsigmoid`` (no clamping of p, stable for large logits).
+
+    Args:
+        logits: centre logits (N, 1, h, w).
+        heatmap: the Gaussian targets y (N, 1, h, w).
+        positive: where the centres are (N, 1, h, w), bool.
+
+    Returns:
+        The summed loss, a scalar tensor.
     """
     log_p, log_q = F.logsigmoid(logits), F.logsigmoid(-logits)  # log p, log (1 - p)
     p = log_p.exp()
@@ -240,10 +312,21 @@ def evaluate_locator(
     batch_size: int = 16,
     autocast: contextlib.AbstractContextManager | None = None,
 ) -> dict[str, float]:
-    """Locate the instances of every image of ``kset`` and compare with its boxes (image px):
-    ``val_recall``, ``val_precision`` at IoU 0.5 (NaN when it found no box at all),
-    ``val_mean_iou`` of the matched boxes, the counts (``val_predicted``: boxes found), and
-    ``val_ms_per_image`` (the model and decoding, batched)."""
+    """Locate the instances of every image of ``kset`` and compare with its boxes (image px).
+
+    Args:
+        model: the locator (its training mode is restored after).
+        kset: the labelled images.
+        device: where the model is.
+        threshold: the centre score a found box needs.
+        batch_size: images per batch.
+        autocast: a mixed-precision context, or None.
+
+    Returns:
+        ``val_recall``, ``val_precision`` at IoU 0.5 (NaN when it found no box at all),
+        ``val_mean_iou`` of the matched boxes, the counts (``val_predicted``: boxes found),
+        and ``val_ms_per_image`` (the model and decoding, batched).
+    """
     device = torch.device(device)
     dataset = WholeImageDataset(kset, model.codec)
     cfg = LoaderConfig(batch_size=batch_size, num_workers=0)
@@ -272,8 +355,15 @@ def evaluate_locator(
 def data_long_side(kset: KeypointSet) -> int:
     """The input's long side that shows the median instance box ``BOX_PX`` px long, between
     ``SIDE_RANGE`` and at most the images' own median long side (rounded up to 32), so that
-    centres stay a few heatmap pixels apart without spending pixels on large instances. 256
-    when no box or image size is known."""
+    centres stay a few heatmap pixels apart without spending pixels on large instances.
+
+    Args:
+        kset: the training labels (image sizes, instance boxes).
+
+    Returns:
+        The long side in input pixels, a multiple of 32 (256 when no box or image size is
+        known).
+    """
     ratios, sides = [], []
     for sample in kset.samples:
         if sample.width > 0 and sample.height > 0:
@@ -289,14 +379,29 @@ def data_long_side(kset: KeypointSet) -> int:
 
 
 def median_aspect(kset: KeypointSet) -> float:
-    """Median width / height of the images (1 when no size is known)."""
+    """Median width / height of the images.
+
+    Args:
+        kset: the labels.
+
+    Returns:
+        The ratio (1 when no size is known).
+    """
     ratios = [s.width / s.height for s in kset.samples if s.width > 0 and s.height > 0]
     return float(np.median(ratios)) if ratios else 1.0
 
 
 def mean_log_size(dataset: WholeImageDataset, stride: int) -> tuple[float, float] | None:
     """Mean ``log(side / stride)`` (w, h) of the training boxes as the letterbox shows them
-    (the size maps' starting bias); None when there are no boxes."""
+    (the size maps' starting bias).
+
+    Args:
+        dataset: the locator's training dataset.
+        stride: the size maps' stride.
+
+    Returns:
+        (w, h), or None when there are no boxes.
+    """
     logs = []
     for sample, boxes in zip(dataset.kset.samples, dataset.boxes, strict=True):
         if len(boxes) and sample.width > 0 and sample.height > 0:

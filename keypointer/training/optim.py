@@ -16,6 +16,16 @@ from keypointer.config import TrainConfig
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam, AdamW or SGD (Nesterov) at ``cfg.lr`` as ``cfg.optimizer`` says.
+
+    Args:
+        model: the model to optimise (its trainable parameters).
+        cfg: ``train``'s settings.
+
+    Returns:
+        The optimiser, with two parameter groups: weights with ``cfg.weight_decay``, and norm
+        weights and biases (1-D parameters) without.
+    """
     # Norm weights and biases get no weight decay (standard practice for AdamW/SGD).
     decay, no_decay = [], []
     for p in model.parameters():
@@ -75,7 +85,15 @@ class LRShape:
 def build_scheduler(
     optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int
 ) -> lr_scheduler.LambdaLR:
-    """Per-step schedule of :class:`LRShape` over ``epochs`` x ``steps_per_epoch`` steps;
-    ``scheduler.lr_lambdas[0]`` is the shape, for re-planning."""
+    """Per-step schedule of :class:`LRShape` over ``epochs`` x ``steps_per_epoch`` steps.
+
+    Args:
+        optimizer: the optimiser whose learning rate it sets.
+        cfg: ``train``'s settings.
+        steps_per_epoch: optimiser steps in one epoch.
+
+    Returns:
+        The scheduler; ``scheduler.lr_lambdas[0]`` is the shape, for re-planning.
+    """
     shape = LRShape(cfg, steps_per_epoch, cfg.epochs * steps_per_epoch)
     return lr_scheduler.LambdaLR(optimizer, shape)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 
 from rich.console import Console
 from rich.progress import (
@@ -26,7 +25,6 @@ class TrainProgress:
         self.enabled = enabled
         self.console = Console(stderr=True)
         self._bar: Progress | None = None
-        self._t0 = time.perf_counter()
         if not self.quiet:
             self._bar = Progress(
                 TextColumn("[bold]epoch {task.fields[epoch]}"),
@@ -52,6 +50,7 @@ class TrainProgress:
             self._bar.start()
 
     def step(self, epoch: int, loss: float, lr: float, speed: float) -> None:
+        """One step more on the bar, with the epoch (from 1), loss, lr and samples/s shown."""
         if self._bar is not None:
             self._bar.update(self._task, advance=1, epoch=epoch, loss=loss, lr=lr, speed=speed)
 
@@ -61,6 +60,7 @@ class TrainProgress:
             self._bar.update(self._task, total=total_steps)
 
     def log(self, message: str) -> None:
+        """A line above the bar (stderr), on the main process only."""
         if not self.enabled:
             return
         if self._bar is not None:
@@ -69,6 +69,7 @@ class TrainProgress:
             print(message, file=sys.stderr, flush=True)
 
     def close(self) -> None:
+        """Stop the bar (its last state stays on screen)."""
         if self._bar is not None:
             self._bar.stop()
             self._bar = None

@@ -5,39 +5,47 @@ records which fields were given (``model_fields_set``), and only the others are 
 Each choice comes with its reason, so ``keypointer train`` can print one table of them, and
 the run's ``config.yaml`` stores the resolved values.
 
+The fields it may fill are those ``keypointer.config`` marks :data:`~keypointer.config.RECIPE`
+(the README's config table says "chosen from the data"); a rule for any other field is a bug.
+
 The rules were chosen on real labelled data (../shared/data; benchmarks/RESULTS.md, "Recipe"):
 
-- **Input size.** Neighbouring keypoints must stay apart on the stride-4 heatmap, else their
-  peaks merge (the snout and both ears collapsing onto one spot). The long side is set so
-  that the typical nearest-neighbour distance between keypoints is :data:`MIN_SEPARATION`
-  heatmap pixels, within [:data:`MIN_SIDE`, the budget's maximum], never above the crop's own
-  resolution, with the crop's aspect ratio, in multiples of 32.
+- **Input size.** Neighbouring keypoints must stay apart on the heatmap (stride
+  :data:`~keypointer.config.HEATMAP_STRIDE`), else their peaks merge (the snout and both ears
+  collapsing onto one spot). The long side is set so that the typical nearest-neighbour
+  distance between keypoints is :data:`MIN_SEPARATION` heatmap pixels, within
+  [:data:`MIN_SIDE`, the budget's maximum], never above the crop's own resolution, with the
+  crop's aspect ratio, in multiples of 32.
 - **Length.** Counted in optimiser steps, with a floor: 50 images need as many steps as 500
   to leave the heatmap loss's early plateau; large sets get a few passes more, up to a cap.
 - **Batch, learning rate, warm-up.** Small sets take small batches (more steps per pass).
-- **Sigma** follows the heatmap stride (4): 2 heatmap pixels.
 - **Augmentation.** Flip only with flip pairs; rotation as wide as the poses' own spread of
   orientations (a camera looking down sees every heading; a side view sees few).
+- **Schedule.** Cosine decay after the warm-up, which ends exactly at a time budget.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from keypointer.config import Config
+from keypointer.config import HEATMAP_STRIDE, Config, recipe_fields
+from keypointer.data.boxes import crop_box
 from keypointer.data.types import KeypointSet
 
 MIN_SEPARATION = 3.0  # heatmap pixels between neighbouring keypoints (1.5 sigma of 2)
-HEATMAP_STRIDE = 4
 MIN_SIDE = 192
 MAX_SIDE = {"cpu": 384, "cuda": 512}  # the compute budget's bound on the long side
 MIN_STEPS, MAX_STEPS, PASSES = 1500, 30000, 150  # steps = clamp(passes * images / batch)
+WARMUP_SHARE, MAX_WARMUP_STEPS = 0.05, 300  # warm-up: this share of the steps, at most this
+VALIDATIONS = 15  # about this many validations in a run
+
+Rule = Iterator[tuple[str, object, str]]  # (dotted field, value, reason) per field a rule sets
 
 
 @dataclass(frozen=True)
@@ -45,17 +53,29 @@ class Choice:
     """One resolved setting: its dotted field, value, why, and whether the user set it."""
 
     field: str
-    value: Any
+    value: object
     reason: str
     user: bool = False
 
 
 def plan(cfg: Config, train_set: KeypointSet, device_type: str = "cpu") -> list[Choice]:
-    """Fill ``cfg``'s unset recipe fields from ``train_set`` in place; returns every choice."""
-    rules = (_input_size, _batch_and_lr, _length, _sigma, _flip, _rotation, _schedule)
+    """Fill ``cfg``'s unset recipe fields from ``train_set`` in place.
+
+    Args:
+        cfg: the config; fields the user set (``model_fields_set``) are kept.
+        train_set: the training split's labels.
+        device_type: "cpu" or "cuda": the compute budget's bound on the input size.
+
+    Returns:
+        Every choice, in rule order, the user's marked ``user=True``.
+    """
+    rules = (_input_size, _batch_and_lr, _length, _flip, _rotation, _schedule)
+    allowed = recipe_fields()
     choices: list[Choice] = []
     for rule in rules:
         for dotted, value, reason in rule(cfg, train_set, device_type):
+            if dotted not in allowed:
+                raise ValueError(f"recipe rule {rule.__name__} sets {dotted}, not marked RECIPE")
             section, name = dotted.split(".")
             part = getattr(cfg, section)
             if name in part.model_fields_set:
@@ -68,7 +88,11 @@ def plan(cfg: Config, train_set: KeypointSet, device_type: str = "cpu") -> list[
 
 
 def print_choices(choices: list[Choice]) -> None:
-    """The table ``keypointer train`` shows before training: each setting, value and why."""
+    """Print the table ``keypointer train`` shows before training: each setting, value, why.
+
+    Args:
+        choices: what :func:`plan` returned.
+    """
     table = Table(title="settings (recipe: from the data; yours win)", title_justify="left")
     for column in ("setting", "value", "why"):
         table.add_column(column)
@@ -82,7 +106,7 @@ def print_choices(choices: list[Choice]) -> None:
 # --------------------------------------------------------------------------- rules
 
 
-def _input_size(cfg: Config, ks: KeypointSet, device_type: str):
+def _input_size(cfg: Config, ks: KeypointSet, device_type: str) -> Rule:
     crop_w, crop_h = crop_size(ks, cfg.augment.box_margin)
     sep = separation(ks) / max(crop_w, crop_h)  # nearest neighbour, as a fraction of the crop
     cap = MAX_SIDE.get(device_type, MAX_SIDE["cpu"])
@@ -101,7 +125,7 @@ def _input_size(cfg: Config, ks: KeypointSet, device_type: str):
     yield "model.input_size", size, reason
 
 
-def _batch_and_lr(cfg: Config, ks: KeypointSet, device_type: str):
+def _batch_and_lr(cfg: Config, ks: KeypointSet, device_type: str) -> Rule:
     n = ks.num_instances
     batch = 8 if n < 200 else 16 if device_type == "cpu" else 32
     batch = max(1, min(batch, n // 2 or 1))
@@ -110,7 +134,7 @@ def _batch_and_lr(cfg: Config, ks: KeypointSet, device_type: str):
     yield "train.lr", lr, "Adam 2e-3 (better than 1e-3 on real sets); sqrt-scaled below batch 8"
 
 
-def _length(cfg: Config, ks: KeypointSet, device_type: str):
+def _length(cfg: Config, ks: KeypointSet, device_type: str) -> Rule:
     per_epoch = max(1, ks.num_instances // cfg.loader.batch_size)
     steps = int(np.clip(PASSES * ks.num_instances / cfg.loader.batch_size, MIN_STEPS, MAX_STEPS))
     epochs = max(1, math.ceil(steps / per_epoch))
@@ -122,16 +146,17 @@ def _length(cfg: Config, ks: KeypointSet, device_type: str):
         why = f"first plan only: --time {cfg.train.time:g} re-plans it from the step time"
     yield "train.epochs", epochs, why
     epochs = cfg.train.epochs  # now the final value: a user's epochs set warm-up and validation
-    warmup = min(300, 0.05 * epochs * per_epoch) / per_epoch
-    yield "train.warmup_epochs", round(warmup, 3), "5% of the steps, at most 300"
-    yield "train.val_every", max(1, epochs // 15), "about 15 validations in a run"
+    warmup = min(MAX_WARMUP_STEPS, WARMUP_SHARE * epochs * per_epoch) / per_epoch
+    yield (
+        "train.warmup_epochs",
+        round(warmup, 3),
+        f"{WARMUP_SHARE:.0%} of the steps, at most {MAX_WARMUP_STEPS}",
+    )
+    every = max(1, epochs // VALIDATIONS)
+    yield "train.val_every", every, f"about {VALIDATIONS} validations in a run"
 
 
-def _sigma(cfg: Config, ks: KeypointSet, device_type: str):
-    yield "codec.sigma", 2.0, "2 heatmap px at stride 4"
-
-
-def _flip(cfg: Config, ks: KeypointSet, device_type: str):
+def _flip(cfg: Config, ks: KeypointSet, device_type: str) -> Rule:
     pairs = ks.skeleton.flip_pairs
     yield (
         "augment.flip",
@@ -140,13 +165,13 @@ def _flip(cfg: Config, ks: KeypointSet, device_type: str):
     )
 
 
-def _rotation(cfg: Config, ks: KeypointSet, device_type: str):
+def _rotation(cfg: Config, ks: KeypointSet, device_type: str) -> Rule:
     spread = orientation_spread(ks)
     degrees = 180.0 if spread >= 60 else float(max(30, 5 * round(2 * spread / 5)))
     yield "augment.rotation", degrees, f"the poses' headings spread ~{spread:.0f} degrees"
 
 
-def _schedule(cfg: Config, ks: KeypointSet, device_type: str):
+def _schedule(cfg: Config, ks: KeypointSet, device_type: str) -> Rule:
     yield "train.schedule", "cosine", "cosine decay after warm-up (ends at the time budget)"
 
 
@@ -155,18 +180,16 @@ def _schedule(cfg: Config, ks: KeypointSet, device_type: str):
 
 def crop_size(ks: KeypointSet, margin: float) -> tuple[float, float]:
     """Median (w, h) of what the model sees: the whole image for single unboxed instances
-    (as the dataset crops them), else the box or keypoints' extent grown by ``margin``."""
+    (as the dataset crops them), else :func:`~keypointer.data.boxes.crop_box` grown by
+    ``margin``."""
     whole = ks.whole_image
     sizes = []
     for s in ks.samples:
         for inst in s.instances:
             if whole and s.width and s.height:
                 sizes.append((s.width, s.height))
-            elif inst.bbox is not None:
-                sizes.append((inst.bbox[2] * margin, inst.bbox[3] * margin))
-            elif inst.labelled.sum() >= 2:
-                _, _, w, h = inst.extent()
-                sizes.append((w * margin, h * margin))
+            elif (box := crop_box(inst, whole_image=False)) is not None:
+                sizes.append((box[2] * margin, box[3] * margin))
     if not sizes:
         return 256.0, 256.0
     w, h = np.median(np.asarray(sizes, np.float64), axis=0)

@@ -26,22 +26,29 @@ import math
 import statistics
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from keypointer._files import write_text_atomic
 from keypointer.checkpoint import damaged, load_checkpoint, save_checkpoint
 from keypointer.config import Config
 from keypointer.data.types import KeypointSet
 from keypointer.device import make_autocast, resolve_amp
+from keypointer.files import write_text_atomic
 from keypointer.training import distributed as dist
 from keypointer.training.budget import TimeBudget
-from keypointer.training.loaders import TrainData
-from keypointer.training.locator import locator_optimizer, locator_setup, train_locator, train_step
+from keypointer.training.loaders import Batch, TrainData
+from keypointer.training.locator import (
+    LocatorEntry,
+    locator_optimizer,
+    locator_setup,
+    locator_step,
+    train_locator,
+)
 from keypointer.training.progress import TrainProgress
+from keypointer.training.records import Row
+from keypointer.training.state import TrainState
 
 KEY = "locator"  # the checkpoint entry
 METRICS_FILE = "locator_metrics.json"
@@ -55,33 +62,54 @@ SAVE_SLACK_S = 1.0  # beyond the two re-saves: the metrics file, the locator's b
 
 
 def wants_locator(cfg: Config, data: TrainData) -> bool:
-    """``locator.enabled`` when set; None: whether any image of the training labels (either
-    split) holds more than one instance."""
+    """Whether a locator follows the pose model.
+
+    Args:
+        cfg: the run's config (``locator.enabled``).
+        data: the pose model's data.
+
+    Returns:
+        ``locator.enabled`` when set; when None, whether any image of the training labels
+        (either split) holds more than one instance.
+    """
     if cfg.locator.enabled is not None:
         return cfg.locator.enabled
     ksets = (data.train_set.kset, data.val_set.kset)
     return any(len(s.instances) > 1 for k in ksets for s in k.samples)
 
 
-def pose_done(state: Any) -> bool:
-    """The pose model's schedule is complete, not stopped early (as ``stop_after`` does)."""
+def pose_done(state: TrainState) -> bool:
+    """The pose model's schedule is complete, not stopped early (as ``stop_after`` does).
+
+    Args:
+        state: the loop's state after its fit.
+
+    Returns:
+        Whether the second stage may start.
+    """
     epochs = int(state.history[-1]["epoch"]) if state.history else 0
     time_set = state.cfg.train.time is not None
-    return state.done_steps >= state.total_steps or (
-        not time_set and epochs >= state.cfg.train.epochs
-    )
+    return state.schedule.finished or (not time_set and epochs >= state.cfg.train.epochs)
 
 
 # --------------------------------------------------------------------------- time budget
 
 
-def pose_budget(state: Any, elapsed_s: float, crowd: bool) -> TimeBudget:
-    """``train.time``'s budget for the pose model of ``state`` (the loop's TrainState),
-    ``elapsed_s`` of it spent before now: all of it, or when a new locator follows (``crowd``,
-    and none in a resumed last.pt) what :func:`locator_share` leaves it, after timing a few
-    locator steps (on the main process, whose plan all follow; that time counts too)."""
+def pose_budget(state: TrainState, elapsed_s: float, crowd: bool) -> TimeBudget:
+    """``train.time``'s budget for the pose model: all of it, or when a new locator follows
+    what :func:`locator_share` leaves it, after timing a few locator steps (on the main
+    process, whose plan all follow; that time counts too).
+
+    Args:
+        state: the loop's state.
+        elapsed_s: seconds of the budget spent before now.
+        crowd: a locator follows (a resumed last.pt that holds one trains none).
+
+    Returns:
+        The pose model's budget.
+    """
     cfg = state.cfg
-    if not (crowd and state.locator is None and state.info.is_main):
+    if not (crowd and state.locator_entry is None and state.info.is_main):
         return TimeBudget(cfg.train.time, elapsed_s)
     started = time.perf_counter()
     locator_s = cfg.locator.steps * probe_step_s(state.data.train_set.kset, cfg, state.device)
@@ -92,12 +120,21 @@ def pose_budget(state: Any, elapsed_s: float, crowd: bool) -> TimeBudget:
 
 
 def locator_share(locator_s: float, left_s: float) -> float:
-    """The locator's share of the ``left_s`` seconds both models have: what its default
-    schedule costs (``locator_s``: ``locator.steps`` at its measured step time), at most
-    :data:`MAX_SHARE`. Its recall climbs steeply to ~1000 steps and levels off near its
-    default 3000, while the pose model's accuracy moves little once it has most of a short
-    budget (measured: benchmarks/RESULTS.md, two-stage training); so the locator gets its default
-    when the budget allows it, and the pose model all the rest."""
+    """The locator's share of the seconds both models have left.
+
+    Its recall climbs steeply to ~1000 steps and levels off near its default 3000, while the
+    pose model's accuracy moves little once it has most of a short budget (measured:
+    benchmarks/RESULTS.md, two-stage training); so the locator gets its default when the
+    budget allows it, and the pose model all the rest.
+
+    Args:
+        locator_s: what the locator's default schedule costs (``locator.steps`` at its
+            measured step time).
+        left_s: the seconds both models have.
+
+    Returns:
+        A share in [0, :data:`MAX_SHARE`].
+    """
     if left_s <= 0:
         return MAX_SHARE
     return min(max(locator_s, 0.0) / left_s, MAX_SHARE)
@@ -106,7 +143,16 @@ def locator_share(locator_s: float, left_s: float) -> float:
 def probe_step_s(train_set: KeypointSet, cfg: Config, device: torch.device) -> float:
     """Seconds per locator training step on this machine and data: a throwaway locator
     trained for a few steps (the first :data:`PROBE_SKIP` pay for start-up and are not
-    timed). The caller's random state is left as it was (a resumed run stays exact)."""
+    timed). The caller's random state is left as it was (a resumed run stays exact).
+
+    Args:
+        train_set: the training labels.
+        cfg: the run's config.
+        device: where the locator will train.
+
+    Returns:
+        The median seconds of the timed steps.
+    """
     cuda = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda, device_type="cuda"):
         model, _, loader = locator_setup(train_set, cfg, device)
@@ -114,7 +160,7 @@ def probe_step_s(train_set: KeypointSet, cfg: Config, device: torch.device) -> f
         autocast = make_autocast(device, resolve_amp(cfg.train.amp, device))
         times, tick = [], time.perf_counter()
         for batch in _batches(loader, PROBE_SKIP + PROBE_TIMED):
-            train_step(model, batch, optimizer, scheduler, autocast, device, cfg)
+            locator_step(model, batch, optimizer, scheduler, autocast, device, cfg)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             now = time.perf_counter()
@@ -123,7 +169,7 @@ def probe_step_s(train_set: KeypointSet, cfg: Config, device: torch.device) -> f
     return statistics.median(times[PROBE_SKIP:])
 
 
-def _batches(loader: Any, n: int) -> Iterator[Any]:
+def _batches(loader: Iterable[Batch], n: int) -> Iterator[Batch]:
     """``n`` batches from ``loader``, passing over it again when it holds fewer."""
     while True:
         for batch in loader:
@@ -136,27 +182,59 @@ def _batches(loader: Any, n: int) -> Iterator[Any]:
 # --------------------------------------------------------------------------- the second stage
 
 
-def after_fit(state: Any) -> dict[str, float] | None:
-    """After the pose model's fit (``state``: the loop's TrainState), if its schedule is
-    complete: the main process trains the locator (or keeps the one of a resumed run's last.pt),
-    adds it to best.pt and last.pt, writes ``locator_metrics.json`` and logs its validation;
-    the others wait. Returns the metrics (None on the other processes, or when not done)."""
+def after_fit(state: TrainState) -> dict[str, float] | None:
+    """The second stage, once the pose model's schedule is complete: the main process trains
+    the locator (or keeps the one of a resumed run's last.pt), adds it to best.pt and
+    last.pt, writes ``locator_metrics.json`` and logs its validation; the others wait.
+
+    Args:
+        state: the loop's state after its fit.
+
+    Returns:
+        The locator's metrics (None on the other processes, or when the pose model is not
+        done).
+    """
     if not pose_done(state):
         return None
     metrics = None
     if state.info.is_main:
-        metrics = _add_locator(
-            state.cfg, state.device, state.data, state.run_dir, state.locator, state.budget,
-            min_pose_score(state.history),
-        )  # fmt: skip
+        metrics = add_locator(
+            state.cfg,
+            state.device,
+            state.data,
+            state.run_dir,
+            prior=state.locator_entry,
+            budget=state.schedule.budget,
+            floor=min_pose_score(state.history),
+        )
     dist.barrier(state.info)
     return metrics
 
 
-def _add_locator(
-    cfg: Config, device: torch.device, data: TrainData, run_dir: Path,
-    prior: dict[str, Any] | None, budget: TimeBudget | None, floor: float = 0.0,
-) -> dict[str, float]:  # fmt: skip
+def add_locator(
+    cfg: Config,
+    device: torch.device,
+    data: TrainData,
+    run_dir: Path,
+    *,
+    prior: LocatorEntry | None,
+    budget: TimeBudget | None,
+    floor: float = 0.0,
+) -> dict[str, float]:
+    """Train the locator unless one is kept, add it to the run's checkpoints and log it.
+
+    Args:
+        cfg: the run's config.
+        device: where to train.
+        data: the pose model's data (its train/val split).
+        run_dir: the run folder.
+        prior: the locator of a resumed last.pt, or None.
+        budget: the pose model's time budget (the locator gets what it left), or None.
+        floor: the located instances' minimum mean keypoint score (:func:`min_pose_score`).
+
+    Returns:
+        The locator's metrics.
+    """
     started = time.perf_counter()
     # best.pt first: last.pt is the commit point a resume starts from (as records.py saves).
     paths = [run_dir / "best.pt", run_dir / "last.pt"]
@@ -180,12 +258,18 @@ def _add_locator(
     return metrics
 
 
-def min_pose_score(history: list[dict[str, Any]]) -> float:
-    """:data:`MIN_POSE_SHARE` of the median mean keypoint score of the labelled validation
-    instances (``val_score``) at the pose model's best epoch (best.pt's); 0 when unknown.
-    A located instance scoring under it is dropped
-    (:func:`~keypointer.inference.locate.keep_located`): scores differ from data to data, so
-    the floor is set by what real animals score here."""
+def min_pose_score(history: list[Row]) -> float:
+    """The score a located instance needs, set by what real animals score here (scores
+    differ from data to data); one scoring under it is dropped
+    (:func:`~keypointer.inference.locate.keep_located`).
+
+    Args:
+        history: the pose model's rows.
+
+    Returns:
+        :data:`MIN_POSE_SHARE` of the median mean keypoint score of the labelled validation
+        instances (``val_score``) at the pose model's best epoch (best.pt's); 0 when unknown.
+    """
     rows = [r for r in history if math.isfinite(r.get("val_score", math.nan))]
     if not rows:
         return 0.0
@@ -195,8 +279,18 @@ def min_pose_score(history: list[dict[str, Any]]) -> float:
 
 def fit_locator(
     cfg: Config, device: torch.device, data: TrainData, time_s: float | None = None
-) -> dict[str, Any]:
-    """Train the locator on the pose model's train/val split -> the checkpoint entry."""
+) -> LocatorEntry:
+    """Train the locator on the pose model's train/val split.
+
+    Args:
+        cfg: the run's config.
+        device: where to train.
+        data: the pose model's data.
+        time_s: the locator's wall seconds, or None: ``locator.steps``.
+
+    Returns:
+        The checkpoint entry.
+    """
     train_set, val_set = data.train_set.kset, data.val_set.kset
     plan = f"{cfg.locator.steps} steps" if time_s is None else f"{time_s / 60:.1f} min"
     progress = TrainProgress(cfg.locator.steps, quiet=cfg.run.quiet)
@@ -220,7 +314,14 @@ def fit_locator(
 
 
 def summary_line(metrics: dict[str, float]) -> str:
-    """One line for the log: the locator's validation, its length and time."""
+    """One line for the log: the locator's validation, its length and time.
+
+    Args:
+        metrics: the locator's metrics (:func:`fit_locator`'s entry).
+
+    Returns:
+        The line.
+    """
     m = metrics
     precision, iou = m["val_precision"], m["val_mean_iou"]
     if m.get("val_predicted", 1) == 0 or not math.isfinite(precision):

@@ -28,16 +28,24 @@ def _export_and_run(ort, module, example, check):
         warnings.simplefilter("ignore")
         try:
             torch.onnx.export(
-                module, example, buf, dynamo=False, opset_version=17, input_names=names,
+                module,
+                example,
+                buf,
+                dynamo=False,
+                opset_version=17,
+                input_names=names,
                 dynamic_axes={n: {0: "batch"} for n in names},
-            )  # fmt: skip
+            )
             data = buf.getvalue()
         except Exception:  # legacy exporter gone: the dynamo one (slower)
             batch = torch.export.Dim("batch")
             prog = torch.onnx.export(
-                module, example, dynamo=True, opset_version=18,
+                module,
+                example,
+                dynamo=True,
+                opset_version=18,
                 dynamic_shapes=tuple({0: batch} for _ in example),
-            )  # fmt: skip
+            )
             data = prog.model_proto.SerializeToString()
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     inputs = tuple(torch.cat([t, t.flip(0)]) for t in check)  # another batch size

@@ -1,5 +1,5 @@
 """The seed notes' heatmap code (../shared/seed/000_0aceef8533084b33.txt), verbatim but for
-formatting: the baseline that tests compare :mod:`keypointer.codecs.seed` against and that
+formatting: the baseline that tests compare :class:`keypointer.codecs.HeatmapCodec` against and that
 ``benchmarks/codecs.py`` times. keypointer never uses it: integer centres only, overlapping
 keypoints overwrite each other, and it is a Python double loop per kernel."""
 

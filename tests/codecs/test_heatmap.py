@@ -1,4 +1,4 @@
-"""HeatmapCodec: exact Gaussian targets, border-exact DARK decoding, ONNX export, make_codec."""
+"""HeatmapCodec: exact Gaussian targets, border-exact DARK decoding, flip TTA, ONNX export."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keypointer.codecs import HeatmapCodec, RegressionCodec, SimCCCodec, make_codec
-from keypointer.config import Config
+from keypointer.codecs import HeatmapCodec
 from keypointer.errors import ConfigError
 
 
@@ -173,25 +172,6 @@ def test_decode_exports_to_onnx(refine, onnx_check):
     onnx_check(_DecodeHeatmap(codec), (heatmaps[:2],), (heatmaps,))
 
 
-@pytest.mark.parametrize(
-    "head,cls", [("heatmap", HeatmapCodec), ("regression", RegressionCodec),
-                 ("integral", RegressionCodec), ("simcc", SimCCCodec)],
-)  # fmt: skip
-def test_make_codec(head, cls):
-    cfg = Config.model_validate(
-        {
-            "model": {"head": head, "input_size": (96, 128)},
-            "codec": {"sigma": 3.0, "refine": "none"},
-        }
-    )
-    codec = make_codec(cfg)
-    assert type(codec) is cls and codec.input_size == (96, 128)
-    if head == "heatmap":
-        assert codec.heatmap_size == (24, 32) and codec.sigma == 3.0 and codec.refine == "none"
-    if head == "simcc":
-        assert codec.bins == (192, 256) and codec.sigma == (4.9, 5.66)
-
-
 @settings(deadline=None, max_examples=20)
 @given(
     w=st.integers(8, 40),
@@ -212,3 +192,24 @@ def test_property_round_trip(w, h, stride, sigma, unbiased, fx, fy):
     out, score = codec.decode(heatmaps)
     assert (out[0, 0] * torch.tensor(codec.scale) - uv[0]).norm() < 0.01
     assert score.item() == heatmaps.max()
+
+
+def test_flip_tta_averages_udp_maps_and_leaves_plain_stride_maps_to_coordinates():
+    flip_index = [1, 0, 2]
+    kp = torch.tensor([[[10.0, 20.0], [40.0, 21.0], [31.5, 5.0]]])
+    udp = _codec(unbiased=True, inp=(64, 48), hm=(16, 12))
+    maps = udp.encode(kp)[0]
+    flipped = kp[:, flip_index]
+    mirrored = udp.encode(torch.stack([63.0 - flipped[..., 0], flipped[..., 1]], -1))[0]
+    averaged = udp.average_flipped(torch.cat([maps, mirrored]), flip_index)
+    torch.testing.assert_close(averaged, maps)  # UDP: the mirror image's maps mirror exactly
+    plain = _codec(unbiased=False, inp=(64, 48), hm=(16, 12))
+    assert plain.average_flipped(torch.cat([maps, mirrored]), flip_index) is None
+
+
+def test_near_ties_flag_two_equal_peaks_only():
+    codec = _codec(inp=(64, 48), hm=(16, 12))
+    maps = torch.zeros(1, 2, 12, 16)
+    maps[0, 0, 3, 4] = maps[0, 0, 8, 9] = 1.0  # two equal peaks: either could be the argmax
+    maps[0, 1, 3, 4], maps[0, 1, 8, 9] = 1.0, 0.9
+    assert codec.near_ties(maps, 1e-6).tolist() == [[True, False]]

@@ -1,29 +1,22 @@
-import subprocess
-import sys
+from helpers import cli_subprocess
 
 from keypointer import __version__
 
 
-def run(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "keypointer", *args], capture_output=True, text=True, timeout=120
-    )
-
-
 def test_version():
-    r = run("--version")
-    assert r.returncode == 0
-    assert r.stdout.strip() == f"keypointer {__version__}"
+    r = cli_subprocess("--version")
+    assert r.code == 0
+    assert r.out.strip() == f"keypointer {__version__}"
 
 
 def test_help_lists_commands():
-    r = run("--help")
-    assert r.returncode == 0
+    r = cli_subprocess("--help")
+    assert r.code == 0
     for cmd in ("train", "check", "convert", "synth", "demo", "eval", "predict", "export"):
-        assert cmd in r.stdout
+        assert cmd in r.out
 
 
 def test_unknown_option_exits_2_without_traceback():
-    r = run("train", "--bogus")
-    assert r.returncode == 2
-    assert "Traceback" not in r.stderr
+    r = cli_subprocess("train", "--bogus")
+    assert r.code == 2
+    assert "Traceback" not in r.err

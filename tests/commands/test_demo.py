@@ -18,7 +18,7 @@ def test_demo_config_points_at_the_synthetic_data(tmp_path):
 
 
 @pytest.mark.slow
-def test_run_demo_with_tiny_counts(tmp_path, monkeypatch, capsys):
+def test_demo_with_tiny_counts(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(demo, "DEMO_TRAIN_IMAGES", 12)
     monkeypatch.setattr(demo, "DEMO_TEST_IMAGES", 4)
     real = demo.demo_config
@@ -32,7 +32,7 @@ def test_run_demo_with_tiny_counts(tmp_path, monkeypatch, capsys):
         return cfg
 
     monkeypatch.setattr(demo, "demo_config", tiny)
-    result = demo.run_demo(tmp_path, quiet=True)
+    result = demo.demo_command(tmp_path, quiet=True)
     assert 0.0 <= result["pck"] <= 1.0 and result["instances"] == 4
     assert (tmp_path / "predictions" / "gallery.png").is_file()
     run_dir = next((tmp_path / "runs" / "demo").iterdir())

@@ -1,25 +1,24 @@
-"""``keypointer eval`` and the shared ``predict_loader``."""
+"""``keypointer eval`` and the shared ``predict_instances``."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import cli_subprocess
 
-from keypointer.commands.eval import default_eval_dir, evaluate_command, worst_instances
+from keypointer.commands.eval import default_eval_dir, eval_command, worst_instances
 from keypointer.data.types import Instance, Sample
 from keypointer.errors import DataError
-from keypointer.inference.loader import Predictions, instance_boxes
+from keypointer.inference.labelled import Predictions, item_scale_boxes
 
 
 @pytest.fixture(scope="module")
 def evaluated(checkpoint, synth, tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("eval")
-    metrics = evaluate_command(checkpoint, synth, out, batch_size=3, pcutoff=0.01, quiet=True)
+    metrics = eval_command(checkpoint, synth, out, batch_size=3, pcutoff=0.01, quiet=True)
     return out, metrics
 
 
@@ -50,7 +49,7 @@ def test_eval_values_are_sane(evaluated, synth):
 
 def test_eval_with_flip_runs_and_differs(checkpoint, synth, evaluated, tmp_path):
     _, plain = evaluated
-    flipped = evaluate_command(checkpoint, synth, tmp_path, flip=True, quiet=True)
+    flipped = eval_command(checkpoint, synth, tmp_path, flip=True, quiet=True)
     assert flipped["flip"] is True and 0.0 <= flipped["pck"] <= 1.0
     assert flipped["mean_px"] != plain["mean_px"]
 
@@ -67,7 +66,7 @@ def test_eval_refuses_other_keypoints(checkpoint, tmp_path):
     other.write_text(json.dumps(coco))
     (tmp_path / "a.png").write_bytes(b"")
     with pytest.raises(DataError, match="differ from the model"):
-        evaluate_command(checkpoint, other, tmp_path / "out", quiet=True)
+        eval_command(checkpoint, other, tmp_path / "out", quiet=True)
 
 
 def test_default_eval_dir_names_the_data():
@@ -76,7 +75,7 @@ def test_default_eval_dir_names_the_data():
     assert generic == Path("runs/a/eval-test")
 
 
-def test_instance_boxes_fall_back_to_the_keypoints_extent():
+def test_item_scale_boxes_fall_back_to_the_keypoints_span():
     kp = np.array([[10, 20, 2], [30, 25, 1], [99, 99, 0]], float)
     with_box = Sample(Path("a.png"), 64, 64, [Instance(kp, (1, 2, 3, 4))])
     without = Sample(Path("b.png"), 64, 64, [Instance(kp, None)])
@@ -87,10 +86,9 @@ def test_instance_boxes_fall_back_to_the_keypoints_extent():
         def entry(self, i):
             return self.samples[i], self.samples[i].instances[0]
 
-    boxes = instance_boxes(Data(), np.array([0, 1]))
+    boxes = item_scale_boxes(Data(), np.array([0, 1]))
     np.testing.assert_allclose(boxes[0], [1, 2, 3, 4])
-    np.testing.assert_allclose(boxes[1, 2:], [20, 5], atol=1.0)  # spans the labelled points
-    assert boxes[1, 0] <= 10 and boxes[1, 1] <= 20
+    np.testing.assert_allclose(boxes[1], [10, 20, 20, 5])  # from centre to centre
 
 
 def test_worst_instances_rank_by_normalised_error():
@@ -105,9 +103,6 @@ def test_worst_instances_rank_by_normalised_error():
 
 
 def test_cli_eval_missing_checkpoint_exits_2(tmp_path, synth):
-    proc = subprocess.run(
-        [sys.executable, "-m", "keypointer", "eval", str(tmp_path / "none.pt"), "--data", str(synth)],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert proc.returncode == 2
-    assert "none.pt" in proc.stderr and "Traceback" not in proc.stderr
+    proc = cli_subprocess("eval", tmp_path / "none.pt", "--data", synth, timeout=120)
+    assert proc.code == 2
+    assert "none.pt" in proc.err and "Traceback" not in proc.err

@@ -25,7 +25,7 @@ def _no_work(monkeypatch) -> None:
     def refuse(*args, **kwargs):
         raise AssertionError("the evaluation ran before the outputs were checked")
 
-    monkeypatch.setattr(evaluate, "predict_dataset", refuse)
+    monkeypatch.setattr(evaluate, "predict_instances", refuse)
 
 
 def test_eval_into_a_folder_with_an_earlier_evaluation_needs_overwrite(
@@ -135,10 +135,10 @@ def test_demo_never_empties_a_folder_it_did_not_fill(tmp_path, capsys):
 
 
 def test_demo_folder_of_an_earlier_demo_is_accepted(tmp_path):
-    from keypointer.commands.demo import _check_demo_folder
+    from keypointer.commands.demo import check_demo_folder
     from keypointer.data.synthetic import generate
 
     generate(tmp_path / "data" / "train", num_images=1, size=32)
     (tmp_path / "predictions").mkdir()
     (tmp_path / "predictions" / "gallery.png").write_bytes(b"")
-    _check_demo_folder(tmp_path)  # no error: all of it is the demo's own
+    check_demo_folder(tmp_path)  # no error: all of it is the demo's own

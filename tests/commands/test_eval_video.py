@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import cli, cli_captured
 
-from keypointer.commands.eval_video import evaluate_video, is_video_truth, score_video
+from keypointer.commands.eval_video import eval_video_command, is_video_truth, score_video
 from keypointer.data.synthetic_video import generate_video, load_truth
 from keypointer.inference.runners import FramePrediction
 from keypointer.inference.sources import Frame, Source
@@ -66,7 +67,7 @@ def test_perfect_shuffled_predictions_score_perfectly(pair):
     assert metrics["tracked"] and metrics["predicted_tracks"] == 2
     base = metrics["tracking"]["nearest_centroid"]
     assert 0 < base["mota"] <= 1 and base["num_misses"] == 0
-    assert curves["tracker"].shape == (60, 2) and (curves["tracker"] >= 0).all()
+    assert curves.tracker.shape == (60, 2) and (curves.tracker >= 0).all()
     assert json.loads(json.dumps(metrics)) == metrics
 
 
@@ -93,7 +94,7 @@ def test_noisy_dropped_and_undecoded_frames(pair):
 
 def test_end_to_end_on_a_single_figure_clip(checkpoint, single, tmp_path):
     out = tmp_path / "ev"
-    metrics = evaluate_video(checkpoint, single, out, smooth="kalman", device="cpu", quiet=True)
+    metrics = eval_video_command(checkpoint, single, out, smooth="kalman", device="cpu", quiet=True)
     assert json.loads((out / "eval.json").read_text()) == metrics
     assert (out / "error_over_time.png").stat().st_size > 0
     assert not list(out.glob(".*.tmp"))
@@ -108,25 +109,18 @@ def test_end_to_end_on_a_single_figure_clip(checkpoint, single, tmp_path):
 
 
 def test_cli_evaluates_a_truth_file_and_exits_0(checkpoint, single, tmp_path, capsys):
-    from keypointer.cli import main
-
     out = tmp_path / "cli"
-    with pytest.raises(SystemExit) as done:
-        main(["eval", str(checkpoint), "--data", str(single / "truth.json"), "--out", str(out),
-              "--device", "cpu", "--smooth", "savgol", "--batch-size", "5"])  # fmt: skip
-    assert done.value.code == 0
+    options = ["--device", "cpu", "--smooth", "savgol", "--batch-size", "5"]
+    assert cli("eval", checkpoint, "--data", single / "truth.json", "--out", out, *options) == 0
     shown = capsys.readouterr().out
     assert "ID switches" in shown and "jitter px/frame" in shown
     assert json.loads((out / "eval.json").read_text())["smooth"] == "savgol"
 
 
 def _fails(argv: list[str], capsys) -> str:
-    from keypointer.cli import main
-
-    with pytest.raises(SystemExit) as done:
-        main(argv)
-    assert done.value.code == 2
-    err = capsys.readouterr().err.strip()
+    result = cli_captured(capsys, *argv)
+    assert result.code == 2
+    err = result.err.strip()
     assert err.startswith("error:") and len(err.splitlines()) == 1, err
     return err
 
@@ -179,16 +173,17 @@ def test_is_video_truth(single, synth, tmp_path):
 
 
 def test_switch_frames_are_drawn_and_plotted(pair, tmp_path):
-    from keypointer.commands.eval_video import plot_video_eval, switch_gallery
+    from keypointer.commands.eval_video import switch_gallery
+    from keypointer.viz import plot_video_eval
 
     truth = load_truth(pair)
     metrics, curves = score_video(truth, table_from_truth(truth), PostProcess(smooth="median"))
-    metrics["video"] = str(pair / "video.mp4")
-    metrics["tracking"]["tracker"]["switch_frames"] = [20, 20, 45]
-    assert plot_video_eval(curves, truth, metrics, tmp_path / "plot.png").stat().st_size > 0
-    path = switch_gallery(
-        pair / "video.mp4", truth, curves["points"], [20, 20, 45], tmp_path / "s.png"
-    )
+    tracking = metrics["tracking"]
+    tracking["tracker"]["switch_frames"] = [20, 20, 45]
+    plot = plot_video_eval(curves, truth, tracking, "clip", tmp_path / "plot.png")
+    assert plot.stat().st_size > 0
+    switches = [20, 20, 45]
+    path = switch_gallery(pair / "video.mp4", truth, curves.points, switches, tmp_path / "s.png")
     from keypointer.data.images import read_image
 
     assert read_image(path).shape == (384, 2 * 384, 3)  # frames 20 and 45, enlarged 3x

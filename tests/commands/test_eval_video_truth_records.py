@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from helpers import cli
 
-from keypointer.commands.eval_video import evaluate_video
+from keypointer.commands.eval_video import eval_video_command
 from keypointer.data.synthetic_video import generate_video
 
 RUN_FIELDS = ("checkpoint", "truth", "video", "seconds", "frames_per_second")
@@ -57,8 +57,8 @@ def test_records_in_any_order_score_as_the_ordered_file(checkpoint, clip, tmp_pa
 
     unordered = _variant(clip, tmp_path / "unordered", shuffle)
     args = {"smooth": "savgol", "max_instances": 2, "device": "cpu", "quiet": True}
-    ordered = evaluate_video(checkpoint, clip, tmp_path / "a", **args)
-    shuffled = evaluate_video(checkpoint, unordered, tmp_path / "b", **args)
+    ordered = eval_video_command(checkpoint, clip, tmp_path / "a", **args)
+    shuffled = eval_video_command(checkpoint, unordered, tmp_path / "b", **args)
     assert shuffled["num_frames"] == ordered["num_frames"] == 12
     assert shuffled["pose"]["raw"]["truth_instances"] == 24
     a, b = _flat(ordered), _flat(shuffled)

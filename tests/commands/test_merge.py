@@ -13,7 +13,7 @@ from helpers import cli
 from keypointer.commands.merge import merge_command
 from keypointer.data.formats import load_dataset, write_coco, write_csv, write_dlc
 from keypointer.data.types import KeypointSet
-from keypointer.errors import DataError
+from keypointer.errors import ConfigError, DataError
 from keypointer.skeleton import Skeleton
 
 
@@ -140,7 +140,7 @@ def test_existing_output_needs_overwrite_and_inputs_are_never_replaced(base, syn
     (full / "x").write_text("x")
     with pytest.raises(DataError, match="not empty"):
         merge_command(a, b, full, format="dlc", quiet=True)
-    with pytest.raises(DataError, match="unknown format"):
+    with pytest.raises(ConfigError, match="unknown format"):
         merge_command(a, b, tmp_path / "z", format="bogus", quiet=True)
     assert cli("merge", a, tmp_path / "missing.json", "--out", tmp_path / "n.json") == 2
 

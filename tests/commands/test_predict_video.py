@@ -2,37 +2,21 @@
 
 import csv
 
-import cv2
-import numpy as np
 import pytest
-
-from keypointer.cli import main
+from helpers import cli, noise_images, write_video
 
 FRAMES = 24
 
 
 def _video(path):
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (96, 80))
-    rng = np.random.default_rng(0)
-    for _ in range(FRAMES):
-        writer.write(rng.integers(0, 255, (80, 96, 3), np.uint8))
-    writer.release()
-    return path
-
-
-def _run(*argv):
-    try:
-        main([str(a) for a in argv])
-    except SystemExit as err:
-        return err.code
-    return 0
+    return write_video(path, noise_images(FRAMES, (96, 80)), fps=25.0)
 
 
 def test_smoothed_video_keeps_raw_values_and_flags(checkpoint, tmp_path):
     video = _video(tmp_path / "clip.mp4")
     out = tmp_path / "out"
     args = ["predict", checkpoint, video, "--out", out, "--smooth", "kalman", "--no-draw"]
-    assert _run(*args, "--quiet", "--device", "cpu") == 0
+    assert cli(*args, "--quiet", "--device", "cpu") == 0
     with open(out / "clip.frames.csv", newline="") as f:
         rows = list(csv.reader(f))
     head = rows[0]
@@ -51,7 +35,7 @@ def test_h5_next_to_the_csv(checkpoint, tmp_path):
     pytest.importorskip("tables")
     video = _video(tmp_path / "clip.mp4")
     out = tmp_path / "out"
-    assert _run("predict", checkpoint, video, "--out", out, "--h5", "--no-draw", "--quiet") == 0
+    assert cli("predict", checkpoint, video, "--out", out, "--h5", "--no-draw", "--quiet") == 0
     df = pd.read_hdf(out / "clip.h5", "df_with_missing")
     assert df.shape == (FRAMES, 3 * 11)
 
@@ -62,6 +46,6 @@ def test_h5_next_to_the_csv(checkpoint, tmp_path):
 def test_bad_post_processing_options_exit_2_before_any_output(checkpoint, tmp_path, capsys, flag):
     video = _video(tmp_path / "clip.mp4")
     out = tmp_path / "out"
-    assert _run("predict", checkpoint, video, "--out", out, *flag) == 2
+    assert cli("predict", checkpoint, video, "--out", out, *flag) == 2
     assert "Traceback" not in capsys.readouterr().err
     assert not out.exists()

@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from helpers import cli
+from helpers import cli, decoded_frames, write_video
 
 from keypointer import load
 from keypointer.commands.suggest import suggest_command, trained_format
@@ -22,24 +22,9 @@ NUM_FRAMES = 30
 @pytest.fixture(scope="module")
 def video(synth, tmp_path_factory) -> Path:
     """30 frames of 64x64 at 10 fps: the eight synthetic images, over and over."""
-    path = tmp_path_factory.mktemp("video") / "clip.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 64))
-    assert writer.isOpened()
     images = sorted((synth.parent / "images").glob("*.png"))
-    for i in range(NUM_FRAMES):
-        writer.write(cv2.imread(str(images[i % len(images)])))
-    writer.release()
-    return path
-
-
-def _frames(video: Path) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(video))
-    frames = []
-    while True:
-        ok, bgr = cap.read()
-        if not ok:
-            return frames
-        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    frames = [cv2.imread(str(images[i % len(images)])) for i in range(NUM_FRAMES)]
+    return write_video(tmp_path_factory.mktemp("video") / "clip.avi", frames, fourcc="MJPG")
 
 
 @pytest.mark.parametrize("fmt", ["dlc", "coco", "yolo", "csv"])
@@ -57,7 +42,7 @@ def test_each_format_holds_the_frames_and_predictions_and_checks(
     assert len(kset.samples) == 3
     numbers = sorted(n for _, n in result["frames"])
     assert all(b - a >= 5 for a, b in zip(numbers, numbers[1:], strict=False))
-    frames = _frames(video)
+    frames = decoded_frames(video)
     # Each label is the model's prediction for its frame, and each image is that frame.
     predictor = load(checkpoint)  # the plain Python API as reference
     for sample in kset.samples:
@@ -90,7 +75,7 @@ def test_low_scores_are_left_unlabelled_and_the_table_says_why(checkpoint, video
     )  # fmt: skip
     # A threshold between the model's scores: some points labelled, some not.
     predictor = load(checkpoint)
-    frame = _frames(video)[probe["frames"][0][1]]
+    frame = decoded_frames(video)[probe["frames"][0][1]]
     _, frame_scores = predictor.predict(frame)
     ranked = np.sort(frame_scores)  # between two scores, not on one (batches differ ~1e-6)
     threshold = float(ranked[len(ranked) // 2 - 1 : len(ranked) // 2 + 1].mean())
@@ -106,7 +91,7 @@ def test_low_scores_are_left_unlabelled_and_the_table_says_why(checkpoint, video
     kset = load_dataset(out / "labels.csv")
     for sample in kset.samples:
         number = int(sample.image.stem.rsplit("img", 1)[1])
-        image = _frames(video)[number]
+        image = decoded_frames(video)[number]
         kp, s = predictor.predict(image)
         labelled = sample.instances[0].keypoints[:, 2] > 0
         h, w = image.shape[:2]
@@ -168,7 +153,7 @@ def test_a_failed_run_leaves_nothing(checkpoint, video, tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(cmd, "write_dlc", broken)
+    monkeypatch.setattr(cmd, "write_labels", broken)
     out = tmp_path / "new" / "out"
     with pytest.raises(OSError):
         suggest_command(checkpoint, [video], out, num=2, format="dlc", flip=False, quiet=True)

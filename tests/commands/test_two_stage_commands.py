@@ -7,37 +7,28 @@ import json
 
 import numpy as np
 import pytest
-
-from keypointer.cli import main
-
-
-def _run(*argv) -> int:
-    try:
-        main([str(a) for a in argv])
-    except SystemExit as err:
-        return int(err.code or 0)
-    return 0
+from helpers import cli
 
 
 def test_predict_eval_and_onnx_run_both_stages(two_stage, tmp_path):
     best, data = two_stage
     image = sorted((data.parent / "images").iterdir())[0]
-    assert _run("predict", best, image, "--out", tmp_path / "pt", "--no-draw", "--quiet") == 0
+    assert cli("predict", best, image, "--out", tmp_path / "pt", "--no-draw", "--quiet") == 0
     results = json.loads((tmp_path / "pt" / "predictions.json").read_text())
     assert 1 <= len(results) <= 4  # located instances (threshold 0: up to max_instances)
     metrics_out = tmp_path / "eval"
-    assert _run("eval", best, "--data", data, "--out", metrics_out) == 0
+    assert cli("eval", best, "--data", data, "--out", metrics_out) == 0
     located = json.loads((metrics_out / "eval.json").read_text())["located"]
     assert located["oks"]["gt_instances"] >= 12 and 0 <= located["boxes"]["recall"] <= 1
     assert located["oks"]["matched"] + located["oks"]["missed"] == located["oks"]["gt_instances"]
     pytest.importorskip("onnxruntime")
     onnx = tmp_path / "m.onnx"
-    assert _run("export", best, "--out", onnx) == 0
+    assert cli("export", best, "--out", onnx) == 0
     assert (tmp_path / "m.locator.onnx").is_file()
     from keypointer.export.onnx_model import OnnxModel
 
     assert OnnxModel(onnx).locator_file == "m.locator.onnx"  # the pose file names its partner
-    assert _run("predict", onnx, image, "--out", tmp_path / "ox", "--no-draw", "--quiet") == 0
+    assert cli("predict", onnx, image, "--out", tmp_path / "ox", "--no-draw", "--quiet") == 0
     got = json.loads((tmp_path / "ox" / "predictions.json").read_text())
     assert len(got) == len(results)
     want = np.array(sorted(r["keypoints"] for r in results)).reshape(len(results), -1, 3)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import cv2
 import pytest
-from helpers import cli
+from helpers import cli, write_video
 
 from keypointer.commands.merge import merge_command
 from keypointer.commands.suggest import shortfall_message, suggest_command
@@ -21,13 +21,9 @@ from keypointer.errors import DataError
 @pytest.fixture(scope="module")
 def video(synth, tmp_path_factory) -> Path:
     """12 frames of 64x64 at 10 fps: the synthetic images, over and over."""
-    path = tmp_path_factory.mktemp("video") / "video.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 64))
     images = sorted((synth.parent / "images").glob("*.png"))
-    for i in range(12):
-        writer.write(cv2.imread(str(images[i % len(images)])))
-    writer.release()
-    return path
+    frames = [cv2.imread(str(images[i % len(images)])) for i in range(12)]
+    return write_video(tmp_path_factory.mktemp("video") / "video.avi", frames, fourcc="MJPG")
 
 
 @pytest.mark.parametrize("fmt", ["dlc", "coco", "yolo", "csv"])

@@ -2,15 +2,13 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from helpers import cli_captured, cli_subprocess
 from rich.console import Console
 
-from keypointer.cli import main
-from keypointer.commands.check import run_check
+from keypointer.commands.check import check_command
 from keypointer.data.check import (
     BAD_BOX,
     NO_INSTANCES,
@@ -159,14 +157,14 @@ def test_sizes_come_from_the_files(toy_kset):
     ]
 
 
-def test_run_check_prints_summary(tmp_path, toy_kset):
+def test_check_command_prints_summary(tmp_path, toy_kset):
     toy_kset.samples[0].instances[0].keypoints[0, :2] = (70, 5)  # just outside: a warning
     path = write_coco(toy_kset, tmp_path / "src" / "labels.json")
     doc = json.loads(path.read_text())
     doc["annotations"].append(dict(doc["annotations"][0], id=99, iscrowd=1))
     path.write_text(json.dumps(doc))
     out = io.StringIO()
-    report = run_check(path, console=Console(file=out, width=120))
+    report = check_command(path, console=Console(file=out, width=120))
     text = out.getvalue()
     assert report.counts == {CROWD: 1, OUTSIDE: 1}
     for expected in ("images", "3 to train on (3 in the labels)", "40x48 .. 64x50", "left_eye",
@@ -176,15 +174,14 @@ def test_run_check_prints_summary(tmp_path, toy_kset):
 
 def test_cli_check_exit_codes(tmp_path, toy_kset):
     path = write_coco(toy_kset, tmp_path / "src" / "labels.json")
-    cmd = [sys.executable, "-m", "keypointer", "check", str(path)]
-    ok = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert ok.returncode == 0, ok.stderr
-    assert "no problems found" in ok.stdout
+    ok = cli_subprocess("check", path, timeout=120)
+    assert ok.code == 0, ok.err
+    assert "no problems found" in ok.out
     toy_kset.samples[2].image.unlink()
-    bad = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 2
-    assert "Traceback" not in bad.stderr
-    assert bad.stderr.strip().splitlines() == [
+    bad = cli_subprocess("check", path, timeout=120)
+    assert bad.code == 2
+    assert "Traceback" not in bad.err
+    assert bad.err.strip().splitlines() == [
         f"error: {path} (image id 3 (cam2/c.png)): image file {toy_kset.samples[2].image} not found"
     ]
 
@@ -228,14 +225,8 @@ def test_the_same_image_under_two_ids_is_a_warning(toy_kset):
 
 
 def _cli_check(path, capsys) -> tuple[int, str]:
-    capsys.readouterr()
-    try:
-        main(["check", str(path)])
-        code = 0
-    except SystemExit as stop:
-        code = stop.code
-    captured = capsys.readouterr()
-    return code, captured.out + captured.err
+    result = cli_captured(capsys, "check", path)
+    return result.code, result.out + result.err
 
 
 def _person_file(tmp_path, png, keypoints, skeleton) -> object:

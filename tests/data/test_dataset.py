@@ -85,7 +85,7 @@ def test_item_shapes_and_types(tmp_path):
     assert item["visible"].shape == (5,) and item["visible"].dtype == torch.bool
     assert item["affine"].shape == (2, 3) and item["affine"].dtype == torch.float64
     assert item["index"].item() == 1 and item["image_id"].item() == 1
-    assert ds.entry(1)[0].id == 101 and ds.locate(1) == (1, 0)
+    assert ds.entry(1)[0].id == 101 and ds.position(1) == (1, 0)
     assert len(ds) == 3 and ds.skipped_instances == 0
 
 

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from helpers import decoded_frames, noise_images, write_video
 
 from keypointer.data.check import SAME_IMAGE, validate
 from keypointer.data.frames import read_frame, video_info
@@ -20,17 +21,11 @@ from keypointer.skeleton import Skeleton
 @pytest.fixture(scope="module")
 def video(tmp_path_factory) -> tuple[Path, list[np.ndarray]]:
     """A 90-frame MPEG-4 video (frames between key frames) and its frames decoded in order."""
-    path = tmp_path_factory.mktemp("video") / "clip.mp4"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25, (48, 32))
-    rng = np.random.default_rng(0)
-    for i in range(90):
-        image = rng.integers(0, 255, (32, 48, 3), dtype=np.uint8)
+    images = noise_images(90, (48, 32))
+    for i, image in enumerate(images):
         cv2.putText(image, str(i), (2, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2)
-        writer.write(image)
-    writer.release()
-    capture, frames = cv2.VideoCapture(str(path)), []
-    while (got := capture.read())[0]:
-        frames.append(cv2.cvtColor(got[1], cv2.COLOR_BGR2RGB))
+    path = write_video(tmp_path_factory.mktemp("video") / "clip.mp4", images, fps=25)
+    frames = decoded_frames(path)
     assert len(frames) == 90
     return path, frames
 

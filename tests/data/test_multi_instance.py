@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from keypointer.commands.check import per_image_text, run_check, tracks_text
+from keypointer.commands.check import check_command, per_image_text, tracks_text
 from keypointer.data.check import SAME_TRACK, validate
 from keypointer.data.coco import read_coco, write_coco
 from keypointer.data.csv_format import read_csv, write_csv
@@ -164,7 +164,7 @@ def test_check_command_prints_them(tmp_path):
     kset = make_kset(tmp_path, [[("x", p), (None, p)], [("x", p)]])
     path = write_coco(kset, tmp_path / "src" / "l.json")
     console = Console(width=200, record=True)
-    run_check(path, console=console)
+    check_command(path, console=console)
     text = console.export_text()
     assert "instances per image │ min 1 / median 1.5 / max 2: 1 x 1 image, 2 x 1 image" in text
     assert "tracks              │ 1: x (2 instances)" in text

@@ -6,11 +6,11 @@ from __future__ import annotations
 import logging
 import sys
 from collections import Counter
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from helpers import decoded_frames, numbered_video
 
 from keypointer.data.check import NO_INSTANCES, validate
 from keypointer.data.formats import convert, detect_format, load_dataset
@@ -26,34 +26,12 @@ def sio():
     return pytest.importorskip("sleap_io")
 
 
-def write_video(path: Path, frames: int = 12, size=(64, 48)) -> Path:
-    """A small MPEG-4 video whose frame i is grey level 20 i with the number i drawn on it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, size)
-    for i in range(frames):
-        image = np.full((size[1], size[0], 3), 20 * i, np.uint8)
-        cv2.putText(image, str(i), (5, 40), cv2.FONT_HERSHEY_SIMPLEX, 1, (255, 255, 255), 2)
-        writer.write(image)
-    writer.release()
-    return path
-
-
-def decoded(path: Path, limit: int = 10**6) -> list[np.ndarray]:
-    """The frames of a video (up to ``limit``) decoded in order (RGB): what frames must equal."""
-    capture, frames = cv2.VideoCapture(str(path)), []
-    while len(frames) < limit:
-        ok, image = capture.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
-    return frames
-
-
 @pytest.fixture
 def slp(sio, tmp_path):
     """A labels file: frame 3 with a user instance (track mouse1) and a prediction, frame 5
     with a user instance without track, frame 7 predictions only, frame 9 empty."""
-    video = sio.Video.from_filename(str(write_video(tmp_path / "videos" / "clip.mp4")))
+    clip = numbered_video(tmp_path / "videos" / "clip.mp4", frames=12)
+    video = sio.Video.from_filename(str(clip))
     skeleton = sio.Skeleton(
         ["head", "earL", "earR"], edges=[("head", "earL")], symmetries=[("earL", "earR")]
     )
@@ -96,7 +74,7 @@ def test_user_labels_with_tracks_and_frames(slp):
     assert kset.dropped == {PREDICTED: 1, PREDICTED_FRAMES: 1}
     assert kset.samples[0].record == "video 0 (clip.mp4) frame 3"
     assert kset.warnings == []
-    frames = decoded(slp.parent.parent / "videos" / "clip.mp4")
+    frames = decoded_frames(slp.parent.parent / "videos" / "clip.mp4")
     for sample in kset.samples[::-1]:  # backwards: every read seeks
         np.testing.assert_array_equal(sample.read(), frames[sample.frame])
     report = validate(kset)
@@ -184,7 +162,7 @@ def test_convert_writes_frames_and_keeps_tracks(slp, tmp_path, to, dst):
         ["mouse1"],
         ["individual1"] if to == "dlc" else [None],  # DeepLabCut names every individual
     ]
-    frames = decoded(slp.parent.parent / "videos" / "clip.mp4")
+    frames = decoded_frames(slp.parent.parent / "videos" / "clip.mp4")
     for sample, index in zip(shown, (3, 5), strict=True):
         assert sample.frame is None and sample.image.name == f"img{index:06d}.png"
         np.testing.assert_array_equal(read_image(sample.image), frames[index])
@@ -237,7 +215,7 @@ def test_shared_sleap_predictions(shared_data, sio):
             np.testing.assert_array_equal(inst.keypoints[:, 2], np.where(seen, 2, 0))
             np.testing.assert_array_equal(inst.keypoints[seen, :2], xy[seen])
             assert inst.track == theirs.track.name
-    frames = decoded(first.image, limit=301)
+    frames = decoded_frames(first.image, limit=301)
     for i in (300, 3, 200, 4):
         np.testing.assert_array_equal(kset.samples[i].read(), frames[kset.samples[i].frame])
 

@@ -5,6 +5,7 @@ import json
 import cv2
 import numpy as np
 import pytest
+from helpers import cli_captured
 
 from keypointer.data import synthetic
 from keypointer.skeleton import guess_flip_pairs
@@ -256,14 +257,8 @@ def test_crowd_loads_with_the_coco_reader(crowd):
 
 
 def _cli(args, capsys):
-    from keypointer.cli import main
-
-    try:
-        main(args)
-        code = 0
-    except SystemExit as stop:
-        code = stop.code or 0
-    return code, capsys.readouterr()
+    result = cli_captured(capsys, *args)
+    return result.code, result
 
 
 def test_cli_crowds_video_and_bad_instances(tmp_path, capsys):

@@ -43,14 +43,6 @@ def test_bbox_crop_uses_pixel_edges():
     np.testing.assert_allclose(size, [40, 30])
 
 
-def test_keypoint_crop_extent_and_single_point():
-    center, size = T.keypoint_crop(np.array([[10.0, 5.0], [30.0, 25.0]]))
-    np.testing.assert_allclose(center, [20, 15])
-    np.testing.assert_allclose(size, [21, 21])
-    assert T.keypoint_crop(np.array([[3.0, 4.0]])) is None
-    assert T.keypoint_crop(np.zeros((0, 2))) is None
-
-
 def test_fit_aspect_grows_to_input_aspect():
     np.testing.assert_allclose(T.fit_aspect(np.array([10.0, 40.0]), (64, 32)), [80, 40])
     np.testing.assert_allclose(T.fit_aspect(np.array([80.0, 10.0]), (64, 32), 1.5), [120, 60])

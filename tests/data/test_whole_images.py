@@ -18,8 +18,6 @@ from keypointer.data.whole_images import (
     clip_boxes,
     instance_boxes,
     keypoint_box_ratio,
-    keypoint_extent,
-    keypoints_to_boxes,
     letterbox,
     map_boxes,
 )
@@ -35,14 +33,14 @@ def test_instance_boxes_prefer_the_box_then_the_keypoints_pixels():
         image=None,
         instances=[
             Instance(_kps((1, 1), (2, 2)), bbox=(10.0, 20.0, 30.0, 40.0)),
-            Instance(_kps((5, 6), (9, 16))),  # extent with the pixels: (4.5, 5.5, 5, 11)
+            Instance(_kps((5, 6), (9, 16))),  # the pixels of the keypoints: (5, 6, 5, 11)
             Instance(_kps((7, 8))),  # one keypoint: its pixel
             Instance(_kps((3, 3), v=0)),  # nothing labelled: no box
             Instance(_kps((5, 6), (9, 16)), bbox=(0.0, 0.0, 0.0, 5.0)),  # empty box: extent
         ],
     )
     got = instance_boxes(sample)
-    want = [[10, 20, 30, 40], [4.5, 5.5, 5, 11], [6.5, 7.5, 1, 1], [4.5, 5.5, 5, 11]]
+    want = [[10, 20, 30, 40], [5, 6, 5, 11], [7, 8, 1, 1], [5, 6, 5, 11]]
     np.testing.assert_allclose(got, want)
     assert instance_boxes(Sample(image=None)).shape == (0, 4)
 
@@ -61,28 +59,6 @@ def test_keypoint_box_ratio_is_the_median_box_over_the_extent():
     assert keypoint_box_ratio(KeypointSet(sk, samples)) == pytest.approx((1.5, 1.5))
     assert keypoint_box_ratio(KeypointSet(sk, samples[1:2])) == pytest.approx((3.0, 3.0))
     assert keypoint_box_ratio(KeypointSet(sk, [])) == (1.0, 1.0)
-
-
-@settings(max_examples=50, deadline=None)
-@given(
-    st.floats(-50, 50), st.floats(-50, 50), st.floats(0, 40), st.floats(0, 40),
-    st.floats(1, 2), st.floats(1, 2),
-)  # fmt: skip
-def test_property_keypoints_to_boxes_centre_and_grow_the_extent(x, y, w, h, rx, ry):
-    kp = np.array([[[x, y], [x + w, y + h], [x + w / 2, y]]])
-    box = keypoints_to_boxes(kp, (rx, ry))[0]
-    np.testing.assert_allclose(keypoint_extent(kp)[0], [w + 1, h + 1], atol=1e-9)
-    np.testing.assert_allclose(box[2:], [(w + 1) * rx, (h + 1) * ry], atol=1e-9)
-    np.testing.assert_allclose(box[:2] + box[2:] / 2, [x + w / 2, y + h / 2], atol=1e-9)
-    # ratio 1 gives the box instance_boxes builds from the same points, when unlabelled
-    sample = Sample(None, instances=[Instance(np.c_[kp[0], np.full(3, 2.0)])])
-    np.testing.assert_allclose(keypoints_to_boxes(kp, (1, 1)), instance_boxes(sample), atol=1e-9)
-
-
-def test_keypoints_to_boxes_of_no_points_are_nan():
-    kp = np.full((1, 3, 2), np.nan)
-    assert np.isnan(keypoints_to_boxes(kp, (1.2, 1.2))).all()
-    assert keypoints_to_boxes(np.zeros((0, 3, 2)), (1, 1)).shape == (0, 4)
 
 
 def test_letterbox_maps_the_whole_image_onto_its_content_area():

@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import yaml
+from helpers import cli
 
 from keypointer.data.formats import convert, detect_format, load_dataset
 from keypointer.data.yolo import label_path, read_yolo, write_yolo
@@ -143,13 +144,10 @@ def test_write_val_split_and_name_clashes(tmp_path, toy_kset):
 
 
 def test_convert_cli_round_trip(tmp_path, toy_kset, same_points):
-    from keypointer.cli import main
     from keypointer.data.coco import write_coco
 
     src = write_coco(toy_kset, tmp_path / "src" / "c.json")
-    with pytest.raises(SystemExit) as code:
-        main(["convert", str(src), str(tmp_path / "out"), "--to", "yolo"])
-    assert code.value.code in (0, None)
+    assert cli("convert", src, tmp_path / "out", "--to", "yolo") == 0
     same_points(toy_kset, load_dataset(tmp_path / "out"), atol=64e-6)
     path = convert(tmp_path / "out", tmp_path / "back.json")
     same_points(toy_kset, load_dataset(path), atol=64e-6)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import cli_subprocess
 
 from keypointer.commands.export import export_command
 from keypointer.commands.predict import predict_command
@@ -162,10 +161,7 @@ def test_default_dynamo_export_matches_pytorch(model, synth, tmp_path):
 def test_export_command_errors(checkpoint, tmp_path):
     with pytest.raises(KeypointerError, match="unknown export format 'tflite'"):
         export_command(checkpoint, format="tflite")
-    proc = subprocess.run(
-        [sys.executable, "-m", "keypointer", "export", str(tmp_path / "none.pt")],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.startswith("error:") and "none.pt" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    proc = cli_subprocess("export", tmp_path / "none.pt", timeout=120)
+    assert proc.code == 2, proc.err
+    assert proc.err.startswith("error:") and "none.pt" in proc.err
+    assert "Traceback" not in proc.err

@@ -9,19 +9,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from helpers import cli
+from helpers import cli, write_video
 
 FRAMES = 6
 
 
 def odd_video(path: Path, size: tuple[int, int], fps: float = 10.0) -> Path:
     """An odd-sized input: OpenCV's own Motion JPEG writer is the one that keeps odd sides."""
-    fourcc = cv2.VideoWriter_fourcc(*"MJPG")
-    writer = cv2.VideoWriter(str(path), cv2.CAP_OPENCV_MJPEG, fourcc, fps, size)
-    for i in range(FRAMES):
-        writer.write(np.full((size[1], size[0], 3), 30 * i, np.uint8))
-    writer.release()
-    return path
+    images = [np.full((size[1], size[0], 3), 30 * i, np.uint8) for i in range(FRAMES)]
+    return write_video(path, images, fps, "MJPG", api=cv2.CAP_OPENCV_MJPEG)
 
 
 def header(path: Path) -> tuple[int, int, int, float]:

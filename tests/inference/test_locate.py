@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from keypointer.config import Config
-from keypointer.inference.locate import locate
+from keypointer.inference.locate import find_boxes
 from keypointer.models.locator import build_locator
 
 
@@ -28,12 +28,12 @@ class FixedLocator(nn.Module):
 def test_boxes_come_back_in_image_pixels_thresholded_and_best_first():
     loc = FixedLocator([[8, 16, 16, 8], [40, 40, 8, 8], [0, 0, 4, 4]], [0.5, 0.9, 0.1])
     image = np.zeros((64, 128, 3), np.uint8)  # letterboxed: scale 2, bars above and below
-    ((boxes, scores),) = locate(loc, [image], threshold=0.3)
+    ((boxes, scores),) = find_boxes(loc, [image], threshold=0.3)
     assert scores.tolist() == pytest.approx([0.9, 0.5])
     # input (x, y) -> image: x * 2, (y - 16) * 2 with edges at half pixels
     assert boxes[1] == pytest.approx([16.0, 0.0, 32.0, 16.0], abs=1e-6)
     assert boxes[0] == pytest.approx([80.0, 48.0, 16.0, 16.0], abs=1e-6)
-    ((few, _),) = locate(loc, [image], threshold=0.0, max_instances=1)
+    ((few, _),) = find_boxes(loc, [image], threshold=0.0, max_instances=1)
     assert len(few) == 1
 
 
@@ -48,8 +48,8 @@ def test_onnx_locator_gives_the_torch_boxes(tmp_path):
     assert report["max_diff"] < 1e-2
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 255, (90, 140, 3), np.uint8) for _ in range(2)]
-    want = locate(model, images, threshold=0.1)
-    got = locate(OnnxLocator(tmp_path / "m.locator.onnx"), images, threshold=0.1)
+    want = find_boxes(model, images, threshold=0.1)
+    got = find_boxes(OnnxLocator(tmp_path / "m.locator.onnx"), images, threshold=0.1)
     for (wb, ws), (gb, gs) in zip(want, got, strict=True):
         assert len(wb) == len(gb) > 0
         assert np.sort(gs) == pytest.approx(np.sort(ws), abs=1e-3)
@@ -102,7 +102,7 @@ class PointRunner:
 
 def test_located_instances_are_posed_again_around_their_first_pose():
     from keypointer.data import transforms as T
-    from keypointer.data.whole_images import keypoints_to_boxes
+    from keypointer.data.boxes import grow_boxes, keypoint_boxes
     from keypointer.inference.crops import crop_matrix
     from keypointer.inference.pipeline import FIRST_PASS_SHARE, LocatorStage, Pipeline
 
@@ -125,7 +125,7 @@ def test_located_instances_are_posed_again_around_their_first_pose():
     runner.crops = []  # two passes: crops around those points
     two = pipeline((1.2, 1.5), 0.0).run_image(image)
     assert runner.crops == [2, 2]
-    again = keypoints_to_boxes(first, (1.2, 1.5))
+    again = grow_boxes(keypoint_boxes(first), (1.2, 1.5))
     want = np.stack(
         [T.apply_affine(points, crop_matrix((64, 64), (64, 64), b, 1.25)) for b in again]
     )

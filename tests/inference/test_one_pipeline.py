@@ -293,12 +293,12 @@ def test_every_locator_threshold_default_is_the_configs():
 
     from keypointer.codecs.centers import CenterCodec
     from keypointer.config import Config
-    from keypointer.inference.locate import locate
+    from keypointer.inference.locate import find_boxes
     from keypointer.models.locator import LocatorModel
     from keypointer.training.locator import evaluate_locator
 
     want = Config().locator.score_threshold
-    for fn in (locate, CenterCodec.decode, LocatorModel.locate, evaluate_locator):
+    for fn in (find_boxes, CenterCodec.decode, LocatorModel.locate, evaluate_locator):
         assert inspect.signature(fn).parameters["threshold"].default == want, fn
     root = Path(keypointer.__file__).parent
     for path in root.rglob("*.py"):  # the old fallback, read from a dict, anywhere
@@ -310,7 +310,7 @@ def test_validation_during_training_crops_as_the_pipeline_does(checkpoint, synth
     last); its crops and keypoints are the pipeline's, as eval runs it."""
     from keypointer.checkpoint import load_model
     from keypointer.data.dataset import KeypointDataset, make_loader
-    from keypointer.inference.loader import predict_dataset, predict_loader
+    from keypointer.inference.labelled import predict_batches, predict_instances
 
     model = load_model(checkpoint)
     kset = load_dataset(synth)
@@ -318,8 +318,8 @@ def test_validation_during_training_crops_as_the_pipeline_does(checkpoint, synth
     ds = KeypointDataset(kset, model.codec, cfg.model.input_size, None, train=False,
                          box_margin=cfg.augment.box_margin)  # fmt: skip
     loader = make_loader(ds, cfg.loader, train=False, device="cpu")
-    validation = predict_loader(model, loader, torch.device("cpu"))
-    evaluation = predict_dataset(load_pipeline(checkpoint), ds)
+    validation = predict_batches(model, loader, torch.device("cpu"))
+    evaluation = predict_instances(load_pipeline(checkpoint), ds)
     np.testing.assert_array_equal(validation.index, evaluation.index)
     np.testing.assert_array_equal(validation.visible, evaluation.visible)
     np.testing.assert_allclose(validation.gt[validation.visible],

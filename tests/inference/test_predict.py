@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import KP_ATOL_PX, SCORE_ATOL
+from helpers import KP_ATOL_PX, SCORE_ATOL, cli, cli_subprocess, write_video
 
-from keypointer.codecs import HeatmapCodec
+from keypointer.codecs import HeatmapCodec, flip_heatmaps_back
 from keypointer.commands.predict import predict_command
 from keypointer.config import load_config
 from keypointer.data.images import read_image
@@ -23,7 +21,6 @@ from keypointer.inference.crops import crop_matrix
 from keypointer.inference.pipeline import Pipeline
 from keypointer.inference.runners import as_runner
 from keypointer.inference.sources import collect_sources, load_detections
-from keypointer.models.flip import flip_heatmaps_back
 
 K = 11  # synthetic skeleton
 # Two forward passes that are not the very same computation (a batch of one vs of two, or one
@@ -36,13 +33,9 @@ K = 11  # synthetic skeleton
 @pytest.fixture(scope="module")
 def video(synth, tmp_path_factory) -> Path:
     """Five 64x48 frames cut from the synthetic images."""
-    path = tmp_path_factory.mktemp("video") / "clip.mp4"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 48))
-    assert writer.isOpened()
-    for image in sorted((synth.parent / "images").glob("*.png"))[:5]:
-        writer.write(cv2.imread(str(image))[:48])
-    writer.release()
-    return path
+    images = sorted((synth.parent / "images").glob("*.png"))[:5]
+    frames = [cv2.imread(str(image))[:48] for image in images]
+    return write_video(tmp_path_factory.mktemp("video") / "clip.mp4", frames)
 
 
 def read_csv_rows(path: Path) -> list[list[str]]:
@@ -244,25 +237,18 @@ def test_bad_boxes_file_raises_data_error(tmp_path, content, message):
 def test_cli_bad_input_exits_2_without_traceback(checkpoint, tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("[1, 2]")
-    proc = subprocess.run(
-        [sys.executable, "-m", "keypointer", "predict", str(checkpoint), str(tmp_path / "nope.jpg"),
-         "--out", str(tmp_path / "o")],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert proc.returncode == 2
-    assert "nope.jpg" in proc.stderr and "Traceback" not in proc.stderr
-    assert proc.stderr.startswith("error:")
+    missing = tmp_path / "nope.jpg"
+    proc = cli_subprocess("predict", checkpoint, missing, "--out", tmp_path / "o", timeout=120)
+    assert proc.code == 2
+    assert "nope.jpg" in proc.err and "Traceback" not in proc.err
+    assert proc.err.startswith("error:")
 
 
 def test_cli_start_stop_every_pick_video_frames(checkpoint, video, tmp_path, capsys):
     """Issue 12: frames 1 and 3 of the five (stop exclusive), then the rate line."""
-    from keypointer.cli import main
-
     out = tmp_path / "out"
-    with pytest.raises(SystemExit) as done:  # typer ends with sys.exit(0)
-        main(["predict", str(checkpoint), str(video), "--out", str(out), "--no-draw",
-              "--start", "1", "--stop", "4", "--every", "2", "--device", "cpu"])  # fmt: skip
-    assert done.value.code == 0
+    frames = ["--start", "1", "--stop", "4", "--every", "2", "--device", "cpu"]
+    assert cli("predict", checkpoint, video, "--out", out, "--no-draw", *frames) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[-2].startswith("2 images/frames, 2 instances")
     assert lines[-1].startswith("2 frames in ") and lines[-1].endswith(" frames/s")

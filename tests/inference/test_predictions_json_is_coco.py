@@ -6,10 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
-from helpers import cli
+from helpers import cli, noise_images, write_video
 
 from keypointer.inference.runners import FramePrediction
 from keypointer.inference.sources import Frame, Source
@@ -67,12 +66,7 @@ def test_smoothed_video_with_a_gap_loads_in_pycocotools(tmp_path):
 
 def test_smoothed_prediction_of_a_video_loads_in_pycocotools(checkpoint, tmp_path):
     """Through the CLI: the tiny test model scores low, so most points are gaps."""
-    video = tmp_path / "clip.mp4"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (64, 48))
-    rng = np.random.default_rng(0)
-    for _ in range(16):
-        writer.write(rng.integers(0, 255, (48, 64, 3), np.uint8))
-    writer.release()
+    video = write_video(tmp_path / "clip.mp4", noise_images(16, (64, 48)), fps=25.0)
     out = tmp_path / "out"
     args = ["--smooth", "kalman", "--threshold", "0.99", "--max-gap", "0", "--no-draw"]
     assert cli("predict", checkpoint, video, "--out", out, *args, "--device", "cpu", "--quiet") == 0

@@ -6,9 +6,9 @@ from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
-import cv2
 import numpy as np
 import pytest
+from helpers import write_video
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -252,11 +252,8 @@ def test_collect_tracks_groups_frames_by_video():
 
 
 def test_read_frames_gives_the_wanted_frames(tmp_path):
-    path = tmp_path / "clip.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (32, 32))
-    for i in range(12):
-        writer.write(np.full((32, 32, 3), i * 20, np.uint8))
-    writer.release()
+    images = [np.full((32, 32, 3), i * 20, np.uint8) for i in range(12)]
+    path = write_video(tmp_path / "clip.avi", images, fourcc="MJPG")
     frames = read_frames(path, [3, 9])
     assert sorted(frames) == [3, 9]
     assert abs(int(frames[9].mean()) - 180) <= 3

@@ -7,8 +7,6 @@ from __future__ import annotations
 import os
 import re
 import struct
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -16,7 +14,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from helpers import KP_ATOL_PX, decoded_frames, numbered_video
+from helpers import (
+    KP_ATOL_PX,
+    CliResult,
+    cli_captured,
+    cli_subprocess,
+    decoded_frames,
+    numbered_video,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -32,7 +37,6 @@ from keypointer.inference.video import (
     frame_time,
     iter_video,
     parse_position,
-    read_video,
 )
 
 FRAMES = 20
@@ -289,12 +293,6 @@ def test_a_video_that_ends_early_names_only_the_picked_frames_it_lacks(
     assert says in message
 
 
-def test_read_video_keeps_its_three_value_tuples(clip):
-    first = next(read_video(clip))
-    number, image, fps = first
-    assert number == 0 and image.shape == (48, 64, 3) and fps == FPS
-
-
 # --------------------------------------------------------------------------- read-ahead
 
 
@@ -449,37 +447,16 @@ def test_predict_command_range_and_rate_line(checkpoint, clip, tmp_path, capsys)
     assert re.fullmatch(r"3 frames in \d+\.\d s, \d+\.\d frames/s", lines[-1]), lines
 
 
-def run_cli(*argv: object) -> subprocess.CompletedProcess:
-    """``python -m keypointer predict ...`` as a user runs it: FFmpeg's own lines, were any
-    printed, would show on its stderr (in-process they bypass pytest's capture)."""
-    return subprocess.run(
-        [sys.executable, "-m", "keypointer", "predict", *map(str, argv)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-
-
 @pytest.fixture
 def cli(capsys):
-    """``keypointer predict ...`` in this process (torch imported once): (exit code, stderr)."""
-    from keypointer.cli import main
-
-    def run(*argv: object) -> subprocess.CompletedProcess:
-        capsys.readouterr()
-        try:
-            main(["predict", *map(str, argv)])
-            code = 0
-        except SystemExit as stop:
-            code = stop.code if isinstance(stop.code, int) else 1
-        captured = capsys.readouterr()
-        return subprocess.CompletedProcess(argv, code, captured.out, captured.err)
-
-    return run
+    """``keypointer predict ...`` in this process (torch imported once): code, out, err."""
+    return lambda *argv: cli_captured(capsys, "predict", *argv)
 
 
-def assert_one_error(proc: subprocess.CompletedProcess, *says: str) -> None:
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+def assert_one_error(proc: CliResult, *says: str) -> None:
+    assert proc.code == 2, proc.err
+    lines = proc.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.err
     for text in says:
         assert text in lines[0], lines[0]
 
@@ -518,9 +495,11 @@ def test_a_video_that_does_not_open_ends_with_one_line(checkpoint, clip, tmp_pat
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["text", "half"])
 def test_a_video_that_does_not_open_as_a_subprocess(checkpoint, clip, tmp_path, kind):
-    """As a user runs it: FFmpeg prints none of its own lines."""
+    """As a user runs it (FFmpeg's own lines, were any printed, would show on its stderr; in
+    this process they bypass pytest's capture): FFmpeg prints none of its own lines."""
     video = unopenable(kind, clip, tmp_path)
-    proc = run_cli(checkpoint, video, "--out", tmp_path / "out", "--device", "cpu")
+    out = tmp_path / "out"
+    proc = cli_subprocess("predict", checkpoint, video, "--out", out, "--device", "cpu")
     assert_one_error(proc, str(video), "cannot open this video")
     assert not (tmp_path / "out").exists()
 

@@ -6,6 +6,7 @@ import json
 import cv2
 import numpy as np
 import pytest
+from helpers import write_video
 
 from keypointer.inference.runners import FramePrediction
 from keypointer.inference.sources import Frame, Source
@@ -132,11 +133,7 @@ def test_h5_has_the_csv_values(tmp_path):
 
 
 def test_drawn_video_keeps_every_nth_frame(tmp_path):
-    path = tmp_path / "clip.mp4"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (200, 120))
-    for _ in range(T):
-        writer.write(np.full((120, 200, 3), 90, np.uint8))
-    writer.release()
+    path = write_video(tmp_path / "clip.mp4", [np.full((120, 200, 3), 90, np.uint8)] * T, FPS)
     src = Source(path, "video")
     out = Outputs(tmp_path / "out", SKELETON, draw=True)
     for pred in list(_preds([_path(np.arange(T), 0.0)], src))[::3]:  # as --every 3 gives

@@ -24,9 +24,14 @@ def test_perfect_located_instances_in_any_order_score_one():
     gts = [_gt(3), _gt(1)]
     preds = [g[::-1].copy() for g in gts]  # found in another order than labelled
     out = located_oks(
-        preds, [np.ones((len(p), 4)) for p in preds], [np.ones(len(p)) for p in preds],
-        gts, [np.ones((len(g), 4)) for g in gts], [_boxes(g) for g in gts], SIGMAS,
-    )  # fmt: skip
+        pred=preds,
+        scores=[np.ones((len(p), 4)) for p in preds],
+        instance_scores=[np.ones(len(p)) for p in preds],
+        gt=gts,
+        visible=[np.ones((len(g), 4)) for g in gts],
+        bboxes=[_boxes(g) for g in gts],
+        sigmas=SIGMAS,
+    )
     assert out["AP"] == pytest.approx(1.0)
     assert (out["gt_instances"], out["matched"], out["missed"], out["extra"]) == (4, 4, 0, 0)
 
@@ -36,9 +41,14 @@ def test_missed_and_extra_instances_are_counted_and_lower_ap():
     far = gts[0][:1] + 500.0  # a prediction where nothing is
     preds = [np.concatenate([gts[0][:2], far])]  # the third labelled instance is missed
     out = located_oks(
-        preds, [np.ones((3, 4))], [np.array([0.9, 0.8, 0.95])],
-        gts, [np.ones((3, 4))], [_boxes(gts[0])], SIGMAS,
-    )  # fmt: skip
+        pred=preds,
+        scores=[np.ones((3, 4))],
+        instance_scores=[np.array([0.9, 0.8, 0.95])],
+        gt=gts,
+        visible=[np.ones((3, 4))],
+        bboxes=[_boxes(gts[0])],
+        sigmas=SIGMAS,
+    )
     assert (out["matched"], out["missed"], out["extra"], out["predicted"]) == (2, 1, 1, 3)
     assert out["AP"] < 0.7 and out["AR"] == pytest.approx(2 / 3, abs=0.01)
 

@@ -116,9 +116,14 @@ def test_model_and_decode_export_to_onnx():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            module, (torch.randn(1, 3, 64, 64),), buf, dynamo=False, opset_version=17,
-            input_names=["images"], dynamic_axes={"images": {0: "batch"}},
-        )  # fmt: skip
+            module,
+            (torch.randn(1, 3, 64, 64),),
+            buf,
+            dynamo=False,
+            opset_version=17,
+            input_names=["images"],
+            dynamic_axes={"images": {0: "batch"}},
+        )
     session = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
     x = torch.randn(3, 3, 64, 64)
     boxes, scores = session.run(None, {"images": x.numpy()})

@@ -167,7 +167,7 @@ def test_predict_decodes_bf16_outputs_in_float32():
 @pytest.mark.parametrize("head", HEADS)
 def test_trains_with_the_real_codec_and_loss(head):
     from keypointer.codecs import HeatmapCodec, RegressionCodec, SimCCCodec
-    from keypointer.losses import make_loss
+    from keypointer.models import make_loss
 
     cfg = make_cfg(head)
     torch.manual_seed(0)

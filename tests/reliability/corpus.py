@@ -4,14 +4,36 @@ label format) and says what the error message must name. Used by test_bad_inputs
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
+from helpers import TINY_TRAINING, CliResult, set_options
 
-from .conftest import Bases, copy_base
+
+@dataclass
+class Bases:
+    """One valid copy of the same 8 synthetic images in each label format."""
+
+    coco: Path  # folder: annotations.json + images/
+    csv: Path  # folder: labels.csv + images/
+    dlc: Path  # DeepLabCut project folder
+    yolo: Path  # folder: data.yaml + images/train + labels/train
+
+
+def copy_base(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def train_args(data: Path, root: Path, extra: list[str]) -> list[str]:
+    """``keypointer train`` on ``data`` with the TINY_TRAINING settings, runs under ``root``."""
+    sets = set_options([*TINY_TRAINING, f"run.root={root}"])
+    return ["train", "--data", data, *sets, "--quiet", *extra]
+
 
 Build = Callable[[Path, Bases], tuple[Path, list[str]]]
 
@@ -23,6 +45,21 @@ class Bad:
     record: str | None  # ... and this record, where there is one
     says: str  # ... and says this
     commands: tuple[str, ...] = ("check", "train")
+
+
+def assert_one_clear_error(result: CliResult, bad: Bad) -> None:
+    """Exit code 2 and one message, no traceback, naming what ``bad`` says it must."""
+    assert result.code == 2, result.err
+    assert "Traceback" not in result.err
+    errors = [line for line in result.err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.err
+    # The message starts at "error: " and ends stderr (config errors list one field per line).
+    message = result.err[result.err.index("error: ") :]
+    if bad.file:
+        assert bad.file in message, message
+    if bad.record:
+        assert bad.record in message, message
+    assert bad.says in message, message
 
 
 # --------------------------------------------------------------------------- builders

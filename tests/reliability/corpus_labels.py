@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .conftest import Bases, copy_base
-from .corpus import IMG4, Bad, Build, J, coco, csv_lines, set_path
+from .corpus import IMG4, Bad, Bases, Build, J, coco, copy_base, csv_lines, set_path
 
 CONVERT = ("convert",)
 MINE = '{"my": "own labels"}'
@@ -44,26 +43,45 @@ A4 = f"{IMG4}, annotation id 4"  # its keypoints span x 6.75..45.75, y 22.3..56 
 CORPUS9: dict[str, Bad] = {
     # item 9: a user's labels are never replaced without --overwrite
     "convert onto an existing json": Bad(
-        convert_onto("mine.json", "coco"), "mine.json", None, "pass --overwrite", CONVERT),
+        convert_onto("mine.json", "coco"), "mine.json", None, "pass --overwrite", CONVERT
+    ),
     "convert onto an existing csv": Bad(
-        convert_onto("mine.csv", "csv"), "mine.csv", None, "pass --overwrite", CONVERT),
+        convert_onto("mine.csv", "csv"), "mine.csv", None, "pass --overwrite", CONVERT
+    ),
     "convert into a folder holding annotations.json": Bad(
-        convert_onto("annotations.json", "coco", into_folder=True), "out/annotations.json", None,
-        "pass --overwrite", CONVERT),
+        convert_onto("annotations.json", "coco", into_folder=True),
+        "out/annotations.json",
+        None,
+        "pass --overwrite",
+        CONVERT,
+    ),
     # item 11: a box that misses its image or its own keypoints
     "box outside its image": Bad(
-        coco(set_path("annotations", 3, "bbox", value=[500, 500, 20, 20])), J, A4,
-        "the box [500, 500, 20, 20] lies entirely outside the 64x64 image"),
+        coco(set_path("annotations", 3, "bbox", value=[500, 500, 20, 20])),
+        J,
+        A4,
+        "the box [500, 500, 20, 20] lies entirely outside the 64x64 image",
+    ),
     "box away from its keypoints": Bad(
-        coco(set_path("annotations", 3, "bbox", value=[50, 2, 10, 10])), J, A4,
-        "holds none of the instance's"),
+        coco(set_path("annotations", 3, "bbox", value=[50, 2, 10, 10])),
+        J,
+        A4,
+        "holds none of the instance's",
+    ),
     # item 13 (and item 3: flip pairs that name a missing keypoint stay fatal)
     "flip pair of a keypoint with itself": Bad(
-        coco(set_path("categories", 0, "flip_pairs", value=[[3, 4], [5, 5]])), J,
-        "category id 1", "flip pair (5, 5) pairs keypoint"),
+        coco(set_path("categories", 0, "flip_pairs", value=[[3, 4], [5, 5]])),
+        J,
+        "category id 1",
+        "flip pair (5, 5) pairs keypoint",
+    ),
     "flip pair naming a missing keypoint": Bad(
-        coco(set_path("categories", 0, "flip_pairs", value=[[3, 14]])), J, "category id 1",
-        "flip pair (3, 14) names a keypoint outside 0..10"),
+        coco(set_path("categories", 0, "flip_pairs", value=[[3, 14]])),
+        J,
+        "category id 1",
+        "flip pair (3, 14) names a keypoint outside 0..10",
+    ),
     "csv with decimal commas": Bad(
-        csv_lines(decimal_commas), "labels.csv", "line 2", "(write decimals with a '.')"),
-}  # fmt: skip
+        csv_lines(decimal_commas), "labels.csv", "line 2", "(write decimals with a '.')"
+    ),
+}

@@ -7,12 +7,12 @@ process (``keypointer.cli.main``) to keep the corpus fast; a few run ``python -m
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from helpers import cli_subprocess, run_folders, tiny_config
 
-from .conftest import TINY, copy_base, run_folders, run_subprocess, train_args
-from .corpus import CORPUS, Bad
+from keypointer.errors import TrainingError
+
+from .corpus import CORPUS, assert_one_clear_error, copy_base, train_args
 
 
 def _cases():
@@ -21,20 +21,6 @@ def _cases():
         for name, bad in CORPUS.items()
         for command in bad.commands
     ]
-
-
-def assert_one_clear_error(result, bad: Bad) -> None:
-    assert result.code == 2, result.err
-    assert "Traceback" not in result.err
-    errors = [line for line in result.err.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, result.err
-    # The message starts at "error: " and ends stderr (config errors list one field per line).
-    message = result.err[result.err.index("error: ") :]
-    if bad.file:
-        assert bad.file in message, message
-    if bad.record:
-        assert bad.record in message, message
-    assert bad.says in message, message
 
 
 @pytest.mark.parametrize("name, command", _cases())
@@ -61,7 +47,7 @@ def test_bad_input_as_a_subprocess(name, command, bases, tmp_path):
     data, extra = bad.build(tmp_path, bases)
     root = tmp_path / "runs"
     args = ["check", data] if command == "check" else train_args(data, root, extra)
-    result = run_subprocess(*args)
+    result = cli_subprocess(*args)
     assert_one_clear_error(result, bad)
     # Before our message, only what the C image decoders print themselves (libpng cannot be
     # told to keep quiet): no Python warnings, no log lines, no OpenCV warnings.
@@ -71,13 +57,6 @@ def test_bad_input_as_a_subprocess(name, command, bases, tmp_path):
 
 
 # --------------------------------------------------------------------------- during training
-
-
-def tiny_config(data: Path, root: Path):
-    from keypointer.config import load_config
-
-    sets = [TINY[i + 1] for i in range(0, len(TINY), 2)]
-    return load_config(None, [*sets, f"data.path={data}", f"run.root={root}", "run.quiet=true"])
 
 
 def test_failure_in_the_first_epoch_leaves_no_run_folder(bases, tmp_path, monkeypatch):
@@ -90,7 +69,7 @@ def test_failure_in_the_first_epoch_leaves_no_run_folder(bases, tmp_path, monkey
     real = engine.global_mean_loss
     monkeypatch.setattr(engine, "global_mean_loss", poisoned)
     root = tmp_path / "runs"
-    with pytest.raises(engine.TrainingError, match="loss became nan"):
+    with pytest.raises(TrainingError, match="loss became nan"):
         engine.train(tiny_config(bases.coco / "annotations.json", root))
     # Neither the run folder nor the empty <root>/<name> and <root> it created are left.
     assert run_folders(root) == [] and not root.exists()

@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import run_folders
 
-from .conftest import Bases, copy_base, run_folders, train_args
+from .corpus import Bases, assert_one_clear_error, copy_base, train_args
 from .corpus_labels import CORPUS9
-from .test_bad_inputs import assert_one_clear_error
 
 
 def _cases():

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from keypointer.checkpoint import load_checkpoint
-from keypointer.commands.check import run_check
+from keypointer.commands.check import check_command
 from keypointer.config import Config, from_dict, load_config
 from keypointer.data.images import read_image
 from keypointer.errors import CheckpointError, ConfigError, DataError
@@ -52,7 +52,7 @@ STRUCTURE = st.recursive(
 def check(path, fmt=None) -> None:
     """``keypointer check`` without the printing to a terminal; DataError is allowed."""
     try:
-        run_check(path, format=fmt, console=Console(file=io.StringIO()))
+        check_command(path, format=fmt, console=Console(file=io.StringIO()))
     except DataError:
         pass
 

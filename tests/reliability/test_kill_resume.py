@@ -19,10 +19,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import TINY_TRAINING, set_options
 
 from keypointer.checkpoint import load_checkpoint
-
-from .conftest import TINY
 
 EPOCHS = 12
 MIN_KILLS = 6
@@ -33,10 +32,13 @@ def command(data: Path, root: Path, resume: Path | None) -> list[str]:
     args = [sys.executable, "-m", "keypointer", "train", "--quiet"]
     if resume is not None:
         return [*args, "--resume", str(resume)]
-    return [
-        *args, "--data", str(data), *TINY, "--set", f"train.epochs={EPOCHS}",
-        "--set", "train.deterministic=true", "--set", f"run.root={root}",
-    ]  # fmt: skip
+    sets = [
+        *TINY_TRAINING,
+        f"train.epochs={EPOCHS}",
+        "train.deterministic=true",
+        f"run.root={root}",
+    ]
+    return [*args, "--data", str(data), *set_options(sets)]
 
 
 def start(data: Path, root: Path, resume: Path | None, log: Path) -> subprocess.Popen:

@@ -19,8 +19,11 @@ def test_resident_memory_stays_flat_over_epochs():
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one thread: fast on a shared 2-core machine
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), *args, "--json"],
-        capture_output=True, text=True, timeout=300, env=env,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     peaks = result["per_epoch_peak_mib"]

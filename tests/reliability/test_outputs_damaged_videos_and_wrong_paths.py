@@ -10,15 +10,13 @@ import typing
 from pathlib import Path
 
 import pytest
-from helpers import frame_count, numbered_video
+from helpers import cli_subprocess, frame_count, numbered_video
 
 from keypointer.config import Config, load_config
 from keypointer.errors import ConfigError
-from keypointer.inference.video import FrameGaps, frame_ranges
+from keypointer.inference.video import FrameGaps
 
-from .conftest import run_subprocess, train_args
-from .corpus import Bad, overrides
-from .test_bad_inputs import assert_one_clear_error
+from .corpus import Bad, assert_one_clear_error, overrides, train_args
 
 FRAMES = 20
 # The damaged AVI's frames whose JPEG data is cut: which of them a decoder still reads
@@ -202,6 +200,14 @@ def test_truncated_video_names_the_missing_tail(checkpoint, cli, tmp_path, caplo
     assert csv_frames(out / "clip.csv") == list(range(12))
 
 
+def frame_ranges(numbers) -> str:
+    """Frame numbers as the unreadable-frames warning lists them (through FrameGaps)."""
+    gaps = FrameGaps()
+    for n in sorted(numbers):
+        gaps.add(n)
+    return str(gaps)
+
+
 def test_frame_ranges_are_compressed_and_capped():
     assert frame_ranges([3, 4, 5, 9, 12, 13]) == "3-5, 9, 12-13"
     assert frame_ranges(list(range(0, 40, 2))).endswith(", 22, ...")
@@ -244,7 +250,7 @@ def test_eval_out_is_an_existing_file_fails_before_evaluating(
     def no_evaluation(*args, **kwargs):
         raise AssertionError("the evaluation ran before --out was checked")
 
-    monkeypatch.setattr(evaluate, "predict_dataset", no_evaluation)
+    monkeypatch.setattr(evaluate, "predict_instances", no_evaluation)
     target = tmp_path / "eval.txt"
     target.write_text("keep me")
     result = cli("eval", checkpoint, "--data", synth, "--out", target, "--device", "cpu")
@@ -272,18 +278,22 @@ def test_predict_out_inside_a_file(checkpoint, synth, cli, tmp_path):
 
 ABSURD: dict[str, Bad] = {
     "huge learning rate": Bad(
-        overrides("train.lr=1e300"), "--set", "train.lr", "less than or equal to 10"),
-    "infinite learning rate": Bad(
-        overrides("train.lr=inf"), "--set", "train.lr", "finite number"),
+        overrides("train.lr=1e300"), "--set", "train.lr", "less than or equal to 10"
+    ),
+    "infinite learning rate": Bad(overrides("train.lr=inf"), "--set", "train.lr", "finite number"),
     "infinite learning rate (YAML .inf)": Bad(
-        overrides("train.lr=.inf"), "--set", "train.lr", "finite number"),
+        overrides("train.lr=.inf"), "--set", "train.lr", "finite number"
+    ),
     "overflowing weight decay": Bad(
-        overrides("train.weight_decay=1e400"), "--set", "train.weight_decay", "finite number"),
+        overrides("train.weight_decay=1e400"), "--set", "train.weight_decay", "finite number"
+    ),
     "infinite scale in a tuple": Bad(
-        overrides("augment.scale=[0.5, .inf]"), "--set", "augment.scale.1", "finite number"),
+        overrides("augment.scale=[0.5, .inf]"), "--set", "augment.scale.1", "finite number"
+    ),
     "nan milestone": Bad(
-        overrides("train.milestones=[.nan]"), "--set", "train.milestones.0", "finite number"),
-}  # fmt: skip
+        overrides("train.milestones=[.nan]"), "--set", "train.milestones.0", "finite number"
+    ),
+}
 
 
 @pytest.mark.parametrize("name", list(ABSURD))
@@ -326,7 +336,7 @@ def test_damaged_video_as_a_subprocess_prints_one_warning(checkpoint, tmp_path):
     video = numbered_video(tmp_path / "clip.avi", FRAMES, "MJPG")
     damage_avi(video, DAMAGED)
     out = tmp_path / "out"
-    result = run_subprocess(
+    result = cli_subprocess(
         "predict", checkpoint, video, "--out", out, "--device", "cpu", "--quiet"
     )
     assert result.code == 0, result.err

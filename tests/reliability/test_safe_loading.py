@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import TINY_TRAINING, cli_subprocess, run_folders, set_options
 
-from .conftest import TINY, copy_base, run_folders, run_subprocess
+from .corpus import copy_base
 
 
 class Payload:
@@ -60,7 +61,7 @@ def test_train_resume_from_an_evil_checkpoint(bases, tmp_path):
     marker = tmp_path / "PWNED"
     run = tmp_path / "runs" / "keypointer" / "2024-01-01-00-00"
     evil_checkpoint(run / "last.pt", marker)
-    result = run_subprocess("train", "--resume", run, "--quiet", cwd=tmp_path)
+    result = cli_subprocess("train", "--resume", run, "--quiet", cwd=tmp_path)
     assert_refused(result, run / "last.pt", marker)
     assert sorted(p.name for p in run.iterdir()) == ["last.pt"]  # nothing written
 
@@ -112,7 +113,8 @@ def test_config_with_a_python_tag_is_an_error(bases, cli, tmp_path):
     config.write_text(f"train:\n  lr: {TAG} ['touch {marker}']\n")
     root = tmp_path / "runs"
     data = bases.coco / "annotations.json"
-    result = cli("train", "--data", data, "--config", config, *TINY, "--set", f"run.root={root}")
+    sets = set_options([*TINY_TRAINING, f"run.root={root}"])
+    result = cli("train", "--data", data, "--config", config, *sets)
     assert result.code == 2 and "Traceback" not in result.err
     assert f"error: {config}: not valid YAML" in result.err
     assert "python/object/apply:os.system" in result.err
@@ -124,7 +126,7 @@ def test_override_with_a_python_tag_is_a_plain_string(bases, cli, tmp_path):
     root = tmp_path / "runs"
     data = bases.coco / "annotations.json"
     evil = f"train.lr={TAG} ['touch {marker}']"
-    result = cli("train", "--data", data, *TINY, "--set", f"run.root={root}", "--set", evil)
+    result = cli("train", "--data", data, *set_options([*TINY_TRAINING, f"run.root={root}", evil]))
     assert result.code == 2 and "Traceback" not in result.err
     assert "train.lr: Input should be a valid number" in result.err
     assert not marker.exists() and run_folders(root) == []

@@ -10,8 +10,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from helpers import run_folders
 
-from .conftest import Bases, copy_base, run_folders, train_args
+from .corpus import Bases, copy_base, train_args
 
 
 def _recode(folder: Path, doc: dict, index: int, image: np.ndarray, name: str | None = None):

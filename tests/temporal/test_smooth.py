@@ -1,81 +1,17 @@
 """keypointer.temporal.smooth: exact on tracks the filters must keep, gaps, irregular times, and
-known-truth trajectories (error, jitter, lag). ``synthetic_tracks`` and ``track_metrics`` are
-also used by benchmarks/smoothing.py."""
+known-truth trajectories (error, jitter, lag: helpers.synthetic_tracks and track_metrics,
+which benchmarks/smoothing.py also uses)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import synthetic_tracks, track_metrics
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keypointer.errors import DataError
+from keypointer.errors import ConfigError, DataError
 from keypointer.temporal.smooth import METHODS, smooth
-
-
-def synthetic_tracks(
-    num_frames: int = 900,
-    num_keypoints: int = 6,
-    fps: float = 30.0,
-    seed: int = 0,
-    noise_px: float = 1.5,
-    spike_rate: float = 0.005,
-    low_rate: float = 0.01,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(truth (T, K, 2), measured (T, K, 2), scores (T, K), times (T,)).
-
-    Truth: per keypoint and axis, three sinusoids of 0.1 to 1.5 Hz, 10 to 40 px each. Measured:
-    truth + Gaussian noise of std ``noise_px`` / score (scores 0.6 to 1); ``spike_rate`` of the
-    points jump 20 to 60 px away for one frame (scores stay high, as a confident
-    mislocalisation does); low-score stretches of 1 to 20 frames start at ``low_rate`` per
-    frame, with scores 0.05 to 0.25 and 10 px noise."""
-    rng = np.random.default_rng(seed)
-    t, k = num_frames, num_keypoints
-    times = np.arange(t) / fps
-    freq = rng.uniform(0.1, 1.5, (3, k, 2))
-    amp = rng.uniform(10, 40, (3, k, 2))
-    phase = rng.uniform(0, 2 * np.pi, (3, k, 2))
-    waves = amp * np.sin(2 * np.pi * freq * times[:, None, None, None] + phase)
-    truth = 200 + waves.sum(1)
-    scores = rng.uniform(0.6, 1.0, (t, k))
-    noise_std = noise_px / scores
-    for j in range(k):
-        for s in np.flatnonzero(rng.random(t) < low_rate):
-            stop = s + rng.integers(1, 21)
-            scores[s:stop, j] = rng.uniform(0.05, 0.25, len(scores[s:stop, j]))
-            noise_std[s:stop, j] = 10.0
-    xy = truth + rng.normal(0, 1, truth.shape) * noise_std[..., None]
-    spikes = rng.random((t, k)) < spike_rate
-    angle = rng.uniform(0, 2 * np.pi, spikes.sum())
-    xy[spikes] += rng.uniform(20, 60, spikes.sum())[:, None] * np.stack(
-        [np.cos(angle), np.sin(angle)], -1
-    )
-    return truth, xy, scores, times
-
-
-def track_metrics(est: np.ndarray, truth: np.ndarray, max_shift: int = 5) -> dict[str, float]:
-    """Mean error (px), jitter (RMS of the frame-to-frame displacement minus the truth's own,
-    px per frame) and lag (the shift in frames, est[t] vs truth[t - lag], of least mean error)
-    over the frames where ``est`` has values."""
-    err = np.linalg.norm(est - truth, axis=-1)
-    step = np.diff(est, axis=0) - np.diff(truth, axis=0)
-    jitter = np.sqrt(np.nanmean(np.sum(step**2, axis=-1)))
-    t = len(est)
-    shifts = range(-max_shift, max_shift + 1)
-    errs = [
-        np.nanmean(
-            np.linalg.norm(
-                est[max_shift : t - max_shift] - truth[max_shift - s : t - max_shift - s], axis=-1
-            )
-        )
-        for s in shifts
-    ]
-    return {
-        "error": float(np.nanmean(err)),
-        "jitter": float(jitter),
-        "lag": int(list(shifts)[int(np.argmin(errs))]),
-        "covered": float(np.isfinite(err).mean()),
-    }
 
 
 def test_synthetic_tracks_are_what_they_say():
@@ -270,17 +206,21 @@ def test_empty_and_all_missing(method):
         ((np.zeros((5, 2, 2)), np.ones((5, 3)), np.arange(5.0), "median"), r"scores \(T, K\)"),
         ((np.zeros((5, 2, 2)), np.ones((5, 2)), np.arange(4.0), "median"), "frame times"),
         ((np.zeros((3, 2, 2)), np.ones((3, 2)), np.array([0, 2, 1.0]), "kalman"), "increase"),
+        ((np.zeros((2, 2, 2)), np.ones((2, 2)), np.array([0, np.nan]), "kalman"), "finite"),
     ],
 )
-def test_bad_input_is_a_data_error(args, match):
-    with pytest.raises(DataError, match=match):
+def test_bad_input_raises_by_the_error_rule(args, match):
+    """A bad method is an argument error, arrays that do not fit are the caller's bug, times
+    that go back or are not finite are the video's data."""
+    kind = {"unknown smoothing": ConfigError, "increase": DataError, "finite": DataError}
+    with pytest.raises(kind.get(match, ValueError), match=match):
         smooth(*args)
 
 
 def test_bad_window_or_gap():
-    with pytest.raises(DataError, match="window"):
+    with pytest.raises(ConfigError, match="window"):
         smooth(np.zeros((5, 1, 2)), np.ones((5, 1)), np.arange(5.0), "savgol", window=0)
-    with pytest.raises(DataError, match="max_gap"):
+    with pytest.raises(ConfigError, match="max_gap"):
         smooth(np.zeros((5, 1, 2)), np.ones((5, 1)), np.arange(5.0), "savgol", max_gap=-1)
 
 
@@ -290,9 +230,9 @@ def test_savgol_matches_scipy_interp_mode(n, half, seed):
     """The cached-matrix Savitzky-Golay equals scipy.signal.savgol_filter(mode="interp")."""
     from scipy.signal import savgol_filter
 
-    from keypointer.temporal.smooth import POLYORDER, _savgol
+    from keypointer.temporal.smooth import POLYORDER, savgol_interp
 
     frames = min(2 * half + 1, n if n % 2 else n - 1)
     x = np.random.default_rng(seed).normal(size=(n, 2)).cumsum(0)
     want = savgol_filter(x, frames, POLYORDER, axis=0, mode="interp")
-    np.testing.assert_allclose(_savgol(x, frames), want, atol=1e-9 * (1 + np.abs(x).max()))
+    np.testing.assert_allclose(savgol_interp(x, frames), want, atol=1e-9 * (1 + np.abs(x).max()))

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keypointer.errors import DataError
+from keypointer.errors import ConfigError, DataError
 from keypointer.temporal.tracking import Tracker, nearest_centroid_ids, track
 
 K = 6
@@ -136,17 +136,23 @@ def test_streaming_equals_batch():
 
 
 @pytest.mark.parametrize(
-    "call",
+    "call, error",
     [
-        lambda: track([np.zeros((1, K, 2))], [np.zeros((1, K + 1))]),  # scores do not fit
-        lambda: track([np.zeros((1, K, 2))], []),  # frame counts differ
-        lambda: track([np.full((1, K, 2), np.inf)], [np.ones((1, K))]),  # inf position
-        lambda: track([np.zeros((1, K, 2))], [np.full((1, K), np.nan)]),  # NaN score
-        lambda: track([np.zeros((1, K, 2))] * 2, [np.ones((1, K))] * 2, times=np.array([1.0, 0.0])),
+        (lambda: track([np.zeros((1, K, 2))], [np.zeros((1, K + 1))]), ValueError),  # no fit
+        (lambda: track([np.zeros((1, K, 2))], []), ValueError),  # frame counts differ
+        (lambda: track([np.full((1, K, 2), np.inf)], [np.ones((1, K))]), DataError),  # inf
+        (lambda: track([np.zeros((1, K, 2))], [np.full((1, K), np.nan)]), DataError),  # NaN
+        (
+            lambda: track([np.zeros((1, K, 2))] * 2, [np.ones((1, K))] * 2, times=np.array([1, 0])),
+            DataError,  # time goes back
+        ),
+        (lambda: track([np.zeros((1, K, 2))], [np.ones((1, K))], max_instances=0), ConfigError),
     ],
 )
-def test_bad_input_raises_data_error(call):
-    with pytest.raises(DataError):
+def test_bad_input_raises_by_the_error_rule(call, error):
+    """Arrays that do not fit are the caller's bug (ValueError), bad values the video's or the
+    model's (DataError), a bad setting an argument error (ConfigError)."""
+    with pytest.raises(error):
         call()
 
 
@@ -193,9 +199,9 @@ def test_instance_order_within_frames_does_not_matter(seed, motion, cap):
         assert all(i.max(initial=-1) < cap for i in ids)
 
 
-def test_a_changed_keypoint_count_raises_data_error():
+def test_a_changed_keypoint_count_is_the_callers_bug():
     tracker = Tracker()
     tracker.update(POSE[None] + 50.0, np.ones((1, K)))
     tracker.update(np.zeros((0, K - 1, 2)), np.zeros((0, K - 1)))  # an empty frame is fine
-    with pytest.raises(DataError, match="keypoints per instance"):
+    with pytest.raises(ValueError, match="keypoints per instance"):
         tracker.update(np.zeros((1, K - 1, 2)), np.ones((1, K - 1)))

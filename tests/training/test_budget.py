@@ -6,8 +6,7 @@ import time
 
 import pytest
 import yaml
-from helpers import FakeClock
-from test_loop import read_metrics, tiny_config, tiny_data  # noqa: F401  (fixture)
+from helpers import FakeClock, read_metrics, tiny_config
 
 from keypointer.checkpoint import load_checkpoint
 from keypointer.training import budget as budget_module
@@ -16,16 +15,8 @@ from keypointer.training.budget import TimeBudget
 from keypointer.training.loop import train
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_steps_that_fit_follow_the_measured_step_time(monkeypatch):
-    clock = Clock()
+    clock = FakeClock()
     monkeypatch.setattr(budget_module.time, "perf_counter", clock)
     b = TimeBudget(minutes=1.0, elapsed=10.0)  # 50 s left
     for _ in range(budget_module.SKIP):
@@ -50,7 +41,7 @@ def test_a_run_validating_after_every_short_epoch_plans_its_end_early(monkeypatc
     # between steps. Counting steps only, the plan was twice too long until near the end, so
     # the cosine was cut off mid-way (a slow CI machine ended at 23% of the peak lr); with the
     # validations spread over the steps, the plans after the first few are the run's length.
-    clock = Clock()
+    clock = FakeClock()
     monkeypatch.setattr(budget_module.time, "perf_counter", clock)
     b = TimeBudget(minutes=1.0)
     done, total, plans = 0, 4, []
@@ -71,12 +62,12 @@ def test_a_run_validating_after_every_short_epoch_plans_its_end_early(monkeypatc
 
 
 @pytest.mark.slow
-def test_a_20_second_budget_ends_on_time_with_best_pt(tiny_data, tmp_path, monkeypatch):  # noqa: F811
+def test_a_20_second_budget_ends_on_time_with_best_pt(tiny_data, tmp_path, monkeypatch):
     """On a fake clock (a step takes 1 s, a validation 1 s, its saves 0.5 s, nothing else
     any time): the arithmetic of the plan, the same on any machine, however fast or loaded."""
     clock = FakeClock()
     monkeypatch.setattr(time, "perf_counter", clock)
-    for name, seconds in (("train_step", 1.0), ("validate", 1.0), ("save_epoch", 0.5)):
+    for name, seconds in (("train_step", 1.0), ("evaluate_pose", 1.0), ("save_epoch", 0.5)):
         monkeypatch.setattr(loop_module, name, clock.ticking(getattr(loop_module, name), seconds))
     # epochs is only the first plan: the budget stretches a 2-epoch plan to 20 seconds.
     cfg = tiny_config(tiny_data, tmp_path, epochs=2, time=20 / 60, schedule="cosine")
@@ -94,7 +85,7 @@ def test_a_20_second_budget_ends_on_time_with_best_pt(tiny_data, tmp_path, monke
     assert load_checkpoint(run.best)["epoch"] >= 1
 
 
-def test_recipe_fills_unset_fields_and_stores_them(tiny_data, tmp_path, capsys):  # noqa: F811
+def test_recipe_fills_unset_fields_and_stores_them(tiny_data, tmp_path, capsys):
     cfg = tiny_config(tiny_data, tmp_path, epochs=1)
     cfg.train.recipe = True
     run = train(cfg)
@@ -107,7 +98,7 @@ def test_recipe_fills_unset_fields_and_stores_them(tiny_data, tmp_path, capsys):
     assert "settings (recipe" in err and "set by you" in err and "train.schedule" in err
 
 
-def test_no_recipe_keeps_the_defaults(tiny_data, tmp_path, capsys):  # noqa: F811
+def test_no_recipe_keeps_the_defaults(tiny_data, tmp_path, capsys):
     cfg = tiny_config(tiny_data, tmp_path, epochs=1, recipe=False)
     run = train(cfg)
     saved = yaml.safe_load((run.dir / "config.yaml").read_text())

@@ -11,38 +11,20 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import TINY_TRAINING, read_metrics, set_options
+from helpers import tiny_config as shared_tiny_config
 
 from keypointer.checkpoint import load_checkpoint
-from keypointer.config import Config, load_config
+from keypointer.config import Config
 from keypointer.errors import TrainingError
+from keypointer.training.distributed import DistInfo
+from keypointer.training.loaders import build_data, split_data
 from keypointer.training.loop import train
 
 
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory) -> Path:
-    from keypointer.data.synthetic import generate
-
-    return generate(tmp_path_factory.mktemp("synth"), num_images=8, seed=3, size=64)
-
-
 def tiny_config(data: Path, root: Path, **train) -> Config:
-    overrides = [
-        f"data.path={data}",
-        "data.val_fraction=0",
-        f"run.root={root}",
-        "run.quiet=true",
-        "model.input_size=[64, 64]",
-        "loader.batch_size=4",
-        "loader.num_workers=0",
-        "train.epochs=3",
-        "train.deterministic=true",
-    ] + [f"train.{k}={v}" for k, v in train.items()]
-    return load_config(None, overrides)
-
-
-def read_metrics(run_dir: Path) -> list[dict]:
-    with open(run_dir / "metrics.csv") as f:
-        return list(csv.DictReader(f))
+    """The shared tiny run, deterministic: a resumed run must equal an uninterrupted one."""
+    return shared_tiny_config(data, root, "train.deterministic=true", **train)
 
 
 def test_run_folder_holds_config_metrics_curves_and_checkpoints(tiny_data, tmp_path):
@@ -126,32 +108,40 @@ def _free_port() -> int:
 def test_ddp_on_two_cpu_processes_matches_one_process(tiny_data, tmp_path):
     # convnext_atto (LayerNorm) with the regression head has no BatchNorm, so per-process
     # batch statistics cannot differ (SyncBatchNorm, which fixes that, needs CUDA).
-    common = [
-        "--data", str(tiny_data), "--quiet",
-        "--set", "data.val_fraction=0", "--set", "model.backbone=convnext_atto",
-        "--set", "model.input_size=[64,64]", "--set", "loader.batch_size=4",
-        "--set", "loader.num_workers=0", "--set", "train.epochs=2",
-        "--set", "train.deterministic=true", "--set", "train.channels_last=false",
-        "--set", "train.amp=off", "--set", "model.head=regression",
-    ]  # fmt: skip
+    sets = [
+        *TINY_TRAINING,
+        "model.backbone=convnext_atto",
+        "train.epochs=2",
+        "train.deterministic=true",
+        "train.channels_last=false",
+        "train.amp=off",
+        "model.head=regression",
+    ]
+    common = ["--data", str(tiny_data), "--quiet", *set_options(sets)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     single = tmp_path / "single"
-    subprocess.run(
-        [sys.executable, "-m", "keypointer", "train", *common, "--set", f"run.root={single}"],
-        check=True, env=env, timeout=300,
-    )  # fmt: skip
+    command = [sys.executable, "-m", "keypointer", "train", *common]
+    subprocess.run([*command, "--set", f"run.root={single}"], check=True, env=env, timeout=300)
     ddp = tmp_path / "ddp"
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
     subprocess.run(
-        [
-            sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-            f"--master_port={_free_port()}", "-m", "keypointer", "train", *common,
-            "--set", f"run.root={ddp}",
-        ],
-        check=True, env=env, timeout=300,
-    )  # fmt: skip
+        [*torchrun, f"--master_port={_free_port()}", *command[1:], "--set", f"run.root={ddp}"],
+        check=True,
+        env=env,
+        timeout=300,
+    )
     (a,) = single.glob("*/*/metrics.csv")
     (b,) = ddp.glob("*/*/metrics.csv")
     la = [float(r["train_loss"]) for r in csv.DictReader(open(a))]
     lb = [float(r["train_loss"]) for r in csv.DictReader(open(b))]
     assert len(la) == len(lb) == 2
     assert lb == pytest.approx(la, rel=1e-4)
+
+
+def test_building_the_data_leaves_the_config_as_the_recipe_planned_it(tiny_data, tmp_path):
+    cfg = tiny_config(tiny_data, tmp_path, recipe="true")  # the recipe runs in setup, not here
+    before = cfg.to_dict()
+    train_kset, val_kset = split_data(cfg)
+    data = build_data(cfg, train_kset, val_kset, torch.device("cpu"), DistInfo())
+    assert cfg.to_dict() == before
+    assert data.train_loader.batch_size == cfg.loader.batch_size == 4

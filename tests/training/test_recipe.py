@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keypointer.config import Config, load_config
+from keypointer.config import Config, load_config, recipe_fields
 from keypointer.data.types import Instance, KeypointSet, Sample
 from keypointer.skeleton import Skeleton
 from keypointer.training import recipe
@@ -37,45 +37,75 @@ def _values(cfg: Config, ks: KeypointSet, device="cpu") -> dict:
     return {c.field: c.value for c in recipe.plan(cfg, ks, device)}
 
 
+def _long_side_and_aspect(size: tuple[int, int]) -> tuple[int, float]:
+    assert size[0] % 32 == 0 and size[1] % 32 == 0
+    return max(size), size[0] / size[1]
+
+
 def test_close_keypoints_get_a_larger_input_within_the_budget():
-    far = _values(Config(), _kset(50, spacing=80))
-    near = _values(Config(), _kset(50, spacing=20))
-    assert far["model.input_size"] == (192, 160)  # the floor; 4:3 kept in multiples of 32
-    assert near["model.input_size"] == (384, 288)  # capped on the CPU ...
-    assert _values(Config(), _kset(50, spacing=10))["model.input_size"] == (384, 288)
-    assert _values(Config(), _kset(50, spacing=10), "cuda")["model.input_size"] == (512, 384)
+    far = _values(Config(), _kset(50, spacing=80))["model.input_size"]
+    near = _values(Config(), _kset(50, spacing=20))["model.input_size"]
+    nearer = _values(Config(), _kset(50, spacing=10))["model.input_size"]
+    nearer_gpu = _values(Config(), _kset(50, spacing=10), "cuda")["model.input_size"]
+    # 640x480 images: the crop's 4:3 is kept (within the rounding to multiples of 32)
+    for size in (far, near, nearer, nearer_gpu):
+        assert _long_side_and_aspect(size)[1] == pytest.approx(4 / 3, abs=0.25)
+    assert max(far) == recipe.MIN_SIDE  # far apart: the floor
+    assert max(near) > max(far)
+    assert max(nearer) == recipe.MAX_SIDE["cpu"]  # capped by the CPU's budget ...
+    assert max(nearer_gpu) == recipe.MAX_SIDE["cuda"] > max(nearer)  # ... a GPU's is larger
 
 
 def test_input_never_exceeds_the_crop_resolution_much():
     small = _values(Config(), _kset(50, spacing=5, size=(100, 100)))
-    assert small["model.input_size"] == (192, 192)  # the floor, not 384
+    assert small["model.input_size"] == (recipe.MIN_SIDE,) * 2  # 100 px images: not the cap
 
 
 def test_boxed_instances_size_from_their_boxes():
     values = _values(Config(), _kset(50, spacing=30, boxes=True))
-    # box 100x100 px grown by 1.25 -> a square crop; 30 px apart needs 3*4/(30/125) = 50 px
-    assert values["model.input_size"] == (192, 192)
+    # box 100x100 px grown by the margin -> a square crop, whatever the image's 4:3
+    assert values["model.input_size"][0] == values["model.input_size"][1]
 
 
 def test_steps_have_a_floor_for_small_sets_and_a_cap_for_large_ones():
     small, large = Config(), Config()
     v_small = _values(small, _kset(40, 50))
     v_large = _values(large, _kset(1000, 50))
-    steps_small = v_small["train.epochs"] * (40 // v_small["loader.batch_size"])
-    assert v_small["loader.batch_size"] == 8 and steps_small >= recipe.MIN_STEPS
-    per_epoch = 1000 // v_large["loader.batch_size"]
-    assert v_large["loader.batch_size"] == 16
-    assert v_large["train.epochs"] * per_epoch == pytest.approx(150 * 1000 / 16, abs=per_epoch)
+    batch_small, batch_large = v_small["loader.batch_size"], v_large["loader.batch_size"]
+    assert batch_small < batch_large  # small sets: more steps per pass
+    steps_small = v_small["train.epochs"] * (40 // batch_small)
+    assert steps_small >= recipe.MIN_STEPS
+    per_epoch = 1000 // batch_large
+    passes = recipe.PASSES * 1000 / batch_large
+    assert v_large["train.epochs"] * per_epoch == pytest.approx(passes, abs=per_epoch)
     huge = _values(Config(), _kset(8000, 50))
-    assert huge["train.epochs"] * (8000 // 16) == pytest.approx(recipe.MAX_STEPS, abs=500)
-    assert small.train.warmup_epochs * (40 // 8) == pytest.approx(0.05 * steps_small, abs=1)
+    huge_steps = huge["train.epochs"] * (8000 // huge["loader.batch_size"])
+    assert huge_steps == pytest.approx(recipe.MAX_STEPS, abs=500)
+    warmup_steps = small.train.warmup_epochs * (40 // batch_small)
+    assert warmup_steps == pytest.approx(recipe.WARMUP_SHARE * steps_small, abs=1)
 
 
 def test_flip_only_with_flip_pairs_and_rotation_from_the_headings():
     plain = _values(Config(), _kset(60, 40, turn=5))
     turning = _values(Config(), _kset(60, 40, turn=180, flip=True))
-    assert plain["augment.flip"] == 0.0 and plain["augment.rotation"] == 30.0
-    assert turning["augment.flip"] == 0.5 and turning["augment.rotation"] == 180.0
+    assert plain["augment.flip"] == 0.0 and turning["augment.flip"] > 0
+    assert plain["augment.rotation"] < turning["augment.rotation"] == 180.0  # all headings
+
+
+def test_the_recipe_sets_exactly_the_fields_the_config_marks():
+    choices = recipe.plan(Config(), _kset(60, 40, flip=True))
+    assert sorted(c.field for c in choices) == sorted(recipe_fields())
+
+
+def test_a_rule_for_a_field_the_config_does_not_mark_is_refused(monkeypatch):
+    def sigma_rule(cfg, ks, device_type):
+        yield "codec.sigma", 3.0, "not the recipe's to choose"
+
+    monkeypatch.setattr(recipe, "_flip", sigma_rule)
+    cfg = Config()
+    with pytest.raises(ValueError, match="codec.sigma"):
+        recipe.plan(cfg, _kset(50, 20))
+    assert cfg.codec.sigma == Config().codec.sigma
 
 
 def test_user_values_win_and_are_reported_as_theirs():
@@ -83,7 +113,8 @@ def test_user_values_win_and_are_reported_as_theirs():
     choices = {c.field: c for c in recipe.plan(cfg, _kset(50, 20, flip=True))}
     assert cfg.model.input_size == (96, 64) and cfg.train.epochs == 7 and cfg.augment.flip == 0.3
     assert choices["train.epochs"].user and choices["train.epochs"].reason == "set by you"
-    assert not choices["loader.batch_size"].user and cfg.loader.batch_size == 8
+    assert not choices["loader.batch_size"].user
+    assert cfg.loader.batch_size == choices["loader.batch_size"].value != Config().loader.batch_size
 
 
 def test_a_config_file_that_lists_a_field_sets_it(tmp_path):
@@ -107,4 +138,4 @@ def test_warm_up_and_validation_follow_the_users_epochs():
     cfg = load_config(None, ["train.epochs=8"])
     recipe.plan(cfg, _kset(16, 30))
     assert cfg.train.val_every == 1  # not 1/15 of the recipe's own (longer) plan
-    assert cfg.train.warmup_epochs == pytest.approx(0.05 * 8)
+    assert cfg.train.warmup_epochs == pytest.approx(recipe.WARMUP_SHARE * 8)

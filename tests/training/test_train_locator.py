@@ -116,7 +116,9 @@ def test_time_budget_ends_the_run_on_time(tmp_path, monkeypatch):
     for the saves, plus half a step per validation batch), whatever this machine's speed."""
     clock = FakeClock()
     monkeypatch.setattr(time, "perf_counter", clock)
-    monkeypatch.setattr(locator_module, "train_step", clock.ticking(locator_module.train_step, 0.5))
+    monkeypatch.setattr(
+        locator_module, "locator_step", clock.ticking(locator_module.locator_step, 0.5)
+    )
     kset = crowd_set(tmp_path / "crowd", 4)
     model, metrics = train_locator(
         kset, kset, tiny_locator_config(steps=100_000), time_budget_s=4.0

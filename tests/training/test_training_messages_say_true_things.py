@@ -12,9 +12,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import tiny_locator_config
+from helpers import tiny_config, tiny_locator_config
 
-from keypointer.config import load_config
 from keypointer.data import synthetic
 from keypointer.data.types import Instance, KeypointSet, Sample
 from keypointer.metrics.keypoints import bbox_norm, pck
@@ -67,12 +66,19 @@ def test_a_locator_that_finds_nothing_has_no_precision(tmp_path):
 
 
 def test_summary_of_an_old_checkpoints_metrics_with_nothing_found():
-    old = {"val_recall": 0.0, "val_precision": 1.0, "val_mean_iou": float("nan"),
-           "val_instances": 7.0, "val_predicted": 0.0, "steps": 10.0, "seconds": 60.0}  # fmt: skip
+    old = dict(
+        val_recall=0.0,
+        val_precision=1.0,
+        val_mean_iou=float("nan"),
+        val_instances=7.0,
+        val_predicted=0.0,
+        steps=10.0,
+        seconds=60.0,
+    )
     line = summary_line(old)
     assert "precision 1.000" not in line and "found no box for 7 labelled instances" in line
-    found = {**old, "val_recall": 0.5, "val_precision": 0.75, "val_mean_iou": 0.8,
-             "val_predicted": 4.0}  # fmt: skip
+    found = {**old, "val_recall": 0.5, "val_precision": 0.75, "val_mean_iou": 0.8}
+    found["val_predicted"] = 4.0
     assert "recall 0.500, precision 0.750" in summary_line(found)
 
 
@@ -99,15 +105,8 @@ def test_training_on_points_that_never_move_explains_the_nan_pck_once(synth, tmp
         ann.pop("area", None)
     labels = synth.parent / "one_point.json"
     labels.write_text(json.dumps(data))
-    cfg = load_config(
-        None,
-        [
-            f"data.path={labels}", "model.input_size=[64,64]", "train.epochs=2",
-            "train.val_every=1", "loader.batch_size=4", "loader.num_workers=0",
-            f"run.root={tmp_path}", "run.quiet=true", "data.val_fraction=0.25",
-            "train.recipe=false",
-        ],
-    )  # fmt: skip
+    sets = ("train.val_every=1", "data.val_fraction=0.25", "train.recipe=false")
+    cfg = tiny_config(labels, tmp_path, *sets, epochs=2)
     run = train(cfg)
     assert all(math.isnan(r["val_pck"]) for r in run.metrics if "val_pck" in r)
     err = capsys.readouterr().err

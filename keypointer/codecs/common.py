@@ -1,30 +1,51 @@
-"""Shared helpers of the codecs: input conversion and the 1-D log-parabola peak refinement."""
+"""Shared helpers of the codecs: input conversion, the 1-D log-parabola peak refinement and
+the argmax near-tie test."""
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 TINY = 1e-10
 
+ArrayLike = torch.Tensor | npt.ArrayLike
+"""What codecs take: a tensor, a numpy array or nested lists of numbers."""
 
-def as_float(x: Any) -> torch.Tensor:
-    """numpy array, list or tensor -> floating tensor (float16/bfloat16 are widened to float32)."""
+
+def as_float(x: ArrayLike) -> torch.Tensor:
+    """A floating tensor of ``x``.
+
+    Args:
+        x: a numpy array, nested lists or a tensor, any shape.
+
+    Returns:
+        A tensor of the same shape (and device, for a tensor); integer, float16 and bfloat16
+        values are widened to float32, other floating dtypes kept.
+    """
     t = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
     if not t.is_floating_point() or t.dtype in (torch.float16, torch.bfloat16):
         t = t.float()
     return t
 
 
-def prepare_keypoints(keypoints: Any, visible: Any) -> tuple[torch.Tensor, torch.Tensor, bool]:
-    """-> (keypoints (N, K, 2) float32, visible (N, K) bool, unbatched).
+def prepare_keypoints(
+    keypoints: ArrayLike, visible: ArrayLike | None
+) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """Keypoints and visibility as every codec's ``encode`` takes them.
 
-    A (K, 2) input is treated as one sample (``unbatched`` True); ``visible`` None means all
-    visible. Coordinates are not checked here: each codec's range test, False for NaN, decides
-    which keypoints are usable, before any coordinate reaches a target.
+    Coordinates are not checked here: each codec's range test, False for NaN, decides which
+    keypoints are usable, before any coordinate reaches a target.
+
+    Args:
+        keypoints: (N, K, 2) input px, or (K, 2) for one sample.
+        visible: (N, K) or (K,) bool; None: all visible.
+
+    Returns:
+        keypoints (N, K, 2) float32, visible (N, K) bool, and whether the input was one
+        unbatched sample.
     """
     kp = as_float(keypoints).float()
     unbatched = kp.dim() == 2
@@ -127,3 +148,17 @@ def refine_log_peak(
     offset = torch.where(ok, -b / (2.0 * c), zero[..., 0]).clamp(-limit, limit)
     centre = start.to(z.dtype) + half + offset
     return torch.where(ok, centre, peak.to(z.dtype))
+
+
+def near_tie(values: torch.Tensor, rel: float) -> torch.Tensor:
+    """Where float rounding may change which of L values is the largest.
+
+    Args:
+        values: (N, K, L), e.g. flattened heatmaps or SimCC logits.
+        rel: rounding, relative to the largest magnitude.
+
+    Returns:
+        (N, K) bool: the two largest values are within ``2 rel`` times the largest magnitude.
+    """
+    top = values.topk(2, dim=-1).values
+    return (top[..., 0] - top[..., 1]) <= 2 * rel * values.abs().amax(-1)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,7 +148,7 @@ def assign_individuals(kset: KeypointSet) -> tuple[list[str] | None, list[list[i
             f"track {SINGLE!r} is DeepLabCut's name for unique body parts; rename it",
             kset.source,
         )
-    spare = (f"individual{i}" for i in range(1, 10**9) if f"individual{i}" not in tracks)
+    spare = (f"individual{i}" for i in itertools.count(1) if f"individual{i}" not in tracks)
     generated: list[str] = []
     columns = []
     for sample in kset.samples:
@@ -155,8 +156,12 @@ def assign_individuals(kset: KeypointSet) -> tuple[list[str] | None, list[list[i
         counts = Counter(i.track for i in sample.instances if i.track)
         for track, n in counts.items():
             if n > 1:
-                raise DataError(f"track {track!r} names {n} instances of one image; DeepLabCut "
-                                "holds one per individual", kset.source, where)  # fmt: skip
+                raise DataError(
+                    f"track {track!r} names {n} instances of one image; DeepLabCut "
+                    "holds one per individual",
+                    kset.source,
+                    where,
+                )
         free = iter(range(len(sample.instances)))
         cols = []
         for inst in sample.instances:

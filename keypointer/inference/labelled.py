@@ -1,10 +1,11 @@
 """Predictions for every instance of a labelled data set, in the pixels of the original images.
 
-:func:`predict_dataset` runs ``keypointer eval``'s: each labelled instance through the one
-:class:`~keypointer.inference.pipeline.Pipeline`, cropped as ``predict --boxes`` crops it, so
-eval scores what predict writes (and takes an ONNX export alike). :func:`predict_loader` is
-validation's during training: the same crops as batches of tensors, straight through the
-model (with autocast and channels-last); both map back to the pixels of the user's images.
+:func:`predict_instances` runs ``keypointer eval``'s (and ``demo``'s): each labelled instance
+through the one :class:`~keypointer.inference.pipeline.Pipeline`, cropped as ``predict --boxes``
+crops it, so eval scores what predict writes (and takes an ONNX export alike).
+:func:`predict_batches` is validation's during training: the same crops as batches of tensors,
+straight through the model (with autocast and channels-last); both map back to the pixels of
+the user's images.
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from keypointer._tensors import eval_mode
 from keypointer.data import transforms as T
+from keypointer.data.boxes import scale_boxes
+from keypointer.data.dataset import KeypointDataset
 from keypointer.inference.crops import crop_matrix
 from keypointer.inference.pipeline import Pipeline
 from keypointer.inference.sources import Frame, Source
 from keypointer.metrics import bbox_norm, pck, pixel_errors
-from keypointer.models.flip import decode_batch
+from keypointer.models.decode import decode_batch
+from keypointer.tensors import eval_mode
 
 
 @dataclass
@@ -41,7 +44,19 @@ class Predictions:
     image_ids: np.ndarray | None = None  # (M,) position of each instance's image in the set
 
 
-def to_device(batch: dict, device: torch.device, channels_last: bool = False) -> dict:
+def to_device(
+    batch: dict[str, object], device: torch.device, channels_last: bool = False
+) -> dict[str, object]:
+    """A collated batch with its tensors (and tuples of tensors) moved to ``device``.
+
+    Args:
+        batch: name -> tensor, tuple of tensors, or anything else (left as it is).
+        device: where the tensors go (copied without blocking).
+        channels_last: store "image" (N, 3, H, W) channels-last.
+
+    Returns:
+        A new dict with the same keys.
+    """
     out = {}
     for key, value in batch.items():
         if isinstance(value, torch.Tensor):
@@ -55,7 +70,7 @@ def to_device(batch: dict, device: torch.device, channels_last: bool = False) ->
 
 
 @torch.inference_mode()
-def predict_loader(
+def predict_batches(
     model: nn.Module,
     loader: DataLoader,
     device: torch.device,
@@ -63,11 +78,20 @@ def predict_loader(
     channels_last: bool = False,
     flip_index: Sequence[int] | None = None,
 ) -> Predictions:
-    """Predict every instance of ``loader``'s dataset and map results to original pixels.
+    """Every instance of ``loader``'s batches straight through ``model``, in original pixels.
 
-    ``flip_index`` (the skeleton's): flip test-time augmentation, see
-    :func:`keypointer.models.flip.decode_batch`. Boxes are the batch's "bbox" when the
-    dataset gives one, else the instance's box, else the box around its labelled keypoints.
+    Args:
+        model: a :class:`~keypointer.models.model.KeypointModel` (run in eval mode).
+        loader: batches of a :class:`~keypointer.data.dataset.KeypointDataset`.
+        device: where the model is.
+        autocast: a mixed-precision context to run the model in, or None.
+        channels_last: feed the images channels-last.
+        flip_index: the skeleton's, for flip test-time augmentation
+            (:func:`keypointer.models.decode.decode_batch`); None: no flip.
+
+    Returns:
+        :class:`Predictions` of the M instances; boxes are the batch's "bbox" when the dataset
+        gives one, else :func:`item_scale_boxes`.
     """
     parts: dict[str, list[np.ndarray]] = {k: [] for k in Predictions.__dataclass_fields__}
     with eval_mode(model):
@@ -84,25 +108,32 @@ def predict_loader(
             if "bbox" in batch:
                 parts["bboxes"].append(batch["bbox"].cpu().numpy().astype(np.float64))
             else:
-                parts["bboxes"].append(instance_boxes(loader.dataset, index))
+                parts["bboxes"].append(item_scale_boxes(loader.dataset, index))
             parts["index"].append(index)
             if "image_id" in batch:
                 parts["image_ids"].append(batch["image_id"].cpu().numpy())
     return Predictions(**{k: np.concatenate(v) if v else _empty(k) for k, v in parts.items()})
 
 
-def predict_dataset(
-    pipe: Pipeline, dataset, advance: Callable[[], None] | None = None
+def predict_instances(
+    pipe: Pipeline, dataset: KeypointDataset, advance: Callable[[], None] | None = None
 ) -> Predictions:
-    """Every instance of ``dataset`` (a :class:`~keypointer.data.dataset.KeypointDataset`
-    without augmentation) through ``pipe``: one box per labelled instance
-    (:meth:`~keypointer.data.dataset.KeypointDataset.crop_box`), as ``predict --boxes`` crops
-    it. Ground truth counts where labelled and inside the crop, as in validation.
-    ``advance`` is called once per image."""
+    """Every labelled instance of ``dataset`` through ``pipe``, cropped as ``predict --boxes``
+    crops it (:meth:`~keypointer.data.dataset.KeypointDataset.crop_box`).
+
+    Args:
+        pipe: the pipeline; its ``max_instances`` is lifted (one pose per labelled box).
+        dataset: a dataset without augmentation.
+        advance: called once per image, or None.
+
+    Returns:
+        :class:`Predictions` of the M instances; ground truth counts where labelled and inside
+        the crop, as in validation; boxes are :func:`item_scale_boxes`.
+    """
     pipe = pipe.with_options(max_instances=None)  # one pose per labelled box, whatever the cap
     by_image: dict[int, list[int]] = {}
     for index in range(len(dataset)):
-        by_image.setdefault(dataset.locate(index)[0], []).append(index)
+        by_image.setdefault(dataset.position(index)[0], []).append(index)
     detections = {
         Path(f"<image {si}>"): [(dataset.crop_box(i), 1.0, None) for i in items]
         for si, items in by_image.items()
@@ -132,7 +163,7 @@ def predict_dataset(
         if advance is not None:
             advance()
     index = np.array(parts["index"], np.int64)
-    parts["bboxes"] = [instance_boxes(dataset, index)] if len(index) else []
+    parts["bboxes"] = [item_scale_boxes(dataset, index)] if len(index) else []
     stacked = {k: np.stack(v) if k != "bboxes" and v else None for k, v in parts.items()}
     stacked["bboxes"] = parts["bboxes"][0] if parts["bboxes"] else np.zeros((0, 4))
     return Predictions(**{k: v if v is not None else _empty(k) for k, v in stacked.items()})
@@ -149,21 +180,22 @@ def _empty(key: str) -> np.ndarray | None:
     return None if key == "image_ids" else np.zeros((0,))
 
 
-def instance_boxes(dataset, index: np.ndarray) -> np.ndarray:
-    """(M, 4) x, y, w, h original-pixel boxes of dataset items: the instance's box when it has
-    one with an area, else the box around its labelled keypoints (NaN when none)."""
-    boxes = np.full((len(index), 4), np.nan)
-    for row, i in enumerate(index):
-        _, inst = dataset.entry(int(i))
-        if inst.bbox is not None and inst.bbox[2] > 0 and inst.bbox[3] > 0:
-            boxes[row] = inst.bbox
-        elif (extent := inst.extent()) is not None:
-            boxes[row] = extent
-    return boxes
+def item_scale_boxes(dataset: KeypointDataset, index: np.ndarray) -> np.ndarray:
+    """(M, 4) x, y, w, h boxes, original pixels, that dataset items ``index`` (M,) are measured
+    by (:func:`~keypointer.data.boxes.scale_box`; NaN rows for none)."""
+    return scale_boxes(dataset.entry(int(i))[1] for i in index)
 
 
 def quick_metrics(pred: Predictions, alpha: float) -> dict[str, float]:
-    """Validation metrics logged every epoch: PCK@alpha (box-size normaliser) and mean pixel error."""
+    """Validation metrics logged every epoch.
+
+    Args:
+        pred: the predictions of a labelled set.
+        alpha: the PCK threshold, as a share of the box size (:func:`item_scale_boxes`).
+
+    Returns:
+        {"pck": PCK@alpha, "mean_px": mean pixel error}.
+    """
     result = pck(pred.keypoints, pred.gt, pred.visible, bbox_norm(pred.bboxes), alpha)
     errors = pixel_errors(pred.keypoints, pred.gt, pred.visible)
     return {"pck": float(result.overall), "mean_px": float(errors["mean"])}

@@ -1,0 +1,323 @@
+"""Exact truth for several cameras: a figure moving in a box, N virtual cameras with lens
+distortion around it, the figure's 2D views (with noise, scores and a corrupted camera on
+request), and a calibration board moved through the box.
+
+World: a cube of side ``box_size`` centred on the origin, z up, in millimetres by default.
+Everything is seeded: the same arguments give the same arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from keypointer.multiview.calibrate import Board
+from keypointer.multiview.cameras import Camera, CameraGroup
+
+BOX_SIZE = 400.0
+"""Side of the synthetic box (mm): a mouse arena."""
+IMAGE_SIZE = (640, 480)
+CAMERA_DISTANCE = 2.2  # camera centres from the box centre, in box sizes
+BOARD_MAX_TILT_DEG = 50.0  # board normal from vertical (the cameras look down on the box)
+BOARD_MAX_VIEW_DEG = 70.0  # a camera sees the board's face under at most this angle
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A figure's motion.
+
+    Attributes:
+        points: (F, K, 3) world coordinates of the keypoints, all inside the box.
+        edges: (K - 1, 2) keypoint pairs joined by a bone (a tree rooted at keypoint 0).
+    """
+
+    points: np.ndarray
+    edges: np.ndarray
+
+
+def figure_motion(
+    frames: int = 200, keypoints: int = 20, box_size: float = BOX_SIZE, seed: int = 0
+) -> Figure:
+    """A tree of ``keypoints`` points (bones ~6% of the box) that walks, turns and moves its
+    limbs inside the box: smooth sums of sines, so that temporal filters have something real
+    to smooth.
+
+    Returns:
+        A :class:`Figure` with (frames, keypoints, 3) points.
+    """
+    rng = np.random.default_rng(seed)
+    t = np.arange(frames)[:, None] / 30.0
+    parents = np.array([0] + [int(rng.integers(0, i)) for i in range(1, keypoints)])
+    bones = rng.normal(size=(keypoints, 3))
+    bones *= 0.06 * box_size / np.linalg.norm(bones, axis=1, keepdims=True)
+    rest = np.zeros((keypoints, 3))
+    for i in range(1, keypoints):
+        rest[i] = rest[parents[i]] + bones[i]
+    rest -= rest.mean(axis=0)
+    # limbs swing: each keypoint adds its own small sine motion
+    amp = rng.normal(scale=0.015 * box_size, size=(keypoints, 3))
+    freq = rng.uniform(0.5, 2.0, size=(keypoints, 1))
+    phase = rng.uniform(0, 2 * np.pi, size=(keypoints, 1))
+    local = rest[None] + amp[None] * np.sin(2 * np.pi * freq[None] * t[:, :, None] + phase[None])
+    heading = 0.6 * np.sin(2 * np.pi * 0.1 * t[:, 0]) + 2 * np.pi * rng.uniform()
+    c, s = np.cos(heading), np.sin(heading)
+    rot = np.zeros((frames, 3, 3))
+    rot[:, 0, 0], rot[:, 0, 1], rot[:, 1, 0], rot[:, 1, 1], rot[:, 2, 2] = c, -s, s, c, 1
+    w = rng.uniform(0.05, 0.25, size=(3, 2))
+    p = rng.uniform(0, 2 * np.pi, size=(3, 2))
+    centre = (0.18 * box_size) * (
+        np.sin(2 * np.pi * w[:, 0] * t + p[:, 0]) + np.sin(2 * np.pi * w[:, 1] * t + p[:, 1])
+    )
+    centre[:, 2] *= 0.3  # mostly on the floor's plane
+    points = np.einsum("fij,fkj->fki", rot, local) + centre[:, None, :]
+    edges = np.stack([parents[1:], np.arange(1, keypoints)], axis=1)
+    return Figure(points=np.clip(points, -box_size / 2, box_size / 2), edges=edges)
+
+
+def look_at(position: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rvec, tvec) of a camera at ``position`` looking at ``target``, image up = world +z."""
+    forward = (target - position) / np.linalg.norm(target - position)
+    right = np.cross(forward, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    down = np.cross(forward, right)
+    rot = np.stack([right, down, forward])
+    return cv2.Rodrigues(rot)[0].ravel(), -rot @ position
+
+
+def camera_ring(
+    n: int, box_size: float = BOX_SIZE, image_size: tuple[int, int] = IMAGE_SIZE, seed: int = 0
+) -> CameraGroup:
+    """``n`` cameras around the box, 20-45 degrees above it, looking near its centre, each with
+    its own focal length, principal point and barrel distortion (k1 -0.25 to -0.05).
+
+    Returns:
+        A :class:`CameraGroup` named A, B, C, ...
+    """
+    rng = np.random.default_rng(seed)
+    w, h = image_size
+    cams = []
+    for i in range(n):
+        azimuth = 2 * np.pi * (i + rng.uniform(-0.15, 0.15)) / n
+        elevation = np.radians(rng.uniform(20, 45))
+        distance = CAMERA_DISTANCE * box_size * rng.uniform(0.9, 1.1)
+        position = distance * np.array(
+            [
+                np.cos(elevation) * np.cos(azimuth),
+                np.cos(elevation) * np.sin(azimuth),
+                np.sin(elevation),
+            ]
+        )
+        rvec, tvec = look_at(position, rng.uniform(-0.05, 0.05, 3) * box_size)
+        # the box's half-diagonal fills ~85% of the image's half-height
+        f = 0.85 * (h / 2) * distance / (0.87 * box_size) * rng.uniform(0.95, 1.05)
+        matrix = np.array(
+            [[f, 0, w / 2 + rng.uniform(-10, 10)], [0, f, h / 2 + rng.uniform(-10, 10)], [0, 0, 1]]
+        )
+        dist = np.array(
+            [
+                rng.uniform(-0.25, -0.05),
+                rng.uniform(0.0, 0.1),
+                rng.uniform(-2e-3, 2e-3),
+                rng.uniform(-2e-3, 2e-3),
+                0.0,
+            ]
+        )
+        cams.append(Camera(chr(ord("A") + i), (w, h), matrix, dist, rvec, tvec))
+    return CameraGroup(cams, {"synthetic": True, "box_size": float(box_size)})
+
+
+def in_image(points: np.ndarray, size: tuple[int, int], margin: float = 0.0) -> np.ndarray:
+    """(..., 2) pixels -> (...) bool: inside the (width, height) image, ``margin`` px in."""
+    x, y = points[..., 0], points[..., 1]
+    return (x >= margin) & (y >= margin) & (x <= size[0] - 1 - margin) & (y <= size[1] - 1 - margin)
+
+
+def camera_depths(group: CameraGroup, points: np.ndarray) -> np.ndarray:
+    """(..., 3) world points -> (C, ...) depth in front of each camera."""
+    extr = group.extrinsics
+    return np.einsum("cj,...j->c...", extr[:, 2, :3], points) + extr[:, 2, 3].reshape(
+        (-1,) + (1,) * (points.ndim - 1)
+    )
+
+
+def project_views(
+    group: CameraGroup,
+    points: np.ndarray,
+    *,
+    noise_px: float = 0.0,
+    seed: int = 0,
+    corrupt_camera: int | None = None,
+    corrupt_share: float = 0.1,
+    corrupt_px: tuple[float, float] = (40.0, 120.0),
+    occluded_share: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The figure's 2D keypoints in every camera, like a detector's output.
+
+    With ``noise_px`` > 0 each view gets a score in [0.4, 1] and Gaussian pixel noise of
+    ``noise_px / score`` per axis (a less sure detection is a worse one, so scores are worth
+    weighting by). ``corrupt_camera``'s points are moved, in ``corrupt_share`` of the frames,
+    by one random offset per frame of ``corrupt_px`` pixels (a confident, wrong detection:
+    another animal, a reflection); their scores stay high. ``occluded_share`` of all views are
+    occluded: the detector puts the point 20-60 px off and says it is unsure (score 0.3-0.5).
+
+    Args:
+        group: the cameras.
+        points: (F, K, 3) world points.
+
+    Returns:
+        (C, F, K, 2) pixels (NaN outside the image or behind the camera) and (C, F, K) scores
+        (0 where NaN; 1 everywhere when ``noise_px`` is 0).
+    """
+    rng = np.random.default_rng(seed)
+    uv = group.project(points)
+    n_cams, n_frames, n_kp, _ = uv.shape
+    scores = np.ones(uv.shape[:-1])
+    if noise_px > 0:
+        scores = rng.uniform(0.4, 1.0, size=uv.shape[:-1])
+        uv = uv + rng.normal(size=uv.shape) * (noise_px / scores)[..., None]
+    if corrupt_camera is not None:
+        frames = rng.random(n_frames) < corrupt_share
+        angle = rng.uniform(0, 2 * np.pi, n_frames)
+        length = rng.uniform(*corrupt_px, n_frames)
+        offset = np.stack([np.cos(angle), np.sin(angle)], axis=1) * length[:, None]
+        uv[corrupt_camera, frames] += offset[frames, None, :]
+    if occluded_share > 0:
+        hidden = rng.random(uv.shape[:-1]) < occluded_share
+        angle = rng.uniform(0, 2 * np.pi, hidden.sum())
+        length = rng.uniform(20.0, 60.0, hidden.sum())
+        uv[hidden] += np.stack([np.cos(angle), np.sin(angle)], axis=1) * length[:, None]
+        scores[hidden] = rng.uniform(0.3, 0.5, hidden.sum())
+    size = np.array([c.size for c in group])
+    visible = np.stack([in_image(uv[c], tuple(size[c])) for c in range(n_cams)])
+    visible &= camera_depths(group, points) > 0
+    uv[~visible] = np.nan
+    scores[~visible] = 0.0
+    return uv, scores
+
+
+@dataclass(frozen=True)
+class BoardClip:
+    """A board moved through the box, seen by every camera.
+
+    Attributes:
+        corners: (C, F, M, 2) pixels of the board's M corners (NaN where a camera does not see
+            a corner: the board faces away, or the corner is outside the image).
+        rvecs, tvecs: (F, 3) board -> world poses (the truth).
+        object_points: (M, 3) the corners on the board (z = 0).
+    """
+
+    corners: np.ndarray
+    rvecs: np.ndarray
+    tvecs: np.ndarray
+    object_points: np.ndarray
+
+
+def board_clip(
+    group: CameraGroup,
+    board: Board,
+    frames: int = 100,
+    *,
+    box_size: float = BOX_SIZE,
+    noise_px: float = 0.0,
+    close_ups: float = 0.4,
+    seed: int = 0,
+) -> BoardClip:
+    """The board moved as a user moves it, and its corners as each camera sees them, with
+    Gaussian noise of ``noise_px`` per axis.
+
+    A share ``close_ups`` of the frames hold the board close to one camera (the cameras in
+    turn), filling most of its image anywhere in it, so that the lens distortion and the focal
+    length are pinned down; the other frames hold it face up (tilted up to 50 degrees)
+    anywhere in the box, where several cameras see it at once, for the extrinsics.
+
+    A camera sees the board only from its printed side and within 70 degrees of its normal,
+    and only the corners inside its image (a ChArUco detector's partial views).
+    """
+    rng = np.random.default_rng(seed)
+    obj = board.object_points()
+    centre = obj.mean(axis=0)
+    width = float(np.ptp(obj[:, 0])) + 2 * board.square_length
+    rvecs, tvecs = np.zeros((frames, 3)), np.zeros((frames, 3))
+    n_close = round(close_ups * frames)
+    close = np.zeros(frames, dtype=bool)
+    close[rng.permutation(frames)[:n_close]] = True
+    turn = 0
+    for f in range(frames):
+        if close[f]:
+            cam = group[turn % len(group)]
+            turn += 1
+            # a distance at which the board spans 60-90% of the image's width
+            distance = cam.matrix[0, 0] * width / (cam.size[0] * rng.uniform(0.6, 0.9))
+            pixel = rng.uniform(0.3, 0.7, 2) * np.array(cam.size)
+            ray = np.linalg.solve(cam.matrix, np.array([*pixel, 1.0]))
+            position = cam.rotation.T @ (ray / np.linalg.norm(ray) * distance - cam.tvec)
+            face = cam.position - position
+            face /= np.linalg.norm(face)
+            face = tilt_towards(face, rng.normal(size=3), np.radians(rng.uniform(0, 40)))
+        else:
+            tilt = np.radians(rng.uniform(0, BOARD_MAX_TILT_DEG))
+            toward = rng.uniform(0, 2 * np.pi)
+            face = np.array(
+                [np.sin(tilt) * np.cos(toward), np.sin(tilt) * np.sin(toward), np.cos(tilt)]
+            )
+            position = rng.uniform(-0.3, 0.3, 3) * box_size
+        # OpenCV's board z axis points away from the printed face
+        z = -face
+        x = np.cross(rng.normal(size=3), z)
+        x /= np.linalg.norm(x)
+        rot = np.stack([x, np.cross(z, x), z], axis=1)  # board -> world, columns are axes
+        rvecs[f] = cv2.Rodrigues(rot)[0].ravel()
+        tvecs[f] = position - rot @ centre
+    world = np.einsum("fij,mj->fmi", np.stack([cv2.Rodrigues(r)[0] for r in rvecs]), obj)
+    world += tvecs[:, None, :]
+    corners = group.project(world)  # (C, F, M, 2)
+    if noise_px > 0:
+        corners = corners + rng.normal(scale=noise_px, size=corners.shape)
+    faces = -np.stack([cv2.Rodrigues(r)[0][:, 2] for r in rvecs])  # (F, 3)
+    to_cam = group.positions[:, None, :] - world.mean(axis=1)[None]  # (C, F, 3)
+    cos = (to_cam * faces[None]).sum(-1) / np.linalg.norm(to_cam, axis=-1)
+    facing = cos > np.cos(np.radians(BOARD_MAX_VIEW_DEG))
+    depth = camera_depths(group, world)
+    for c, cam in enumerate(group):
+        seen = in_image(corners[c], cam.size, margin=2.0) & facing[c][:, None] & (depth[c] > 0)
+        corners[c][~seen] = np.nan
+    return BoardClip(corners=corners, rvecs=rvecs, tvecs=tvecs, object_points=obj)
+
+
+def tilt_towards(v: np.ndarray, other: np.ndarray, angle: float) -> np.ndarray:
+    """Unit vector ``v`` turned by ``angle`` radians towards the direction of ``other``."""
+    side = other - (other @ v) * v
+    side /= np.linalg.norm(side)
+    return np.cos(angle) * v + np.sin(angle) * side
+
+
+def render_board(
+    board: Board, camera: Camera, rvec: np.ndarray, tvec: np.ndarray, pixels_per_unit: float = 4.0
+) -> np.ndarray:
+    """A grey image of the board as ``camera`` sees it in the board -> world pose
+    (``rvec``, ``tvec``), lens distortion included: for testing the detector path.
+
+    The board's picture (``CharucoBoard.generateImage`` or a drawn checkerboard) is warped
+    by the homography of the undistorted view, then distorted by a remap through
+    ``cv2.undistortPoints`` of every output pixel.
+
+    Returns:
+        (height, width) uint8 image, white where the board is not.
+    """
+    w, h = camera.size
+    image = board.image(pixels_per_unit)
+    # board picture pixel (u, v) -> board point (u, v) / pixels_per_unit (z = 0)
+    rot_b = cv2.Rodrigues(np.asarray(rvec, dtype=np.float64))[0]
+    rot = camera.rotation @ rot_b
+    t = camera.rotation @ tvec + camera.tvec
+    scale = np.diag([1 / pixels_per_unit, 1 / pixels_per_unit, 1.0])
+    homography = camera.matrix @ np.column_stack([rot[:, 0], rot[:, 1], t]) @ scale
+    undistorted = cv2.warpPerspective(
+        image, homography, (w, h), flags=cv2.INTER_AREA, borderValue=255
+    )
+    grid = np.stack(np.meshgrid(np.arange(w), np.arange(h)), axis=-1).astype(np.float64)
+    ideal = cv2.undistortPoints(grid.reshape(-1, 1, 2), camera.matrix, camera.dist, P=camera.matrix)
+    maps = ideal.reshape(h, w, 2).astype(np.float32)
+    return cv2.remap(undistorted, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR, borderValue=255)

@@ -120,9 +120,17 @@ def synth_cli(
     ] = False,
     frames: Annotated[int, typer.Option("--frames", min=1, help="Video length in frames.")] = 300,
     fps: Annotated[float, typer.Option("--fps", help="Video frame rate.")] = DEFAULT_FPS,
+    cameras: Annotated[
+        int | None,
+        typer.Option(
+            "--cameras",
+            help="A figure in a box filmed by N calibrated cameras: videos, board clips, "
+            "calibration.toml and the 3D truth.",
+        ),
+    ] = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
-    """Render a synthetic dataset (or video) with exactly known keypoints."""
+    """Render a synthetic dataset, video or N cameras' videos with exactly known keypoints."""
     from keypointer.commands.synth import synth_command
 
     synth_command(
@@ -133,6 +141,103 @@ def synth_cli(
         instances=instances,
         video=video,
         frames=frames,
+        fps=fps,
+        overwrite=overwrite,
+        cameras=cameras,
+    )
+
+
+@app.command("calibrate")
+def calibrate_cli(
+    videos: Annotated[
+        list[Path], typer.Argument(help="Synchronised videos of the board, one per camera.")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", help="Calibration file to write (Anipose's calibration.toml).")
+    ],
+    squares: Annotated[str, typer.Option("--squares", help="Squares across x down, e.g. 7x5.")],
+    square_mm: Annotated[
+        float, typer.Option("--square-mm", help="Side of a square in mm (sets the units).")
+    ],
+    board: Annotated[str, typer.Option("--board", help="charuco | checkerboard")] = "charuco",
+    marker_mm: Annotated[
+        float | None, typer.Option("--marker-mm", help="ChArUco: side of a marker in mm.")
+    ] = None,
+    dictionary: Annotated[
+        str, typer.Option("--dict", help="ChArUco: the ArUco dictionary.")
+    ] = "DICT_4X4_50",
+    names: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--names", help="Camera names in the videos' order, A,B,C (default: the video names)."
+        ),
+    ] = None,
+    every: Annotated[int, typer.Option("--every", min=1, help="Search every Nth frame.")] = 1,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Calibrate cameras from synchronised videos of a ChArUco board or a checkerboard.
+
+    Writes the calibration (Anipose's calibration.toml), a picture of the board detections and
+    one of the camera layout next to it, and prints a report per camera."""
+    from keypointer.commands.calibrate import calibrate_command
+
+    calibrate_command(
+        videos,
+        out,
+        board=board,
+        squares=squares,
+        square_mm=square_mm,
+        marker_mm=marker_mm,
+        dictionary=dictionary,
+        names=names,
+        every=every,
+        overwrite=overwrite,
+        quiet=quiet,
+    )
+
+
+@app.command("triangulate")
+def triangulate_cli(
+    calibration: Annotated[
+        Path, typer.Argument(help="Calibration (calibration.toml, ours or Anipose's).")
+    ],
+    predictions: Annotated[
+        list[Path],
+        typer.Argument(help="2D predictions, one file per camera: predict's or DeepLabCut's."),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="3D CSV to write (Anipose's pose_3d).")],
+    names: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--names", help="Each file's camera, in order, A,B,C (default: from the file names)."
+        ),
+    ] = None,
+    min_score: Annotated[
+        float, typer.Option("--min-score", help="Leave out 2D points scoring below this.")
+    ] = KEYPOINT_SCORE_THRESHOLD,
+    smooth: Annotated[
+        str | None,
+        typer.Option("--smooth", help="Smooth the 3D tracks: savgol | median | kalman."),
+    ] = None,
+    fps: Annotated[
+        float, typer.Option("--fps", help="Frame rate (sets the smoothing window).")
+    ] = DEFAULT_FPS,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """3D keypoints from several cameras' 2D predictions (Anipose's pose_3d CSV).
+
+    Views are weighted by score and those that disagree left out; prints per keypoint the
+    reprojection error and the views used."""
+    from keypointer.commands.triangulate import triangulate_command
+
+    triangulate_command(
+        calibration,
+        predictions,
+        out,
+        names=names,
+        min_score=min_score,
+        smooth=smooth,
         fps=fps,
         overwrite=overwrite,
     )

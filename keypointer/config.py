@@ -242,8 +242,11 @@ class LocatorConfig(_Section):
     size_region: float = Field(0.0, ge=0, lt=1)
     """0: sizes learned at the centre pixels only (CenterNet); above 0: also around them,
     wherever the centre Gaussian is at least this, weighted by it (TTFNet's dense regression)."""
-    steps: int = Field(3000, ge=1)
-    """Optimiser steps of the locator's cosine schedule (a time budget may end it sooner)."""
+    steps: int = Field(3000, ge=1, json_schema_extra=RECIPE)
+    """Optimiser steps of the locator's cosine schedule. The recipe: 60 passes over the
+    training images, within 2000-6000 steps; scaled by the ratio of your ``train.epochs`` to
+    the recipe's when you set them (3 epochs where the recipe picks 150: 2% of the steps). With
+    ``train.time`` the locator gets a share of the budget instead (at most 40%)."""
     batch_size: int = Field(8, ge=1)
     """Images per locator training step; small, for more updates in a time budget."""
     lr: float = Field(1.6e-2, gt=0, le=10)

@@ -2,7 +2,7 @@
 are no import circles, and imports inside functions (lazy imports) are kept to the top layer.
 
     L0  errors, config, skeleton, device, output_paths, helpers (files, tensors, malloc, version)
-    L1  codecs, data, losses, metrics, viz
+    L1  codecs, data, losses, metrics, viz, temporal, multiview
     L2  models
     L3  checkpoint
     L4  inference, export

@@ -23,6 +23,7 @@ from keypointer.codecs import Codec
 from keypointer.config import BOX_MARGIN, AugmentConfig, LoaderConfig
 from keypointer.data import transforms as T
 from keypointer.data.boxes import Box, crop_box, keypoint_crop_box
+from keypointer.data.frames import cache_frames
 from keypointer.data.types import Instance, KeypointSet, Sample
 from keypointer.errors import DataError
 
@@ -39,6 +40,8 @@ class KeypointDataset(Dataset):
     keypoints; and the whole image when every image holds a single unboxed
     instance. Both grow by ``box_margin`` (not the whole image) to the input's aspect ratio.
     ``augment`` None (or ``train=False``) means validation: no randomness at all.
+    Frames of videos are decoded once, here (:func:`cache_video_frames`; ``progress`` shows
+    a bar), so that items read them from memory, also in forked loader workers.
 
     An item is a dict: "image" (3, H, W) float32 normalised RGB; "target" as
     ``codec.encode`` gives it for one sample; "weights" (K,) float32;
@@ -57,6 +60,7 @@ class KeypointDataset(Dataset):
         *,
         train: bool = True,
         box_margin: float = BOX_MARGIN,
+        progress: bool = False,
     ):
         self.kset = kset
         self.codec = codec
@@ -75,6 +79,7 @@ class KeypointDataset(Dataset):
             if _labelled(inst).any()
         ]
         self.skipped_instances = kset.num_instances - len(pairs)
+        cache_video_frames(kset, progress)
         self._entries = np.array(pairs, dtype=np.int64).reshape(-1, 2)
         # Shared memory, so that images found corrupt inside workers are known to the main process.
         self._bad = torch.zeros(max(len(samples), 1), dtype=torch.bool).share_memory_()
@@ -217,6 +222,22 @@ def _one_torch_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+def cache_video_frames(kset: KeypointSet, progress: bool = False) -> int:
+    """Decode the video frames that ``kset``'s samples point into, once, in order
+    (:func:`~keypointer.data.frames.cache_frames`): a sample's ``read`` then takes its frame
+    from memory instead of seeking in the video (a seek decodes from the last key frame).
+
+    Args:
+        kset: the labels; samples of image files are left alone.
+        progress: show a progress bar while decoding.
+
+    Returns:
+        The number of frames decoded now (0 when all are cached already or none is a frame).
+    """
+    frames = [(s.image, s.frame) for s in kset.samples if s.frame is not None]
+    return cache_frames(frames, progress=progress) if frames else 0
 
 
 def _labelled(inst: Instance) -> np.ndarray:

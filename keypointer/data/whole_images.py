@@ -18,7 +18,7 @@ from keypointer.codecs.centers import CenterCodec
 from keypointer.config import AugmentConfig
 from keypointer.data import transforms as T
 from keypointer.data.boxes import instance_box, keypoint_boxes, labelled_box, labelled_points
-from keypointer.data.dataset import Item, ItemKey
+from keypointer.data.dataset import Item, ItemKey, cache_video_frames
 from keypointer.data.types import KeypointSet, Sample
 
 MIN_SIDE = 2.0
@@ -93,11 +93,18 @@ class WholeImageDataset(Dataset):
     ``codec.encode`` gives (heatmap (1, h, w), size (2, h, w), mask (1, h, w)); "boxes" is not
     batched (counts differ): ``self.boxes[index]`` holds the image-pixel boxes; "affine" (2, 3)
     input -> image pixels; "index" int64. Images with no instance are negatives (empty maps).
+    Frames of videos are decoded once, here, as the pose dataset does (``progress``: a bar).
     """
 
     def __init__(
-        self, kset: KeypointSet, codec: CenterCodec, augment: AugmentConfig | None = None
+        self,
+        kset: KeypointSet,
+        codec: CenterCodec,
+        augment: AugmentConfig | None = None,
+        *,
+        progress: bool = False,
     ) -> None:
+        cache_video_frames(kset, progress)
         self.kset = kset
         self.codec = codec
         self.augment = augment

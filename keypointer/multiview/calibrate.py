@@ -176,8 +176,14 @@ class BoardVideos:
     fps: float
 
 
-def detect_videos(videos: Sequence[str | Path], board: Board, every: int = 1) -> BoardVideos:
-    """The board's corners in every ``every``-th frame of synchronised videos, one a camera.
+def detect_videos(
+    videos: Sequence[str | Path],
+    board: Board,
+    every: int = 1,
+    progress: Callable[[], None] | None = None,
+) -> BoardVideos:
+    """The board's corners in every ``every``-th frame of synchronised videos, one a camera;
+    ``progress`` is called once per frame searched (C x ceil(F / every) calls in all).
 
     Raises:
         DataError: a video that does not open, or videos of different lengths or frame rates
@@ -213,6 +219,8 @@ def detect_videos(videos: Sequence[str | Path], board: Board, every: int = 1) ->
                 raise DataError(f"the video ends at frame {i} of {counts[0]}", v)
             if i % every == 0:
                 corners[c, i // every] = board.detect(cap.retrieve()[1])
+                if progress is not None:
+                    progress()
         cap.release()
     return BoardVideos(corners, [v.stem for v in videos], sizes, rates[0])
 
@@ -228,7 +236,8 @@ class CameraReport:
         name: the camera.
         error_px: mean reprojection error (pixels) of its corners after bundle adjustment.
         frames_used: frames of its in the bundle adjustment.
-        detections: frames in which its board detection had ``MIN_CORNERS`` corners or more.
+        detections: frames in which its board detection had ``MIN_CORNERS`` corners or more,
+            not all on one line.
     """
 
     name: str
@@ -300,11 +309,11 @@ def calibrate(
     if corners.shape[2:] != (len(obj), 2):
         raise KeypointerError(f"corners are {corners.shape}, the board has {len(obj)} corners")
     seen = np.isfinite(corners).all(-1)  # (C, F, M)
-    detected = seen.sum(-1) >= MIN_CORNERS  # (C, F)
+    detected = (seen.sum(-1) >= MIN_CORNERS) & spread_out(seen, obj, board.square_length)
     for c, name in enumerate(names):
         if detected[c].sum() < MIN_BOARD_VIEWS:
             raise DataError(
-                f"camera {name} sees the board ({MIN_CORNERS}+ corners) in "
+                f"camera {name} sees the board ({MIN_CORNERS}+ corners, not on one line) in "
                 f"{int(detected[c].sum())} frames; it needs {MIN_BOARD_VIEWS} or more"
             )
 
@@ -336,6 +345,21 @@ def calibrate(
     overall = float(np.mean(errors[used]))
     group.metadata = {"adjusted": True, "error": overall}
     return Calibration(group, reports, overall, board_world)
+
+
+def spread_out(seen: np.ndarray, obj: np.ndarray, square: float) -> np.ndarray:
+    """(..., M) corners seen -> (...) whether they span the board in two directions: corners
+    on one line (a ChArUco board's single row) give no homography, and OpenCV's intrinsic
+    calibration fails on such a view. The test: the seen corners' (M, 2) board positions
+    spread by at least 0.4 squares (standard deviation) across their main direction (two
+    neighbouring rows: 0.5)."""
+    xy = obj[:, :2]
+    n = np.maximum(seen.sum(-1), 1)[..., None]
+    mean = (seen @ xy) / n  # (..., 2)
+    second = np.einsum("...m,mi,mj->...ij", seen.astype(np.float64), xy, xy) / n[..., None]
+    cov = second - mean[..., :, None] * mean[..., None, :]
+    smallest = np.linalg.eigvalsh(cov)[..., 0]
+    return smallest >= (0.4 * square) ** 2
 
 
 def calibrate_intrinsics(

@@ -8,13 +8,20 @@ Everything is seeded: the same arguments give the same arrays.
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 
+from keypointer.errors import DataError
+from keypointer.files import write_text_atomic
 from keypointer.multiview.calibrate import Board
-from keypointer.multiview.cameras import Camera, CameraGroup
+from keypointer.multiview.cameras import Camera, CameraGroup, write_calibration
+from keypointer.multiview.poses import Poses3D, write_pose3d_csv, write_poses_2d_csv
 
 BOX_SIZE = 400.0
 """Side of the synthetic box (mm): a mouse arena."""
@@ -293,8 +300,23 @@ def tilt_towards(v: np.ndarray, other: np.ndarray, angle: float) -> np.ndarray:
     return np.cos(angle) * v + np.sin(angle) * side
 
 
+def distortion_maps(camera: Camera) -> tuple[np.ndarray, np.ndarray]:
+    """Where each pixel of ``camera``'s distorted image lies in its undistorted image: two
+    (height, width) float32 maps for ``cv2.remap`` (one per camera, not one per frame)."""
+    w, h = camera.size
+    grid = np.stack(np.meshgrid(np.arange(w), np.arange(h)), axis=-1).astype(np.float64)
+    ideal = cv2.undistortPoints(grid.reshape(-1, 1, 2), camera.matrix, camera.dist, P=camera.matrix)
+    maps = ideal.reshape(h, w, 2).astype(np.float32)
+    return maps[..., 0], maps[..., 1]
+
+
 def render_board(
-    board: Board, camera: Camera, rvec: np.ndarray, tvec: np.ndarray, pixels_per_unit: float = 4.0
+    board: Board,
+    camera: Camera,
+    rvec: np.ndarray,
+    tvec: np.ndarray,
+    pixels_per_unit: float = 4.0,
+    maps: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """A grey image of the board as ``camera`` sees it in the board -> world pose
     (``rvec``, ``tvec``), lens distortion included: for testing the detector path.
@@ -303,21 +325,210 @@ def render_board(
     by the homography of the undistorted view, then distorted by a remap through
     ``cv2.undistortPoints`` of every output pixel.
 
+    Args:
+        maps: :func:`distortion_maps` of ``camera``, when already computed.
+
     Returns:
-        (height, width) uint8 image, white where the board is not.
+        (height, width) uint8 image, white where the board is not; all white when the board
+        shows the camera its back, or its face at over ``BOARD_MAX_VIEW_DEG`` (as
+        :func:`board_clip` has it: a printed board is opaque, and a checkerboard seen through
+        from behind would be found mirrored, its corners numbered wrongly).
     """
     w, h = camera.size
-    image = board.image(pixels_per_unit)
-    # board picture pixel (u, v) -> board point (u, v) / pixels_per_unit (z = 0)
     rot_b = cv2.Rodrigues(np.asarray(rvec, dtype=np.float64))[0]
     rot = camera.rotation @ rot_b
     t = camera.rotation @ tvec + camera.tvec
+    centre = rot @ board.object_points().mean(axis=0) + t  # in the camera's frame
+    facing = (-centre @ -rot[:, 2]) / np.linalg.norm(centre)  # cos of the viewing angle
+    if centre[2] <= 0 or facing <= np.cos(np.radians(BOARD_MAX_VIEW_DEG)):
+        return np.full((h, w), 255, np.uint8)
+    image = board.image(pixels_per_unit)
+    # board picture pixel (u, v) -> board point (u, v) / pixels_per_unit (z = 0)
     scale = np.diag([1 / pixels_per_unit, 1 / pixels_per_unit, 1.0])
     homography = camera.matrix @ np.column_stack([rot[:, 0], rot[:, 1], t]) @ scale
     undistorted = cv2.warpPerspective(
         image, homography, (w, h), flags=cv2.INTER_AREA, borderValue=255
     )
-    grid = np.stack(np.meshgrid(np.arange(w), np.arange(h)), axis=-1).astype(np.float64)
-    ideal = cv2.undistortPoints(grid.reshape(-1, 1, 2), camera.matrix, camera.dist, P=camera.matrix)
-    maps = ideal.reshape(h, w, 2).astype(np.float32)
-    return cv2.remap(undistorted, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR, borderValue=255)
+    map_x, map_y = maps if maps is not None else distortion_maps(camera)
+    return cv2.remap(undistorted, map_x, map_y, cv2.INTER_LINEAR, borderValue=255)
+
+
+FIGURE_BACKGROUND = 40  # grey level of the figure videos' floor
+POINT_RADIUS_PX = 2
+
+
+def render_figure(camera: Camera, points: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """A BGR image of the figure's (K, 3) world points as ``camera`` sees them (lens
+    distortion included: the points are projected through it): bones as grey lines,
+    keypoints as discs, each keypoint its own colour, on a dark floor.
+
+    Returns:
+        (height, width, 3) uint8 image.
+    """
+    w, h = camera.size
+    image = np.full((h, w, 3), FIGURE_BACKGROUND, np.uint8)
+    uv = camera.project(points)
+    ok = np.isfinite(uv).all(-1) & (camera_depths(CameraGroup([camera]), points)[0] > 0)
+    shift = 4  # sub-pixel drawing: coordinates in 1/16 px
+    fixed = np.round(np.nan_to_num(uv) * (1 << shift)).astype(np.int64)
+    for a, b in edges:
+        if ok[a] and ok[b]:
+            pa, pb = (int(v) for v in fixed[a]), (int(v) for v in fixed[b])
+            cv2.line(image, tuple(pa), tuple(pb), (160, 160, 160), 2, cv2.LINE_AA, shift)
+    hues = np.linspace(0, 180, len(points), endpoint=False).astype(np.uint8)
+    colours = cv2.cvtColor(
+        np.stack([hues, np.full_like(hues, 220), np.full_like(hues, 255)], 1)[None],
+        cv2.COLOR_HSV2BGR,
+    )[0]
+    for k in np.flatnonzero(ok):
+        centre = tuple(int(v) for v in fixed[k])
+        colour = tuple(int(c) for c in colours[k])
+        cv2.circle(image, centre, POINT_RADIUS_PX << shift, colour, -1, cv2.LINE_AA, shift)
+    return image
+
+
+# --------------------------------------------------------------------------- files
+
+FOURCC = "mp4v"  # as keypointer/data/synthetic_video.py and the drawn videos
+SCENE_BOARD = Board(squares=(7, 5), square_length=40.0, marker_length=30.0)
+"""The board of :func:`write_scene`'s calibration clips: ChArUco 7x5, 40 mm squares, 30 mm
+markers, DICT_4X4_50 (``calibrate --squares 7x5 --square-mm 40 --marker-mm 30``)."""
+# Board frames of the scene's clip: each camera sees the board in ~1/2 of them (close-ups of
+# the others, the board's back), and the camera farthest along the chain from camera A needs
+# ~50 shared views to stay within 1% of the box (6 cameras: 150 frames, 1.4%; 300, 0.4%).
+MIN_BOARD_FRAMES, BOARD_FRAMES_PER_CAMERA = 150, 50
+BOARD_PIXELS_PER_MM = 4.0  # the board picture warped into each view: finer than any view's
+
+
+@dataclass(frozen=True)
+class SceneFiles:
+    """What :func:`write_scene` wrote (paths) and the truth it drew from.
+
+    Attributes:
+        group: the true cameras (world: the box, z up, mm).
+        figure: the figure's motion.
+        videos: the figure seen by each camera, one video a camera.
+        board_videos: the board clip seen by each camera.
+        calibration: the true calibration.toml.
+        truth_3d: the figure's 3D keypoints (Anipose pose_3d CSV).
+        truth_2d: each camera's exact 2D keypoints (DeepLabCut CSV, likelihood 1).
+    """
+
+    group: CameraGroup
+    figure: Figure
+    videos: list[Path]
+    board_videos: list[Path]
+    calibration: Path
+    truth_3d: Path
+    truth_2d: list[Path]
+
+
+def scene_files(out: Path, names: Sequence[str]) -> list[str]:
+    """The files :func:`write_scene` writes for cameras ``names``, relative to ``out``."""
+    per_camera = [f"{n}.mp4" for n in names] + [f"calibration/{n}.mp4" for n in names]
+    per_camera += [f"truth2d/{n}.csv" for n in names]
+    return [*per_camera, "calibration.toml", "truth3d.csv", "scene.json"]
+
+
+def camera_names(n: int) -> list[str]:
+    """The names :func:`camera_ring` gives ``n`` cameras: A, B, C, ..."""
+    return [chr(ord("A") + i) for i in range(n)]
+
+
+def write_scene(
+    out: str | Path,
+    cameras: int,
+    frames: int = 300,
+    board_frames: int | None = None,
+    keypoints: int = 20,
+    seed: int = 0,
+    fps: float = 30.0,
+) -> SceneFiles:
+    """Write the multi-camera test bed into ``out``: per camera ``<name>.mp4`` (the figure,
+    lens distortion included) and ``calibration/<name>.mp4`` (the ChArUco board
+    :data:`SCENE_BOARD` moved through the box), ``truth2d/<name>.csv`` (the figure's exact
+    2D keypoints); ``calibration.toml`` (the true cameras), ``truth3d.csv`` (the figure in
+    3D, Anipose's pose_3d layout, mm) and ``scene.json`` (box, board, frames).
+    ``board_frames``: the board clip's length (None: 50 a camera, 150 at least).
+
+    Videos are written under temporary names and renamed at the end: a failure leaves no
+    half-written video.
+    """
+    out = Path(out)
+    if board_frames is None:
+        board_frames = max(MIN_BOARD_FRAMES, BOARD_FRAMES_PER_CAMERA * cameras)
+    group = camera_ring(cameras, seed=seed)
+    figure = figure_motion(frames, keypoints, seed=seed)
+    clip = board_clip(group, SCENE_BOARD, board_frames, seed=seed + 1)
+    names = [f"kp{k}" for k in range(keypoints)]
+    uv, scores = project_views(group, figure.points)
+    (out / "calibration").mkdir(parents=True, exist_ok=True)
+    (out / "truth2d").mkdir(parents=True, exist_ok=True)
+    videos, board_videos, truth_2d = [], [], []
+    for c, cam in enumerate(group):
+        videos.append(
+            write_video(
+                out / f"{cam.name}.mp4",
+                (render_figure(cam, p, figure.edges) for p in figure.points),
+                fps,
+                cam.size,
+            )
+        )
+        maps = distortion_maps(cam)
+        boards = (
+            cv2.cvtColor(
+                render_board(SCENE_BOARD, cam, r, t, BOARD_PIXELS_PER_MM, maps), cv2.COLOR_GRAY2BGR
+            )
+            for r, t in zip(clip.rvecs, clip.tvecs, strict=True)
+        )
+        board_videos.append(
+            write_video(out / "calibration" / f"{cam.name}.mp4", boards, fps, cam.size)
+        )
+        truth_2d.append(
+            write_poses_2d_csv(
+                out / "truth2d" / f"{cam.name}.csv", names, uv[c], scores[c], scorer="truth"
+            )
+        )
+    calibration = write_calibration(group, out / "calibration.toml")
+    views = np.isfinite(uv).all(-1).sum(axis=0)
+    truth = Poses3D(names, figure.points, np.zeros(views.shape), views, np.ones(views.shape))
+    truth_3d = write_pose3d_csv(out / "truth3d.csv", truth)
+    scene = {
+        "box_size_mm": BOX_SIZE,
+        "cameras": group.names,
+        "frames": frames,
+        "fps": fps,
+        "keypoints": names,
+        "edges": figure.edges.tolist(),
+        "board": {
+            "kind": "charuco",
+            "squares": list(SCENE_BOARD.squares),
+            "square_mm": SCENE_BOARD.square_length,
+            "marker_mm": SCENE_BOARD.marker_length,
+            "dictionary": SCENE_BOARD.dictionary,
+            "frames": board_frames,
+        },
+        "seed": seed,
+    }
+    write_text_atomic(out / "scene.json", json.dumps(scene, indent=1) + "\n")
+    return SceneFiles(group, figure, videos, board_videos, calibration, truth_3d, truth_2d)
+
+
+def write_video(
+    path: Path, images: Iterable[np.ndarray], fps: float, size: tuple[int, int]
+) -> Path:
+    """BGR ``images`` of ``size`` (width, height) as an mp4v video at ``path``, written under a
+    temporary name and renamed when whole."""
+    tmp = path.with_name(f".{path.stem}.partial.mp4")  # OpenCV picks the container by suffix
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*FOURCC), fps, size)
+    try:
+        if not writer.isOpened():
+            raise DataError(f"OpenCV cannot write {FOURCC!r} video here", tmp)
+        for image in images:
+            writer.write(image)
+        writer.release()
+        os.replace(tmp, path)
+    finally:
+        writer.release()
+        tmp.unlink(missing_ok=True)
+    return path

@@ -32,6 +32,7 @@ import numpy as np
 from keypointer.config import KEYPOINT_SCORE_THRESHOLD
 from keypointer.errors import KeypointerError
 from keypointer.multiview.cameras import CameraGroup, distort_normalized
+from keypointer.temporal.smooth import smooth
 
 ERROR_THRESHOLD_PX = 10.0
 """A view whose reprojection error is under this many pixels agrees with the point: about 3x a
@@ -313,3 +314,28 @@ def linear_triangulation(proj: np.ndarray, xy: np.ndarray, weights: np.ndarray) 
     with np.errstate(invalid="ignore", divide="ignore"):
         y = np.linalg.solve(m[:, :3, :3] + 1e-15 * np.eye(3), -m[:, :3, 3:])[..., 0]
     return np.where(((weights > 0).sum(axis=0) >= 2)[:, None], y, np.nan)
+
+
+def smooth_points(
+    points: np.ndarray, scores: np.ndarray, times: np.ndarray, method: str, max_gap: int = 10
+) -> np.ndarray:
+    """3D tracks smoothed over time by :func:`keypointer.temporal.smooth` (2-D tracks only):
+    x and y go in as one pair, z as the pair (z, z), so each point's outlier test and gap
+    filling see its horizontal and its vertical motion apart; the filters themselves are
+    per coordinate, so the result is each coordinate smoothed.
+
+    Args:
+        points: (T, K, 3) world points, NaN where missing.
+        scores: (T, K) weights (the 3D score); NaN or below 0 counts as missing.
+        times: (T,) seconds, increasing.
+        method: savgol | median | kalman.
+        max_gap: gaps up to this many frames are filled.
+
+    Returns:
+        (T, K, 3) smoothed points (NaN where a track has no value).
+    """
+    n_kp = points.shape[1]
+    pairs = np.concatenate([points[..., :2], points[..., [2, 2]]], axis=1)  # (T, 2K, 2)
+    weights = np.nan_to_num(np.concatenate([scores, scores], axis=1), nan=-1.0)
+    out = smooth(pairs, weights, times, method, min_score=0.0, max_gap=max_gap)
+    return np.concatenate([out[:, :n_kp], out[:, n_kp:, :1]], axis=-1)

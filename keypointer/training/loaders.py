@@ -150,11 +150,15 @@ def build_data(
         DataError: no instance has a labelled keypoint.
     """
     codec = make_codec(cfg)
-    aug = cfg.augment
+    aug, size = cfg.augment, cfg.model.input_size
+    # Video frames are decoded here, before the loaders fork their workers (who inherit them).
+    show = info.is_main and not cfg.run.quiet
     train_ds = KeypointDataset(
-        train_kset, codec, cfg.model.input_size, aug, box_margin=aug.box_margin
+        train_kset, codec, size, aug, box_margin=aug.box_margin, progress=show
     )
-    val_ds = KeypointDataset(val_kset, codec, cfg.model.input_size, None, box_margin=aug.box_margin)
+    val_ds = KeypointDataset(
+        val_kset, codec, size, None, train=False, box_margin=aug.box_margin, progress=show
+    )
     if len(train_ds) == 0:
         raise DataError("no instance with a labelled keypoint to train on", cfg.data.path)
     per_process = max(1, cfg.loader.batch_size // info.world_size)

@@ -167,7 +167,7 @@ def locator_setup(
     input_size = locator_input_size(long_side, median_aspect(train_set))
     model = build_locator(cfg, input_size).to(device)
     augment = cfg.augment.model_copy(update={"rotation": 0.0, "flip": 0.5})
-    train_ds = WholeImageDataset(train_set, model.codec, augment)
+    train_ds = WholeImageDataset(train_set, model.codec, augment, progress=not cfg.run.quiet)
     model.init_biases(mean_log_size(train_ds, model.codec.stride))
     model.box_ratio = keypoint_box_ratio(train_set)
     model.build_info = {**(model.build_info or {}), "box_ratio": list(model.box_ratio)}

@@ -54,7 +54,7 @@ from keypointer.training.guard import learned_nothing_message
 from keypointer.training.loaders import Batch, build_data, split_data
 from keypointer.training.optim import build_optimizer, build_scheduler
 from keypointer.training.progress import TrainProgress
-from keypointer.training.recipe import plan, print_choices
+from keypointer.training.recipe import plan, print_choices, with_locator_time
 from keypointer.training.records import Row, checkpoint_state, format_row, record_epoch, restore
 from keypointer.training.run_dir import new_run_dir, remove_run_dir
 from keypointer.training.schedule import Schedule, check_loss
@@ -173,6 +173,12 @@ def setup(
     # run keeps the config it stored.
     choices = plan(cfg, train_kset, device.type) if cfg.train.recipe and resume is None else []
     data = build_data(cfg, train_kset, val_kset, device, info)
+    locator_step_s = None
+    if info.is_main and choices and two_stage.wants_locator(cfg, data):
+        # Say up front what the second stage costs: a few locator steps timed now (a time
+        # budget's split reuses the figure).
+        locator_step_s = two_stage.probe_step_s(train_kset, cfg, device)
+        choices = with_locator_time(choices, locator_step_s)
     if info.is_main and choices:
         print_choices(choices)
     model = build_model_for(cfg, data, device)
@@ -221,6 +227,7 @@ def setup(
         start_epoch=start_epoch,
         best=max((r["val_pck"] for r in history if "val_pck" in r), default=-1.0),
         locator_entry=saved.get("locator") if saved else None,
+        locator_step_s=locator_step_s,
     )
 
 

@@ -22,13 +22,22 @@ The rules were chosen on real labelled data (../shared/data; benchmarks/RESULTS.
 - **Augmentation.** Flip only with flip pairs; rotation as wide as the poses' own spread of
   orientations (a camera looking down sees every heading; a side view sees few).
 - **Schedule.** Cosine decay after the warm-up, which ends exactly at a time budget.
+- **Locator length** (labels with crowds: a locator follows the pose model). Steps as for the
+  pose model: :data:`LOCATOR_PASSES` passes over the images, within [:data:`LOCATOR_MIN_STEPS`,
+  :data:`LOCATOR_MAX_STEPS`]. On synthetic crowds of 200 images (benchmarks/locator.py
+  ``--train-images 200``) held-out box recall / precision were 0.88 / 0.57 at 500 steps,
+  0.94 / 0.74 at 1000 and 0.96 / 0.83 at 2000: still rising, hence the floor; on 400 images
+  0.89 at 3000 (benchmarks/RESULTS.md, "Locator"). A user's ``train.epochs`` scales it by the
+  same ratio to the recipe's epochs, so a short run is short in both stages; with
+  ``train.time`` it is only the first plan (two_stage.py splits the budget).
+  ``keypointer train`` shows it with its time, measured on a few locator steps.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from rich.console import Console
@@ -44,6 +53,7 @@ MAX_SIDE = {"cpu": 384, "cuda": 512}  # the compute budget's bound on the long s
 MIN_STEPS, MAX_STEPS, PASSES = 1500, 30000, 150  # steps = clamp(passes * images / batch)
 WARMUP_SHARE, MAX_WARMUP_STEPS = 0.05, 300  # warm-up: this share of the steps, at most this
 VALIDATIONS = 15  # about this many validations in a run
+LOCATOR_MIN_STEPS, LOCATOR_MAX_STEPS, LOCATOR_PASSES = 2000, 6000, 60  # the locator's length
 
 Rule = Iterator[tuple[str, object, str]]  # (dotted field, value, reason) per field a rule sets
 
@@ -69,7 +79,7 @@ def plan(cfg: Config, train_set: KeypointSet, device_type: str = "cpu") -> list[
     Returns:
         Every choice, in rule order, the user's marked ``user=True``.
     """
-    rules = (_input_size, _batch_and_lr, _length, _flip, _rotation, _schedule)
+    rules = (_input_size, _batch_and_lr, _length, _flip, _rotation, _schedule, _locator_length)
     allowed = recipe_fields()
     choices: list[Choice] = []
     for rule in rules:
@@ -85,6 +95,25 @@ def plan(cfg: Config, train_set: KeypointSet, device_type: str = "cpu") -> list[
             part.model_fields_set.discard(name)  # still the recipe's, should plan run again
             choices.append(Choice(dotted, getattr(part, name), reason))
     return choices
+
+
+def with_locator_time(choices: list[Choice], step_s: float) -> list[Choice]:
+    """The choices with the locator's length given its time.
+
+    Args:
+        choices: what :func:`plan` returned.
+        step_s: measured seconds per locator training step.
+
+    Returns:
+        The same choices, ``locator.steps``'s reason ending with its estimated minutes.
+    """
+    out = []
+    for c in choices:
+        if c.field == "locator.steps" and isinstance(c.value, int):
+            minutes = c.value * step_s / 60.0
+            c = replace(c, reason=f"{c.reason}; ~{minutes:.1f} min at {step_s:.2f} s/step")
+        out.append(c)
+    return out
 
 
 def print_choices(choices: list[Choice]) -> None:
@@ -134,10 +163,23 @@ def _batch_and_lr(cfg: Config, ks: KeypointSet, device_type: str) -> Rule:
     yield "train.lr", lr, "Adam 2e-3 (better than 1e-3 on real sets); sqrt-scaled below batch 8"
 
 
-def _length(cfg: Config, ks: KeypointSet, device_type: str) -> Rule:
+def recipe_epochs(cfg: Config, ks: KeypointSet) -> tuple[int, int]:
+    """The pose model's length the recipe picks at ``cfg.loader.batch_size``.
+
+    Args:
+        cfg: the config (its batch size final).
+        ks: the training labels.
+
+    Returns:
+        (epochs, steps per epoch).
+    """
     per_epoch = max(1, ks.num_instances // cfg.loader.batch_size)
     steps = int(np.clip(PASSES * ks.num_instances / cfg.loader.batch_size, MIN_STEPS, MAX_STEPS))
-    epochs = max(1, math.ceil(steps / per_epoch))
+    return max(1, math.ceil(steps / per_epoch)), per_epoch
+
+
+def _length(cfg: Config, ks: KeypointSet, device_type: str) -> Rule:
+    epochs, per_epoch = recipe_epochs(cfg, ks)
     why = (
         f"~{epochs * per_epoch} steps ({per_epoch} per epoch): at least {MIN_STEPS}, "
         f"{PASSES} passes over the data, at most {MAX_STEPS}"
@@ -173,6 +215,27 @@ def _rotation(cfg: Config, ks: KeypointSet, device_type: str) -> Rule:
 
 def _schedule(cfg: Config, ks: KeypointSet, device_type: str) -> Rule:
     yield "train.schedule", "cosine", "cosine decay after warm-up (ends at the time budget)"
+
+
+def _locator_length(cfg: Config, ks: KeypointSet, device_type: str) -> Rule:
+    enabled = cfg.locator.enabled
+    if not (enabled or (enabled is None and any(len(s.instances) > 1 for s in ks.samples))):
+        return  # no locator follows: nothing to choose
+    batch = max(1, min(cfg.locator.batch_size, len(ks)))
+    planned = LOCATOR_PASSES * len(ks) / batch
+    steps = int(np.clip(planned, LOCATOR_MIN_STEPS, LOCATOR_MAX_STEPS))
+    why = (
+        f"{len(ks)} images, batch {batch}: {LOCATOR_PASSES} passes, "
+        f"within {LOCATOR_MIN_STEPS}-{LOCATOR_MAX_STEPS}"
+    )
+    if cfg.train.time is not None:
+        why = f"first plan only: --time {cfg.train.time:g} gives the locator a share of it"
+    elif "epochs" in cfg.train.model_fields_set:
+        # A short (or long) run asked for is so in both stages.
+        mine, theirs = cfg.train.epochs, recipe_epochs(cfg, ks)[0]
+        why = f"{steps} scaled as your train.epochs ({mine} of the recipe's {theirs})"
+        steps = int(np.clip(round(steps * mine / theirs), 1, LOCATOR_MAX_STEPS))
+    yield "locator.steps", steps, why
 
 
 # --------------------------------------------------------------------------- statistics

@@ -53,6 +53,7 @@ class TrainState:
     warned: bool = False  # the learned-nothing warning was given
     pck_warned: bool = False  # the undefined-PCK warning was given
     locator_entry: LocatorEntry | None = None  # the resumed last.pt's locator (two_stage.py)
+    locator_step_s: float | None = None  # a locator step's seconds, timed in setup (or None)
 
     @property
     def eval_model(self) -> nn.Module:

@@ -13,10 +13,11 @@ rebuilds the model)::
 The run folder also gets ``locator_metrics.json``. Labels with one instance per image are
 left exactly as before (``locator.enabled`` None): no locator, no extra time, no new entry.
 
-With ``train.time`` the locator gets what its default schedule costs on this machine and data
+With ``train.time`` the locator gets what its planned schedule costs on this machine and data
 (a few of its steps are timed first), at most :data:`MAX_SHARE` of the budget; the pose model
 gets the rest and then the locator what is left (:func:`pose_budget`, :func:`locator_share`).
-Without it the locator runs ``locator.steps``.
+Without it the locator runs ``locator.steps`` (the recipe's, scaled with a user's
+``train.epochs``: training/recipe.py).
 """
 
 from __future__ import annotations
@@ -112,7 +113,10 @@ def pose_budget(state: TrainState, elapsed_s: float, crowd: bool) -> TimeBudget:
     if not (crowd and state.locator_entry is None and state.info.is_main):
         return TimeBudget(cfg.train.time, elapsed_s)
     started = time.perf_counter()
-    locator_s = cfg.locator.steps * probe_step_s(state.data.train_set.kset, cfg, state.device)
+    step_s = state.locator_step_s  # timed in setup for the recipe's table, else now
+    if step_s is None:
+        step_s = probe_step_s(state.data.train_set.kset, cfg, state.device)
+    locator_s = cfg.locator.steps * step_s
     elapsed_s += time.perf_counter() - started
     left_s = cfg.train.time * 60.0 - elapsed_s
     pose_s = elapsed_s + left_s * (1.0 - locator_share(locator_s, left_s))

@@ -17,6 +17,7 @@ from keypointer.multiview.calibrate import (
     compose,
     detect_videos,
     relative_pose,
+    spread_out,
 )
 from keypointer.multiview.cameras import CameraGroup
 from keypointer.multiview.synthetic import BOX_SIZE, board_clip, camera_ring, render_board
@@ -37,7 +38,10 @@ def test_recovers_cameras_from_noisy_board_views(n_cams, frames):
 
     error = np.linalg.norm(positions_in_truth_frame(result.group, truth) - truth.positions, axis=1)
     assert error.max() < 0.01 * BOX_SIZE
-    detections = (np.isfinite(clip.corners[..., 0]).sum(-1) >= MIN_CORNERS).sum(-1)
+    seen = np.isfinite(clip.corners[..., 0])
+    detections = ((seen.sum(-1) >= MIN_CORNERS) & spread_out(seen, clip.object_points, 40.0)).sum(
+        -1
+    )
     assert [r.name for r in result.cameras] == truth.names
     for report, n in zip(result.cameras, detections, strict=True):
         # 0.2 px per axis: the mean distance of a good fit is ~0.25 px (0.2 sqrt(pi / 2))
@@ -90,7 +94,10 @@ def clip_corners(n_cams: int = 3, frames: int = 80) -> tuple[np.ndarray, CameraG
 
 def test_too_few_board_views_names_the_camera():
     corners, truth = clip_corners()
-    seen = np.flatnonzero(np.isfinite(corners[1, ..., 0]).sum(-1) >= MIN_CORNERS)
+    visible = np.isfinite(corners[1, ..., 0])
+    seen = np.flatnonzero(
+        (visible.sum(-1) >= MIN_CORNERS) & spread_out(visible, Board().object_points(), 40.0)
+    )
     corners[1, seen[MIN_BOARD_VIEWS - 1 :]] = np.nan
     with pytest.raises(
         DataError, match=f"camera B sees the board .* in {MIN_BOARD_VIEWS - 1} frames"
@@ -195,3 +202,16 @@ def test_relative_pose_ignores_flipped_board_poses():
     poses[1, [3, 7, 11], 3:] += 500
     found = relative_pose(poses, 0, 1, np.ones(20, dtype=bool))
     np.testing.assert_allclose(found, true, atol=1e-9)
+
+
+def test_corners_on_one_line_are_no_detection():
+    board = Board()  # 6 x 4 inner corners
+    obj = board.object_points()
+    row = np.zeros(24, dtype=bool)
+    row[6:12] = True  # one whole row: 6 corners, collinear
+    diagonal = np.zeros(24, dtype=bool)
+    diagonal[[0, 7, 14, 21]] = True
+    two_rows = np.zeros(24, dtype=bool)
+    two_rows[6:9] = two_rows[12:15] = True
+    found = spread_out(np.stack([row, diagonal, two_rows]), obj, board.square_length)
+    assert found.tolist() == [False, False, True]

@@ -11,6 +11,7 @@ from keypointer.config import Config, load_config, recipe_fields
 from keypointer.data.types import Instance, KeypointSet, Sample
 from keypointer.skeleton import Skeleton
 from keypointer.training import recipe
+from keypointer.training.recipe import Choice
 
 
 def _kset(
@@ -93,7 +94,9 @@ def test_flip_only_with_flip_pairs_and_rotation_from_the_headings():
 
 
 def test_the_recipe_sets_exactly_the_fields_the_config_marks():
-    choices = recipe.plan(Config(), _kset(60, 40, flip=True))
+    crowd = _kset(60, 40, flip=True)
+    crowd.samples[0].instances.append(crowd.samples[1].instances[0])  # a locator follows
+    choices = recipe.plan(Config(), crowd)
     assert sorted(c.field for c in choices) == sorted(recipe_fields())
 
 
@@ -139,3 +142,57 @@ def test_warm_up_and_validation_follow_the_users_epochs():
     recipe.plan(cfg, _kset(16, 30))
     assert cfg.train.val_every == 1  # not 1/15 of the recipe's own (longer) plan
     assert cfg.train.warmup_epochs == pytest.approx(recipe.WARMUP_SHARE * 8)
+
+
+def _crowds(n: int) -> KeypointSet:
+    """n images of two instances each (a locator follows the pose model)."""
+    one = _kset(n, 40)
+    for sample in one.samples:
+        other = sample.instances[0].keypoints.copy()
+        other[:, 1] += 100
+        sample.instances.append(Instance(other, record="second"))
+    return one
+
+
+def _locator_steps(cfg: Config, ks: KeypointSet) -> Choice:
+    return next(c for c in recipe.plan(cfg, ks) if c.field == "locator.steps")
+
+
+def test_the_locators_length_follows_the_data_only_with_crowds():
+    assert "locator.steps" not in _values(Config(), _kset(60, 40))  # no locator: no choice
+    turned_on = load_config(None, ["locator.enabled=true"])
+    assert _values(turned_on, _kset(60, 40))["locator.steps"] >= 1
+    small, large = _locator_steps(Config(), _crowds(50)), _locator_steps(Config(), _crowds(2000))
+    assert not small.user and "images" in small.reason
+    assert large.value > small.value  # more images, more steps (within the clamp)
+
+
+def test_a_users_short_epochs_shorten_the_locator_in_proportion():
+    crowd = _crowds(200)
+    full_cfg = Config()
+    full = _locator_steps(full_cfg, crowd).value
+    epochs = full_cfg.train.epochs  # the recipe's
+    short_cfg = load_config(None, [f"train.epochs={max(1, epochs // 50)}"])
+    short = _locator_steps(short_cfg, crowd)
+    assert short.value == pytest.approx(full * max(1, epochs // 50) / epochs, abs=1)
+    assert short.value < full / 10 and "your train.epochs" in short.reason
+    longer = _locator_steps(load_config(None, [f"train.epochs={epochs * 2}"]), crowd).value
+    assert longer > full
+
+
+def test_an_explicit_locator_steps_wins_over_the_users_epochs_and_time():
+    crowd = _crowds(200)
+    for extra in ("train.epochs=3", "train.time=5"):
+        choice = _locator_steps(load_config(None, ["locator.steps=777", extra]), crowd)
+        assert choice.user and choice.value == 777
+
+
+def test_the_table_shows_the_locators_steps_and_their_time(capsys):
+    choices = recipe.plan(load_config(None, ["train.epochs=3"]), _crowds(200))
+    steps = next(c.value for c in choices if c.field == "locator.steps")
+    recipe.print_choices(recipe.with_locator_time(choices, step_s=0.5))
+    table = capsys.readouterr().err
+    row = table[table.index("locator.steps") :]
+    assert row.split("│")[1].strip() == str(steps)
+    row = row[: row.index("\n", row.index("s/step"))]  # the row, wrapped or not
+    assert f"~{steps * 0.5 / 60:.1f} min at 0.50 s/step" in " ".join(row.replace("│", " ").split())

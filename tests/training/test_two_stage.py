@@ -205,3 +205,30 @@ def test_min_pose_score_is_a_share_of_the_best_epochs_median_instance_score(crow
     history = [{"val_pck": 0.2, "val_score": 0.4}, {"val_pck": 0.9, "val_score": 0.8}, {}]
     assert two_stage.min_pose_score(history) == pytest.approx(share * 0.8)  # the best epoch's
     assert two_stage.min_pose_score([{"val_pck": 0.5}]) == 0.0  # runs from before it existed
+
+
+def test_a_users_short_epochs_give_a_short_locator_shown_up_front(
+    crowd_data, tmp_path, monkeypatch, capsys
+):
+    """No locator.steps given: the recipe's locator length, scaled by the user's train.epochs
+    (2) to the recipe's, is what trains, and the table says so with its time (a fake clock:
+    a locator step takes 0.5 s, a pose step 1 s)."""
+    from keypointer.training.recipe import plan
+
+    clock = FakeClock()
+    monkeypatch.setattr(time, "perf_counter", clock)
+    monkeypatch.setattr(two_stage, "locator_step", clock.ticking(two_stage.locator_step, 0.5))
+    monkeypatch.setattr(loop_module, "train_step", clock.ticking(loop_module.train_step, 1.0))
+    cfg = tiny_config(crowd_data, tmp_path)
+    cfg.locator.model_fields_set.discard("steps")  # the recipe's to choose
+    reference = tiny_config(crowd_data, tmp_path)
+    reference.locator.model_fields_set.discard("steps")
+    reference.train.model_fields_set.discard("epochs")
+    full = {c.field: c.value for c in plan(reference, load_dataset(crowd_data))}
+    run = train(cfg)
+    steps = run.locator_metrics["steps"]
+    assert steps == pytest.approx(full["locator.steps"] * 2 / full["train.epochs"], abs=1)
+    assert 1 <= steps < full["locator.steps"] / 10
+    table = " ".join(capsys.readouterr().err.replace("│", " ").split())
+    assert f"locator.steps {steps:.0f} " in table
+    assert f"~{steps * 0.5 / 60:.1f} min at 0.50 s/step" in table

@@ -24,10 +24,9 @@ The rules were chosen on real labelled data (../shared/data; benchmarks/RESULTS.
 - **Schedule.** Cosine decay after the warm-up, which ends exactly at a time budget.
 - **Locator length** (labels with crowds: a locator follows the pose model). Steps as for the
   pose model: :data:`LOCATOR_PASSES` passes over the images, within [:data:`LOCATOR_MIN_STEPS`,
-  :data:`LOCATOR_MAX_STEPS`]. On synthetic crowds of 200 images (benchmarks/locator.py
-  ``--train-images 200``) held-out box recall / precision were 0.88 / 0.57 at 500 steps,
-  0.94 / 0.74 at 1000 and 0.96 / 0.83 at 2000: still rising, hence the floor; on 400 images
-  0.89 at 3000 (benchmarks/RESULTS.md, "Locator"). A user's ``train.epochs`` scales it by the
+  :data:`LOCATOR_MAX_STEPS`]: box recall was still rising at 2000 steps on synthetic crowds,
+  hence the floor (measured: benchmarks/RESULTS.md, "The locator's length on synthetic
+  crowds"). A user's ``train.epochs`` scales it by the
   same ratio to the recipe's epochs, so a short run is short in both stages; with
   ``train.time`` it is only the first plan (two_stage.py splits the budget).
   ``keypointer train`` shows it with its time, measured on a few locator steps.

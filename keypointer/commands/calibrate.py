@@ -135,7 +135,7 @@ def camera_names(videos: Sequence[Path], names: Sequence[str] | None) -> list[st
     if repeated:
         raise ConfigError(
             f"camera names repeat ({', '.join(repeated)}): give each video's camera with "
-            "--names, e.g. --names A B C"
+            "--names, e.g. --names A,B,C"
         )
     return names
 

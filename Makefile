@@ -28,9 +28,15 @@ test-fast: $(STAMP)
 # effect): a test that holds only with this machine's kernels fails here, not on the next
 # machine. A subset, ~5 min on 2 cores: the whole suite twice would not fit CI's 20 minutes.
 # Left out: training (its tests check plumbing, and the models' steps are in tests/models),
-# the reliability corpus (messages, not numerics), the two-stage commands (4 min alone).
+# the reliability corpus (messages, not numerics), the two-stage commands (4 min alone), and
+# the commands' tests of messages, overwrites and formats (no model numbers in them).
+DISPATCH_PLUMBING := test_two_stage_commands test_cli test_eval_export_synth_keep_files \
+	test_eval_video_truth_records test_merge test_merge_and_convert_never_overwrite_inputs \
+	test_merge_identifies_images_by_content test_predict_checks_up_front \
+	test_predict_never_overwrites test_unlabelled_suggestions_check_and_merge \
+	test_a_registered_label_format_is_used_by_convert_merge_and_check
 DISPATCH_TESTS ?= tests/codecs tests/models tests/inference tests/export tests/test_losses.py \
-	tests/commands --ignore=tests/commands/test_two_stage_commands.py
+	tests/commands $(DISPATCH_PLUMBING:%=--ignore=tests/commands/%.py)
 test-dispatch: $(STAMP)
 	vars="$$($(PY) tests/dispatch_env.py)" && \
 	env $$vars $(PY) -m pytest -q -m "not slow" $(DISPATCH_TESTS) $(PYTEST_ARGS)

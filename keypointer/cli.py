@@ -204,7 +204,7 @@ def triangulate_cli(
     ],
     predictions: Annotated[
         list[Path],
-        typer.Argument(help="2D predictions, one file per camera: predict's or DeepLabCut's."),
+        typer.Argument(help="2D predictions, one file a camera: predict, DeepLabCut, SLEAP."),
     ],
     out: Annotated[Path, typer.Option("--out", help="3D CSV to write (Anipose's pose_3d).")],
     names: Annotated[
@@ -223,9 +223,47 @@ def triangulate_cli(
     fps: Annotated[
         float, typer.Option("--fps", help="Frame rate (sets the smoothing window).")
     ] = DEFAULT_FPS,
+    animals: Annotated[
+        int | None,
+        typer.Option("--animals", help="At most this many animals (default: the most a file has)."),
+    ] = None,
+    h5: Annotated[
+        bool, typer.Option("--h5", help="Also <out stem>.h5: DeepLabCut's 3D layout, all animals.")
+    ] = False,
+    pictures: Annotated[
+        bool,
+        typer.Option(
+            "--pictures/--no-pictures",
+            help="<out stem>.3d.png (poses, cameras) and <out stem>.quality.png (error, views).",
+        ),
+    ] = True,
+    videos: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--videos",
+            help="Each camera's video (A.mp4,B.mp4 in the 2D files' order, or their folder): "
+            "writes <out stem>.<camera>.reprojection.mp4, 2D input and 3D reprojected.",
+        ),
+    ] = None,
+    limbs: Annotated[
+        Path | None,
+        typer.Option(
+            "--limbs",
+            help="Reference 3D poses (pose_3d CSV, e.g. the labelled frames triangulated): "
+            "solve each frame with their limb lengths as a soft prior.",
+        ),
+    ] = None,
+    limb_noise: Annotated[
+        float | None,
+        typer.Option("--limb-noise", help="The 2D points' error in px (weighs --limbs)."),
+    ] = None,
     overwrite: OverwriteOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """3D keypoints from several cameras' 2D predictions (Anipose's pose_3d CSV).
+
+    2D files: predict's or DeepLabCut's .csv/.h5, or SLEAP .slp. Several animals are matched
+    across views and tracked in 3D; each gets its own CSV, <out stem>_animal<i>.csv.
 
     Views are weighted by score and those that disagree left out; prints per keypoint the
     reprojection error and the views used."""
@@ -239,7 +277,14 @@ def triangulate_cli(
         min_score=min_score,
         smooth=smooth,
         fps=fps,
+        animals=animals,
+        h5=h5,
+        pictures=pictures,
+        videos=videos,
+        limbs=limbs,
+        limb_noise=limb_noise,
         overwrite=overwrite,
+        quiet=quiet,
     )
 
 

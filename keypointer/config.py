@@ -66,8 +66,13 @@ class DataConfig(_Section):
     """Separate validation labels; when None, ``val_fraction`` of the images are held out."""
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     """Share of images held out for validation when there is no ``val_path``."""
+    split: Literal["auto", "random", "time", "video"] = "auto"
+    """How ``val_fraction`` is held out: random (images at random), time (the last
+    ``val_fraction`` of each video's labelled frames, a gap of frames left out before them),
+    video (whole videos); auto: video or time when every image is a frame of a video (a SLEAP
+    video, DeepLabCut's ``labeled-data/<video>/img<N>.png``), else random."""
     split_seed: int = 0
-    """Seed of the train/validation split (by image)."""
+    """Seed of the random split, and of which videos are held out."""
 
 
 class ModelConfig(_Section):

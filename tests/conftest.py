@@ -34,6 +34,42 @@ def pytest_report_header(config) -> list[str]:
     ]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def training_curves_not_rendered():
+    """Training redraws curves.png after every validated epoch, and matplotlib's layout and
+    rendering are most of a tiny in-process run's time (the figures are checked in
+    test_viz.py). In this process the figure is still built from the history (a history it
+    cannot draw still fails), and curves.png is a 1x1 PNG. A test that needs training's own
+    curves.png drawn asks for the ``real_training_curves`` fixture. Trainings run as
+    subprocesses draw it as usual."""
+    import cv2
+    import numpy as np
+
+    from keypointer.training import records
+    from keypointer.viz import curves_figure
+
+    png = cv2.imencode(".png", np.zeros((1, 1), np.uint8))[1].tobytes()
+
+    def build_only(metrics, out_png) -> Path:
+        curves_figure(metrics)
+        path = Path(out_png)
+        path.write_bytes(png)
+        return path
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(records, "plot_curves", build_only)
+        yield
+
+
+@pytest.fixture
+def real_training_curves(monkeypatch) -> None:
+    """Training draws curves.png for real in this test (see training_curves_not_rendered)."""
+    from keypointer.training import records
+    from keypointer.viz import plot_curves
+
+    monkeypatch.setattr(records, "plot_curves", plot_curves)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

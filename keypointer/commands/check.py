@@ -11,6 +11,7 @@ from rich.table import Table
 
 from keypointer.data.check import CheckReport, validate
 from keypointer.data.formats import detect_format, load_dataset
+from keypointer.data.split import clustering_warning, frame_refs, video_timings
 
 
 def check_command(
@@ -26,6 +27,9 @@ def check_command(
     # Frames not labelled yet (what ``suggest`` writes when the model is unsure of every
     # point) are a labelling project's normal state: a warning here, fatal only for training.
     report = validate(kset, check_images=True, progress=True, require_labels=False)
+    clustered = clustering_warning(frame_refs(report.cleaned), video_timings(report.cleaned))
+    if clustered:
+        report.warnings.append(clustered)
     _print(report, Path(path), fmt, console)
     return report
 

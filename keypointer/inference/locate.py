@@ -135,3 +135,42 @@ def pose_nms(
                 continue
         keep.append(int(i))
     return np.array(sorted(keep), dtype=int)
+
+
+def new_poses(
+    kept: np.ndarray,
+    keypoints: np.ndarray,
+    scores: np.ndarray,
+    sigmas: Sequence[float],
+    min_score: float = 0.0,
+    most: int | None = None,
+    max_oks: float = POSE_NMS_OKS,
+) -> np.ndarray:
+    """The poses found by looking again that are new animals, not ones already kept.
+
+    Args:
+        kept: (M, K, 2) the frame's kept poses, image px.
+        keypoints: (C, K, 2) candidate poses, image px.
+        scores: (C, K) their keypoint scores.
+        sigmas: the skeleton's OKS sigmas (K,).
+        min_score: the mean keypoint score a candidate needs (as :func:`keep_located`).
+        most: add at most this many; None: no limit.
+        max_oks: the OKS above which a candidate is a kept pose (or a better candidate)
+            found again.
+
+    Returns:
+        Indices (int) of the candidates to add, best mean score first.
+    """
+    inst = np.asarray(scores, np.float64).reshape(len(keypoints), -1).mean(-1)
+    taken = list(np.asarray(kept, np.float64).reshape(-1, *np.shape(keypoints)[1:]))
+    add: list[int] = []
+    for i in np.argsort(-inst, kind="stable"):
+        if (most is not None and len(add) >= most) or inst[i] < min_score:
+            break
+        if taken:
+            oks = 1.0 - pose_distances(np.stack(taken), keypoints[i : i + 1], sigmas=sigmas)
+            if oks.max() > max_oks:
+                continue
+        add.append(int(i))
+        taken.append(keypoints[i])
+    return np.array(add, dtype=int)

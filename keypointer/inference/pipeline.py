@@ -19,6 +19,15 @@ Per frame:
 
 Then, whatever the source of the instances, ``max_instances`` keeps the N best by instance
 score (the tracker then keeps at most N identities).
+
+Looking again: when a two-stage pipeline knows how many animals to expect (``max_instances``)
+and a frame holds fewer, it poses more boxes in that frame only, as it poses located ones (two
+passes), and adds a pose when it reaches the floor and is no pose already kept (OKS NMS):
+
+- the locator's next peaks, scored under its threshold down to :data:`LOOK_AGAIN_FLOOR` of it
+  (at most :data:`LOOK_AGAIN_PEAKS`);
+- in a video, where an animal was in the frames just before and is no longer found (the box
+  of its last pose, for :data:`LOOK_AGAIN_FRAMES` frames, off by default).
 """
 
 from __future__ import annotations
@@ -40,7 +49,7 @@ from keypointer.errors import CheckpointError, ConfigError
 from keypointer.export.locator_onnx import OnnxLocator, locator_path
 from keypointer.export.onnx_model import OnnxModel
 from keypointer.inference.crops import make_crops
-from keypointer.inference.locate import Locator, find_boxes, keep_located
+from keypointer.inference.locate import Locator, find_boxes, keep_located, new_poses
 from keypointer.inference.runners import (
     FramePrediction,
     Gaps,
@@ -50,11 +59,23 @@ from keypointer.inference.runners import (
     run_crops,
 )
 from keypointer.inference.sources import Frame, Source, read_ahead
+from keypointer.metrics.tracking import pose_distances
 from keypointer.skeleton import Skeleton
 
 FIRST_PASS_SHARE = 0.5
 """Share of the floor (``min_pose_score``) a first pose needs to be posed again (its loose
 crop scores lower than the second one will)."""
+
+LOOK_AGAIN_FLOOR = 0.25
+"""Looking again (see the module doc): the share of the locator's threshold a next peak
+needs to be posed."""
+LOOK_AGAIN_PEAKS = 3
+"""Looking again: the most next peaks of the locator posed in a frame."""
+LOOK_AGAIN_FRAMES = 0
+"""Looking again in a video: for how many frames an animal no longer found is looked for
+where it was last seen; 0: not at all. Off: on the two-fly clip the locator's next peaks alone
+found more flies, and with them the last-seen boxes added identity switches (measured: issue
+20 notes)."""
 
 Detection = tuple[Sequence[float], float, int | str | None]
 """A given box: (COCO x, y, w, h in image pixels, score, image id or None)."""
@@ -96,6 +117,7 @@ class Pipeline:
     flip: bool = False
     batch_size: int = 16
     max_instances: int | None = None
+    look_again: bool = True
     source: str = ""
     config: Config | None = None
 
@@ -111,7 +133,8 @@ class Pipeline:
         """A copy with other run settings.
 
         Args:
-            changes: new values of ``flip``, ``batch_size`` or ``max_instances``.
+            changes: new values of ``flip``, ``batch_size``, ``max_instances`` or
+                ``look_again``.
 
         Returns:
             A new :class:`Pipeline` (this one is frozen).
@@ -135,6 +158,12 @@ class Pipeline:
     @property
     def two_stage(self) -> bool:
         return self.locator is not None
+
+    @property
+    def looks_again(self) -> bool:
+        """Whether frames with fewer than ``max_instances`` located animals are looked at
+        again (see the module doc)."""
+        return self.look_again and self.two_stage and self.max_instances is not None
 
     @property
     def can_flip(self) -> bool:
@@ -179,6 +208,7 @@ class Pipeline:
             frame, in order.
         """
         prepare = (self._prepare(frame, detections) for frame in frames)
+        seen = _Seen()  # the animals of the last frames, to look again for
         with contextlib.closing(read_ahead(prepare, self.batch_size)) as prepared:
             pending: list[_Pending] = []
             count = 0
@@ -186,10 +216,10 @@ class Pipeline:
                 pending.append(item)
                 count += len(item.crops)
                 if count >= self.batch_size:
-                    yield from self._run_pending(pending)
+                    yield from self._run_pending(pending, seen)
                     pending, count = [], 0
             if pending:
-                yield from self._run_pending(pending)
+                yield from self._run_pending(pending, seen)
 
     def run_image(
         self, image: np.ndarray, boxes: Sequence[Sequence[float]] | None = None
@@ -210,22 +240,31 @@ class Pipeline:
         return pred
 
     def _prepare(self, frame: Frame, detections: Detections | None) -> _Pending:
-        located = None
+        located, spare = None, np.zeros((0, 4))
         if detections is not None and frame.number is None:
             dets = detections.get(frame.source.path, [])
         elif self.locator is not None:
-            ((boxes, scores),) = find_boxes(
-                self.locator.model, [frame.image], self.locator.threshold
-            )
-            located = boxes
-            dets = [(b.tolist(), 1.0, None) for b in boxes]
+            threshold = self.locator.threshold
+            floor = LOOK_AGAIN_FLOOR * threshold if self.looks_again else threshold
+            ((boxes, scores),) = find_boxes(self.locator.model, [frame.image], floor)
+            sure = scores >= threshold  # best first: the same boxes as without the floor
+            located, spare = boxes[sure], boxes[~sure][:LOOK_AGAIN_PEAKS]
+            dets = [(b.tolist(), 1.0, None) for b in located]
         else:
             dets = None
         boxes = [d[0] for d in dets] if dets is not None else None
         crops, mats = make_crops(frame.image, self.input_size, boxes, self.margin)
-        return _Pending(frame, crops, mats, dets, located)
+        return _Pending(frame, crops, mats, dets, located, spare)
 
-    def _run_pending(self, pending: list[_Pending]) -> Iterator[FramePrediction]:
+    def _run_pending(self, pending: list[_Pending], seen: _Seen) -> Iterator[FramePrediction]:
+        for item, pred in zip(pending, self._pose_pending(pending), strict=True):
+            pred = self._keep(pred, located=item.located is not None)
+            if self.looks_again:
+                pred = self._look_again(item, pred, seen)
+            yield pred
+
+    def _pose_pending(self, pending: list[_Pending]) -> Iterator[FramePrediction]:
+        """Each frame's crops posed (two passes around located ones), nothing dropped yet."""
         kp, scores, gaps = self._run_crops(pending)
         if self.locator is not None and self.locator.box_ratio is not None and len(kp):
             pending = [self._recrop(p, kp, scores) for p, kp, scores in _split(pending, kp, scores)]
@@ -240,7 +279,7 @@ class Pipeline:
             inst = frame_scores.mean(-1) * box_scores
             gap = None if gaps is None else gaps[start:end] * crop_scale(item.mats)[:, None]
             image_id = dets[0][2] if dets else None
-            pred = FramePrediction(
+            yield FramePrediction(
                 frame=item.frame,
                 keypoints=frame_kp,
                 scores=frame_scores,
@@ -249,8 +288,38 @@ class Pipeline:
                 flip_gap=gap,
                 located=item.located,
             )
-            yield self._keep(pred, located=item.located is not None)
             start = end
+
+    def _look_again(self, item: _Pending, pred: FramePrediction, seen: _Seen) -> FramePrediction:
+        """``pred`` with the animals found by looking again (see the module doc) added after
+        its own, when it holds fewer than ``max_instances``; ``seen`` learns the result."""
+        frame, sigmas = item.frame, self.skeleton.oks_sigmas
+        missing = self.max_instances - len(pred.keypoints)
+        if missing > 0:
+            lost = self._pose_boxes(seen.lost(frame, pred.keypoints, sigmas))
+            boxes = np.concatenate([item.spare, lost])
+            pred = self._add_found(pred, boxes, missing) if len(boxes) else pred
+        seen.saw(frame, pred.keypoints, sigmas)
+        return pred
+
+    def _add_found(self, pred: FramePrediction, boxes: np.ndarray, most: int) -> FramePrediction:
+        """``pred`` and at most ``most`` new animals posed in ``boxes`` (B, 4) COCO image px."""
+        frame = pred.frame
+        crops, mats = make_crops(frame.image, self.input_size, boxes, self.margin)
+        dets = [(b.tolist(), 1.0, None) for b in boxes]
+        more = next(self._pose_pending([_Pending(frame, crops, mats, dets, boxes)]))
+        floor, sigmas = self.locator.min_pose_score, self.skeleton.oks_sigmas
+        add = new_poses(pred.keypoints, more.keypoints, more.scores, sigmas, floor, most)
+        if not len(add):
+            return pred
+        return _joined(pred, more.select(add), self._pose_boxes(more.keypoints[add]))
+
+    def _pose_boxes(self, poses: np.ndarray) -> np.ndarray:
+        """(N, 4) boxes of poses (N, K, 2) image px as the locator gives boxes: their extent
+        x the box ratio."""
+        boxes = keypoint_boxes(poses)
+        ratio = self.locator.box_ratio
+        return boxes if ratio is None else grow_boxes(boxes, ratio)
 
     def _run_crops(self, pending: list[_Pending]) -> tuple[np.ndarray, np.ndarray, Gaps]:
         crops = np.concatenate([p.crops for p in pending])
@@ -271,7 +340,7 @@ class Pipeline:
         boxes = grow_boxes(keypoint_boxes(first[keep]), self.locator.box_ratio)
         crops, mats = make_crops(item.frame.image, self.input_size, boxes, self.margin)
         dets = [item.detections[i] for i in keep]
-        return _Pending(item.frame, crops, mats, dets, item.located)
+        return _Pending(item.frame, crops, mats, dets, item.located, item.spare)
 
     def _keep(self, pred: FramePrediction, located: bool) -> FramePrediction:
         """The instances kept: for located ones the sure ones, one of each found twice; then
@@ -325,13 +394,75 @@ class Pipeline:
 class _Pending:
     """One frame between preparing and running: its crops (M, H, W, 3) uint8, their matrices
     (M, 2, 3), its detections [(box, score, image_id)] (None: whole image) and the boxes
-    the locator found (M0, 4), or None."""
+    the locator found (M0, 4), or None; ``spare``: its next peaks (S, 4), to look again."""
 
     frame: Frame
     crops: np.ndarray
     mats: np.ndarray
     detections: list[Detection] | None
     located: np.ndarray | None
+    spare: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 4)))
+
+
+def _joined(pred: FramePrediction, more: FramePrediction, boxes: np.ndarray) -> FramePrediction:
+    """``pred``'s instances, then ``more``'s; ``boxes`` (A, 4) join the located ones."""
+    gap = None
+    if pred.flip_gap is not None and more.flip_gap is not None:
+        gap = np.concatenate([pred.flip_gap, more.flip_gap])
+    located = pred.located if pred.located is not None else np.zeros((0, 4))
+    return FramePrediction(
+        frame=pred.frame,
+        keypoints=np.concatenate([pred.keypoints, more.keypoints]),
+        scores=np.concatenate([pred.scores, more.scores]),
+        instance_scores=np.concatenate([pred.instance_scores, more.instance_scores]),
+        image_id=pred.image_id,
+        flip_gap=gap,
+        located=np.concatenate([located, boxes]),
+    )
+
+
+class _Seen:
+    """The poses of one video's last frames, to look again where an animal was
+    (:data:`LOOK_AGAIN_FRAMES`); a frame of another source, or not the next one, forgets them."""
+
+    def __init__(self) -> None:
+        self.key: tuple[Path, int] | None = None
+        self.poses = np.zeros((0, 0, 2))  # (N, K, 2) image px
+        self.ages = np.zeros(0, int)  # (N,) frames since each was found
+
+    def lost(self, frame: Frame, found: np.ndarray, sigmas: Sequence[float]) -> np.ndarray:
+        """(L, K, 2) the recent poses that no pose ``found`` (M, K, 2) matches."""
+        if not (LOOK_AGAIN_FRAMES and self._follows(frame)):
+            return self.poses[:0]
+        return self.poses[self._unmatched(found, sigmas)]
+
+    def saw(self, frame: Frame, found: np.ndarray, sigmas: Sequence[float]) -> None:
+        """Remember the poses ``found`` (M, K, 2) in ``frame``, and for a while the
+        unmatched earlier ones."""
+        old = self._unmatched(found, sigmas) if self._follows(frame) else np.zeros(0, int)
+        old = old[self.ages[old] < LOOK_AGAIN_FRAMES]
+        self.poses = np.concatenate([found, self.poses[old]]) if len(old) else found
+        self.ages = np.concatenate([np.zeros(len(found), int), self.ages[old] + 1])
+        self.key = None if frame.number is None else (frame.source.path, frame.number)
+
+    def _follows(self, frame: Frame) -> bool:
+        return (
+            self.key is not None
+            and frame.number is not None
+            and self.key[0] == frame.source.path
+            and self.key[1] < frame.number
+        )
+
+    def _unmatched(self, found: np.ndarray, sigmas: Sequence[float]) -> np.ndarray:
+        """Indices of the remembered poses left when each pose found takes the closest."""
+        left = list(range(len(self.poses)))
+        if len(found) and left:
+            dist = pose_distances(self.poses, np.asarray(found, np.float64), sigmas=sigmas)
+            for j in range(dist.shape[1]):
+                if not left:
+                    break
+                left.remove(left[int(np.argmin(dist[left, j]))])
+        return np.array(left, dtype=int)
 
 
 def _split(

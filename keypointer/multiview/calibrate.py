@@ -9,7 +9,8 @@
    from camera 0 along the maximum spanning tree of the camera graph (edge weight: shared
    frames), so that each camera hangs on its best-connected neighbour.
 4. Bundle adjustment (Levenberg-Marquardt on a sparse Jacobian with a sparse direct solve,
-   Huber loss; :func:`levenberg_marquardt` says why not ``scipy.optimize.least_squares``) of
+   Huber loss at 1 px, then again at the corners' noise when the residuals have a tail;
+   :func:`levenberg_marquardt` says why not ``scipy.optimize.least_squares``) of
    every camera's pose (camera 0 fixed: its frame is the world's), optionally the
    intrinsics, and the board's pose in every frame, over the reprojection error of every
    corner seen.
@@ -38,9 +39,13 @@ MIN_BOARD_VIEWS = 8
 """Board detections a camera needs: fewer leave its focal length and distortion loose."""
 MAX_INTRINSIC_VIEWS = 40  # cv2.calibrateCamera's cost grows with views; 40 spread ones suffice
 MAX_ITERATIONS = 100  # bundle adjustment steps; synthetic clips converge in about 10
-RELATIVE_TOLERANCE = 1e-10  # stop when a step lowers the cost by less than this share
+RELATIVE_TOLERANCE = 1e-6  # stop when a step lowers the cost by less than this share (the
+# steps a tighter one adds move the cameras by microns)
 POSE_OUTLIER_DEG = 10.0  # a relative rotation this far from the others' mean is a bad pose
 HUBER_PX = 1.0  # residuals beyond this count linearly: a misdetected corner cannot drag the fit
+HUBER_NOISE = 1.0  # the second pass's Huber threshold, in units of the corners' noise
+MIN_HUBER_PX = 0.01  # exact corners have no noise to scale by
+TAIL_SIGMAS, TAIL_SHARE = 3.0, 0.03  # a tail: over 3% of residuals beyond 3 sigma (Gaussian: 1%)
 INTRINSIC_FLAGS = cv2.CALIB_FIX_K3  # k3 only helps wide-angle lenses and overfits otherwise
 
 
@@ -569,7 +574,12 @@ def bundle_adjust(
     for k in range(6):
         cols.append(n_ext + n_cams * n_int + ofi * 6 + k)
     cols = np.stack(cols, axis=1)  # (n_obs, slots)
-    x = levenberg_marquardt(lambda x: project(x) - observed, x0, cols)
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        return project(x) - observed
+
+    x = levenberg_marquardt(residuals, x0, cols)
+    x = refit_tail(residuals, x, cols)
     ext, intr, boards = unpack(x)
     out = []
     for c, cam in enumerate(cams):
@@ -582,6 +592,28 @@ def bundle_adjust(
     errors = np.full(use.shape, np.nan)
     errors[oc, of, om] = np.linalg.norm(project(x) - observed, axis=1)
     return CameraGroup(out), board_out, errors
+
+
+def refit_tail(
+    residuals: Callable[[np.ndarray], np.ndarray], x: np.ndarray, cols: np.ndarray
+) -> np.ndarray:
+    """Refit with a Huber threshold at the corners' noise when the (N, 2) residuals at ``x``
+    have a heavier tail than Gaussian noise gives, as a detector's corners do (a corner whose
+    window catches a marker's edge, a small or blurred square): those corners then count
+    linearly, and the focal lengths, which the cameras' distances hang on, follow the bulk
+    of the corners. Under Gaussian noise least squares is the better estimate: no refit.
+    Noise: the residuals' median norm / sqrt(2 ln 2), sigma for Gaussian noise of sigma
+    per axis. ``cols``: as :func:`levenberg_marquardt`'s.
+
+    Returns:
+        The parameters (``x`` itself when no refit is due).
+    """
+    norm = np.linalg.norm(residuals(x), axis=1)
+    noise = np.median(norm) / np.sqrt(2 * np.log(2))
+    huber = float(np.clip(HUBER_NOISE * noise, MIN_HUBER_PX, HUBER_PX))
+    if huber >= HUBER_PX or np.mean(norm > TAIL_SIGMAS * noise) <= TAIL_SHARE:
+        return x
+    return levenberg_marquardt(residuals, x, cols, huber=huber)
 
 
 def levenberg_marquardt(

@@ -29,6 +29,7 @@ IMAGE_SIZE = (640, 480)
 CAMERA_DISTANCE = 2.2  # camera centres from the box centre, in box sizes
 BOARD_MAX_TILT_DEG = 50.0  # board normal from vertical (the cameras look down on the box)
 BOARD_MAX_VIEW_DEG = 70.0  # a camera sees the board's face under at most this angle
+SUPERSAMPLE = 3  # board samples per pixel and axis, averaged: see render_board
 
 
 @dataclass(frozen=True)
@@ -321,9 +322,13 @@ def render_board(
     """A grey image of the board as ``camera`` sees it in the board -> world pose
     (``rvec``, ``tvec``), lens distortion included: for testing the detector path.
 
-    The board's picture (``CharucoBoard.generateImage`` or a drawn checkerboard) is warped
-    by the homography of the undistorted view, then distorted by a remap through
-    ``cv2.undistortPoints`` of every output pixel.
+    Each pixel is the mean of ``SUPERSAMPLE`` x ``SUPERSAMPLE`` samples over its area, as a
+    camera's sensor integrates the light falling on a pixel: one sample a pixel (the pixel's
+    centre) draws the squares' edges as staircases, and the corners found on them wander by
+    about a quarter of a pixel whatever the detector does. A sample's place in the board
+    picture (``CharucoBoard.generateImage`` or a drawn checkerboard) is its pixel's ray
+    undistorted (:func:`distortion_maps`, interpolated between pixel centres) and taken
+    through the inverse of the board's homography; only the board's bounding box is sampled.
 
     Args:
         maps: :func:`distortion_maps` of ``camera``, when already computed.
@@ -335,22 +340,52 @@ def render_board(
         from behind would be found mirrored, its corners numbered wrongly).
     """
     w, h = camera.size
+    out = np.full((h, w), 255, np.uint8)
     rot_b = cv2.Rodrigues(np.asarray(rvec, dtype=np.float64))[0]
     rot = camera.rotation @ rot_b
     t = camera.rotation @ tvec + camera.tvec
     centre = rot @ board.object_points().mean(axis=0) + t  # in the camera's frame
     facing = (-centre @ -rot[:, 2]) / np.linalg.norm(centre)  # cos of the viewing angle
     if centre[2] <= 0 or facing <= np.cos(np.radians(BOARD_MAX_VIEW_DEG)):
-        return np.full((h, w), 255, np.uint8)
+        return out
     image = board.image(pixels_per_unit)
-    # board picture pixel (u, v) -> board point (u, v) / pixels_per_unit (z = 0)
-    scale = np.diag([1 / pixels_per_unit, 1 / pixels_per_unit, 1.0])
-    homography = camera.matrix @ np.column_stack([rot[:, 0], rot[:, 1], t]) @ scale
-    undistorted = cv2.warpPerspective(
-        image, homography, (w, h), flags=cv2.INTER_AREA, borderValue=255
+    # picture pixel (u, v), centre at integers, covers board [u, u + 1] / pixels_per_unit
+    scale = (
+        np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.0, 0.0, pixels_per_unit]]) / pixels_per_unit
     )
+    homography = camera.matrix @ np.column_stack([rot[:, 0], rot[:, 1], t]) @ scale
     map_x, map_y = maps if maps is not None else distortion_maps(camera)
-    return cv2.remap(undistorted, map_x, map_y, cv2.INTER_LINEAR, borderValue=255)
+    box = board_box(image.shape, homography, map_x, map_y)
+    if box is None:
+        return out
+    x0, y0, x1, y1 = box
+    s = SUPERSAMPLE
+    # the ideal (undistorted) pixel of each sample: cv2.resize puts sample j of a pixel row
+    # at (j + 0.5) / s - 0.5, the centres of the pixel's s x s sub-pixels
+    crop = cv2.merge([map_x[y0:y1, x0:x1], map_y[y0:y1, x0:x1]])
+    ideal = cv2.resize(crop, ((x1 - x0) * s, (y1 - y0) * s), interpolation=cv2.INTER_LINEAR)
+    where = cv2.perspectiveTransform(ideal, np.linalg.inv(homography))
+    fine = cv2.remap(image, where, None, cv2.INTER_LINEAR, borderValue=255)
+    out[y0:y1, x0:x1] = cv2.resize(fine, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
+    return out
+
+
+def board_box(
+    picture: tuple[int, ...], homography: np.ndarray, map_x: np.ndarray, map_y: np.ndarray
+) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1) the pixels (a pixel of margin included) whose undistorted positions
+    (``map_x``, ``map_y``: :func:`distortion_maps`) fall within the bounding box of the
+    (height, width) board ``picture`` under ``homography``; None if none do."""
+    ph, pw = picture[:2]
+    outline = np.array([[-0.5, -0.5], [pw - 0.5, -0.5], [pw - 0.5, ph - 0.5], [-0.5, ph - 0.5]])
+    ideal = cv2.perspectiveTransform(outline.reshape(-1, 1, 2), homography).reshape(-1, 2)
+    lo, hi = ideal.min(axis=0) - 1, ideal.max(axis=0) + 1
+    hit = (map_x >= lo[0]) & (map_x <= hi[0]) & (map_y >= lo[1]) & (map_y <= hi[1])
+    rows, cols = np.flatnonzero(hit.any(axis=1)), np.flatnonzero(hit.any(axis=0))
+    if not len(rows):
+        return None
+    h, w = map_x.shape
+    return max(cols[0] - 1, 0), max(rows[0] - 1, 0), min(cols[-1] + 2, w), min(rows[-1] + 2, h)
 
 
 FIGURE_BACKGROUND = 40  # grey level of the figure videos' floor
@@ -395,7 +430,8 @@ SCENE_BOARD = Board(squares=(7, 5), square_length=40.0, marker_length=30.0)
 markers, DICT_4X4_50 (``calibrate --squares 7x5 --square-mm 40 --marker-mm 30``)."""
 # Board frames of the scene's clip: each camera sees the board in ~1/2 of them (close-ups of
 # the others, the board's back), and the camera farthest along the chain from camera A needs
-# ~50 shared views to stay within 1% of the box (6 cameras: 150 frames, 1.4%; 300, 0.4%).
+# ~50 shared views to stay within 1% of the box (figures, before the supersampled renderer:
+# benchmarks/RESULTS.md, "Several cameras"; now: benchmarks/calibration_seeds.py).
 MIN_BOARD_FRAMES, BOARD_FRAMES_PER_CAMERA = 150, 50
 BOARD_PIXELS_PER_MM = 4.0  # the board picture warped into each view: finer than any view's
 
@@ -532,3 +568,63 @@ def write_video(
         writer.release()
         tmp.unlink(missing_ok=True)
     return path
+
+
+def figures_motion(
+    animals: int = 2,
+    frames: int = 200,
+    keypoints: int = 20,
+    box_size: float = BOX_SIZE,
+    seed: int = 0,
+    apart: bool = True,
+) -> list[Figure]:
+    """``animals`` figures of :func:`figure_motion` (seeds ``seed``, ``seed + 1``, ...) moving
+    in one box: several animals' truth. ``apart``: each figure's centre keeps to its own strip
+    of the box along x (they never touch, though a camera may see one behind the other);
+    else they roam the whole box and may cross.
+
+    Returns:
+        One :class:`Figure` per animal, (frames, keypoints, 3) points each.
+    """
+    figures = []
+    for a in range(animals):
+        fig = figure_motion(frames, keypoints, box_size, seed + a)
+        points = fig.points.copy()
+        if apart:
+            centre = points[..., 0].mean(axis=1, keepdims=True)
+            strip = box_size / animals
+            points[..., 0] += -box_size / 2 + strip * (a + 0.5) + 0.3 * centre / animals - centre
+        figures.append(Figure(points=points, edges=fig.edges))
+    return figures
+
+
+def shuffled_views(
+    group: CameraGroup, figures: Sequence[Figure], *, noise_px: float = 0.0, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Several figures' 2D keypoints as a multi-animal detector gives them: in each camera and
+    frame the animals come in their own random order (no identity shared between views or
+    frames).
+
+    Args:
+        group: the C cameras.
+        figures: the A figures (:func:`figures_motion`).
+        noise_px: :func:`project_views`' noise (each figure its own draw).
+        seed: the noise's and the order's seed.
+
+    Returns:
+        (C, F, A, K, 2) pixels and (C, F, A, K) scores, and (C, F, A) ``which``: instance i of
+        camera c in frame f is figure ``which[c, f, i]``.
+    """
+    rng = np.random.default_rng(seed)
+    views = [
+        project_views(group, f.points, noise_px=noise_px, seed=seed + 1 + a)
+        for a, f in enumerate(figures)
+    ]
+    uv = np.stack([v[0] for v in views], axis=2)
+    scores = np.stack([v[1] for v in views], axis=2)
+    n_cams, n_frames, n_animals = uv.shape[:3]
+    which = np.argsort(rng.random((n_cams, n_frames, n_animals)), axis=-1)
+    frames = np.arange(n_frames)[:, None]
+    uv = np.stack([uv[c][frames, which[c]] for c in range(n_cams)])
+    scores = np.stack([scores[c][frames, which[c]] for c in range(n_cams)])
+    return uv, scores, which

@@ -12,6 +12,11 @@ Per point (one keypoint in one frame):
    points) and refined by a few Gauss-Newton steps on the weighted reprojection error; then the
    views are re-read against the refined point, and points whose inliers change are solved
    again from the new inliers.
+4. Optionally (``limbs``), each frame's points are refined together: a few Gauss-Newton steps
+   on the weighted reprojection error plus a soft prior on each limb's length, its deviation
+   from the learnt length over the limb's learnt spread (:mod:`keypointer.multiview.limbs`),
+   scaled by the 2D points' noise (estimated from the residuals: with exact 2D points the
+   prior has no weight; :data:`LIMB_NOISE_FACTOR`). One dense (3K x 3K) solve per frame, batched.
 
 Reported per point: the mean reprojection error in pixels over the views used (through the
 full lens model, against the given pixels) and the number of views used.
@@ -24,20 +29,31 @@ wrong camera's points stay in with 3 cameras). With 4 cameras or more the majori
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from itertools import combinations
 
 import numpy as np
+from scipy.stats import chi2
 
 from keypointer.config import KEYPOINT_SCORE_THRESHOLD
 from keypointer.errors import KeypointerError
 from keypointer.multiview.cameras import CameraGroup, distort_normalized
+from keypointer.multiview.limbs import Limbs
 from keypointer.temporal.smooth import smooth
 
 ERROR_THRESHOLD_PX = 10.0
 """A view whose reprojection error is under this many pixels agrees with the point: about 3x a
 trained model's typical keypoint error, far under a wrong detection's (another body part)."""
 REFINE_STEPS = 3
+LIMB_STEPS = 2
+LIMB_NOISE_FACTOR = 2.0
+"""The limb prior's 2D noise over the one the residuals show: a trained model's errors are in
+part the same in every view (a pull towards the mean pose), which moves the 3D point without
+leaving a residual; on a trained model's predictions the residuals showed half the true
+(score-weighted) 2D error, with 3 and with 6 cameras (benchmarks/RESULTS.md, "Several
+cameras")."""
+LIMB_CHUNK = 2_000_000  # numbers in the dense per-frame normal matrices of one batch (16 MB)
 CHUNK_POINTS = 50_000  # points per batch: bounds memory at ~100 MB for 6 cameras
 MIN_DEPTH = 1e-9  # normalised depth: a point at or behind a camera does not project there
 
@@ -67,6 +83,8 @@ def triangulate(
     score_threshold: float = KEYPOINT_SCORE_THRESHOLD,
     error_threshold: float = ERROR_THRESHOLD_PX,
     robust: bool = True,
+    limbs: Limbs | None = None,
+    limb_noise: float | None = None,
 ) -> Triangulation:
     """3D points from every camera's 2D keypoints (pixels, lens distortion included).
 
@@ -77,6 +95,12 @@ def triangulate(
         score_threshold: views scoring under this are skipped.
         error_threshold: reprojection error (pixels) under which a view agrees with a point.
         robust: select views (step 2 of the module docstring); False uses every usable view.
+        limbs: limb lengths (:func:`keypointer.multiview.limbs.learn_limbs`, world units):
+            each frame's points are then solved together with a soft prior on them (step 4).
+        limb_noise: standard deviation of the 2D points' error in pixels (times their
+            weight), which sets how much the limb prior counts; None:
+            :data:`LIMB_NOISE_FACTOR` times the one the reprojection residuals show
+            (:func:`residual_noise`).
 
     Returns:
         A :class:`Triangulation` of (F, K) points.
@@ -116,6 +140,18 @@ def triangulate(
             normalised[:, s], weights[:, s], error_threshold=error_threshold, robust=robust
         )
         error[s] = scene.pixel_error(out[s], pixels[:, s], used[:, s])
+    if limbs is not None and len(limbs.edges):
+        if limbs.edges.max() >= n_kp:
+            raise KeypointerError(
+                f"a limb joins keypoint {limbs.edges.max()} but the points have {n_kp} keypoints"
+            )
+        out = scene.constrain(out, normalised, weights * used, limbs, limb_noise, n_kp)
+        error = np.concatenate(
+            [
+                scene.pixel_error(out[s], pixels[:, s], used[:, s])
+                for s in (slice(i, i + CHUNK_POINTS) for i in range(0, n, CHUNK_POINTS))
+            ]
+        )
     views = used.sum(axis=0)
     return Triangulation(
         points=out.reshape(n_frames, n_kp, 3),
@@ -123,6 +159,19 @@ def triangulate(
         views=views.reshape(n_frames, n_kp),
         used=used.reshape(n_cams, n_frames, n_kp),
     )
+
+
+def confident(error: np.ndarray, views: np.ndarray) -> np.ndarray:
+    """(F, K) reprojection errors and views used -> (F, K) the points to learn limbs from
+    (:func:`keypointer.multiview.limbs.learn_limbs`) when there are no labels: those from 2
+    views or more whose error is at most their keypoint's median. Not for a trained model's
+    predictions: their limbs come out short (pulled towards the mean pose in every view), and
+    such limbs made the 3D error worse (benchmarks/RESULTS.md, "Several cameras")."""
+    ok = views >= 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a keypoint never triangulated
+        median = np.nanmedian(np.where(ok, error, np.nan), axis=0)
+    return ok & (error <= median)
 
 
 @dataclass(frozen=True)
@@ -229,13 +278,7 @@ class Scene:
         fw = self.focal[:, None, :] * weights[..., None]  # (C, N, 2) per-residual weights
         cost = self.cost(y, xy, fw)
         for _ in range(REFINE_STEPS):
-            q = self.camera_coords(y)
-            z = q[..., 2:3]
-            u = q[..., :2] / z
-            r = (u - xy) * fw  # (C, N, 2)
-            # d u / d y = (P[:2, :3] - u P[2, :3]) / z, weighted per residual: (C, N, 2, 3)
-            rot = self.proj[:, None, :, :3]
-            jac = (rot[:, :, :2] - u[..., None] * rot[:, :, 2:3]) * (fw / z)[..., None]
+            r, jac = self.residuals(y, xy, fw)
             jac = jac.transpose(1, 0, 2, 3).reshape(n, 2 * n_cams, 3)
             jt = jac.transpose(0, 2, 1)
             jtj = jt @ jac + 1e-12 * np.eye(3)
@@ -248,6 +291,19 @@ class Scene:
             cost = np.where(better, trial_cost, cost)
         return y
 
+    def residuals(
+        self, y: np.ndarray, xy: np.ndarray, fw: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 3) rescaled points, (C, N, 2) normalised points and (C, N, 2) per-residual
+        weights -> the (C, N, 2) weighted residuals and their (C, N, 2, 3) Jacobian."""
+        q = self.camera_coords(y)
+        z = q[..., 2:3]
+        u = q[..., :2] / z
+        # d u / d y = (P[:2, :3] - u P[2, :3]) / z, weighted per residual
+        rot = self.proj[:, None, :, :3]
+        jac = (rot[:, :, :2] - u[..., None] * rot[:, :, 2:3]) * (fw / z)[..., None]
+        return (u - xy) * fw, jac
+
     def cost(self, y: np.ndarray, xy: np.ndarray, fw: np.ndarray) -> np.ndarray:
         """(N,) weighted squared reprojection error; inf when a weighted view is behind."""
         q = self.camera_coords(y)
@@ -257,6 +313,101 @@ class Scene:
         behind = ((depth <= MIN_DEPTH) & (fw[..., 0] > 0)).any(axis=0)
         out = np.nansum(r * r, axis=(0, 2))
         return np.where(behind | ~np.isfinite(y).all(-1), np.inf, out)
+
+    def constrain(
+        self,
+        points: np.ndarray,
+        xy: np.ndarray,
+        weights: np.ndarray,
+        limbs: Limbs,
+        noise_px: float | None,
+        n_kp: int,
+    ) -> np.ndarray:
+        """(N, 3) world points of F = N / ``n_kp`` frames refined with the limb prior
+        (:meth:`refine_limbs`), from (C, N, 2) normalised points and (C, N) weights of the
+        views used (0: unused)."""
+        y = (points - self.centre) / self.scale
+        xy = np.where((weights > 0)[..., None], xy, 0.0)
+        if noise_px is None:
+            fw = self.focal[:, None, :] * weights[..., None]
+            with np.errstate(invalid="ignore"):
+                r, _ = self.residuals(np.nan_to_num(y), xy, fw)
+            noise_px = LIMB_NOISE_FACTOR * residual_noise(r, (weights > 0) & np.isfinite(y).all(-1))
+        scaled = Limbs(limbs.edges, limbs.lengths / self.scale, limbs.spread / self.scale)
+        n_cams = len(self.proj)
+        y = y.reshape(-1, n_kp, 3)
+        xy = xy.reshape(n_cams, -1, n_kp, 2)
+        weights = weights.reshape(n_cams, -1, n_kp)
+        step = max(1, LIMB_CHUNK // (3 * n_kp) ** 2)
+        for f in range(0, len(y), step):
+            s = slice(f, f + step)
+            y[s] = self.refine_limbs(y[s], xy[:, s], weights[:, s], scaled, noise_px)
+        return self.centre + self.scale * y.reshape(-1, 3)
+
+    def refine_limbs(
+        self, y: np.ndarray, xy: np.ndarray, weights: np.ndarray, limbs: Limbs, noise: float
+    ) -> np.ndarray:
+        """Gauss-Newton steps on each frame's points together: the weighted reprojection error
+        plus, per limb, ``(noise * (length - limbs.lengths) / limbs.spread)^2``; a frame's
+        step that does not lower its cost is not taken.
+
+        Args:
+            y: (F, K, 3) rescaled points, NaN where missing (left so).
+            xy: (C, F, K, 2) normalised points; weights: (C, F, K), 0 where a view is unused.
+            limbs: in the rescaled world's units.
+            noise: standard deviation of a weighted residual (pixels x weight); 0 leaves the
+                points where they are.
+
+        Returns:
+            (F, K, 3) refined points.
+        """
+        n_frames, n_kp, _ = y.shape
+        n_cams = len(self.proj)
+        a, b = limbs.edges[:, 0], limbs.edges[:, 1]
+        ends = np.zeros((len(a), n_kp))  # (E, K) +1 at a limb's first keypoint, -1 at its second
+        ends[np.arange(len(a)), a], ends[np.arange(len(a)), b] = 1.0, -1.0
+        ok = np.isfinite(y).all(-1)
+        stiff = np.where(ok[:, a] & ok[:, b], (noise / limbs.spread) ** 2, 0.0)  # (F, E)
+        flat_xy = xy.reshape(n_cams, -1, 2)
+        fw = self.focal[:, None, :] * weights.reshape(n_cams, -1)[..., None]
+        diag = np.arange(n_kp)
+        # a missing point: an identity block and no gradient, so that it stays where it is
+        missing = np.where(~ok, 1.0, 0.0)[..., None, None] * np.eye(3)
+
+        def total(z: np.ndarray) -> np.ndarray:
+            rep = np.where(ok, self.cost(z.reshape(-1, 3), flat_xy, fw).reshape(ok.shape), 0.0)
+            length = np.linalg.norm(z[:, a] - z[:, b], axis=-1)
+            return rep.sum(axis=1) + (stiff * (length - limbs.lengths) ** 2).sum(axis=1)
+
+        y = np.where(ok[..., None], y, 0.0)
+        cost = total(y)
+        for _ in range(LIMB_STEPS):
+            r, jac = self.residuals(y.reshape(-1, 3), flat_xy, fw)
+            jac = jac.transpose(1, 0, 2, 3).reshape(-1, 2 * n_cams, 3)
+            jt = jac.transpose(0, 2, 1)
+            jtj = (jt @ jac).reshape(n_frames, n_kp, 3, 3)
+            grad = (jt @ r.transpose(1, 0, 2).reshape(-1, 2 * n_cams, 1)).reshape(n_frames, n_kp, 3)
+            d = y[:, a] - y[:, b]
+            length = np.linalg.norm(d, axis=-1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                unit = np.nan_to_num(d / length[..., None])
+            # a limb's residual moves with +unit at its first end, -unit at its second:
+            # (F, E, 3K) rows, their normal matrix and gradient
+            rows = (ends[None, :, :, None] * unit[:, :, None, :]).reshape(n_frames, len(a), -1)
+            hess = (rows.transpose(0, 2, 1) * stiff[:, None, :]) @ rows
+            pull = (stiff * (length - limbs.lengths))[:, None, :] @ rows  # (F, 1, 3K)
+            grad = grad.reshape(n_frames, -1) + pull[:, 0]
+            blocks = hess.reshape(n_frames, n_kp, 3, n_kp, 3)
+            blocks[:, diag, :, diag, :] += (jtj + missing).transpose(1, 0, 2, 3)
+            grad = np.where(np.repeat(ok, 3, axis=1), grad, 0.0)
+            with np.errstate(invalid="ignore"):
+                step = np.linalg.solve(hess, grad[..., None])
+            trial = y - step.reshape(n_frames, n_kp, 3)
+            trial_cost = total(trial)
+            better = trial_cost < cost
+            y = np.where(better[:, None, None], trial, y)
+            cost = np.where(better, trial_cost, cost)
+        return np.where(ok[..., None], y, np.nan)
 
     def pixel_error(self, points: np.ndarray, pixels: np.ndarray, used: np.ndarray) -> np.ndarray:
         """(N,) mean distance in pixels, over the used views, between the given (C, N, 2)
@@ -268,6 +419,26 @@ class Scene:
         count = used.sum(axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(count > 0, np.where(used, dist, 0.0).sum(axis=0) / count, np.nan)
+
+
+def residual_noise(residuals: np.ndarray, used: np.ndarray) -> float:
+    """Standard deviation of one weighted residual coordinate, robustly: per point with n used
+    views, the sum of its 2n squared residuals over the median of chi-square with 2n - 3
+    degrees of freedom (3 went into the point), then the median over points.
+
+    Args:
+        residuals: (C, N, 2) weighted residuals; used: (C, N) the views used.
+
+    Returns:
+        The standard deviation (0 when no point has 2 views).
+    """
+    n = used.sum(axis=0)
+    many = n >= 2
+    if not many.any():
+        return 0.0
+    rss = np.where(used[..., None], residuals * residuals, 0.0).sum(axis=(0, 2))[many]
+    dof, index = np.unique(2 * n[many] - 3, return_inverse=True)
+    return float(np.sqrt(np.median(rss / chi2.median(dof)[index])))
 
 
 def normal_matrices(proj: np.ndarray, xy: np.ndarray, weights: np.ndarray) -> np.ndarray:

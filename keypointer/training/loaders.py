@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from rich.console import Console
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
@@ -20,6 +21,16 @@ from keypointer.config import Config
 from keypointer.data.check import validate
 from keypointer.data.dataset import KeypointDataset, make_loader
 from keypointer.data.formats import detect_format, load_dataset
+from keypointer.data.split import (
+    SplitPlan,
+    clustering_warning,
+    frame_refs,
+    plan_split,
+    separate_plan,
+    split_summary,
+    split_warnings,
+    video_timings,
+)
 from keypointer.data.types import KeypointSet
 from keypointer.errors import DataError
 from keypointer.models.registry import make_codec, make_loss
@@ -90,19 +101,29 @@ def read_checked(
     return validate(kset, check_images=check_images, progress=progress).cleaned
 
 
-def split_data(cfg: Config, progress: bool = False) -> tuple[KeypointSet, KeypointSet]:
+def split_data(
+    cfg: Config, progress: bool = False, say: bool = False
+) -> tuple[KeypointSet, KeypointSet]:
     """The training and validation labels: ``data.val_path`` (or a YOLO data.yaml's own
-    validation images), else a ``data.val_fraction`` split, else the training labels again.
+    validation images), else a ``data.val_fraction`` split (``data.split``: by video or
+    blocks of time for frames of videos, see :mod:`keypointer.data.split`), else the
+    training labels again. Warns when the labelled frames are clustered in time or the
+    validation frames sit next to training frames.
 
     Args:
         cfg: the run's config.
         progress: show a progress bar while checking images.
+        say: print the split used and how far its validation frames are from training frames.
 
     Returns:
         (training labels, validation labels).
     """
     is_yolo = (cfg.data.format or detect_format(cfg.data.path)) == "yolo"
     train_set = read_checked(cfg.data.path, cfg, progress=progress)
+    refs, timings = frame_refs(train_set), video_timings(train_set)
+    clustered = clustering_warning(refs, timings)
+    if clustered:
+        log.warning("%s", clustered)
     val_path = cfg.data.val_path or (cfg.data.path if is_yolo else None)
     if val_path and is_yolo and not cfg.data.val_path:
         # A YOLO data.yaml names its own validation images; use them unless they are the train ones.
@@ -118,13 +139,27 @@ def split_data(cfg: Config, progress: bool = False) -> tuple[KeypointSet, Keypoi
                 f"keypoints {list(train_set.skeleton.names)}",
                 cfg.data.val_path,
             )
+        how = f"the validation labels {val_path}"
+        _say(separate_plan(refs, frame_refs(val_set), how, timings), say)
         return train_set, val_set
     if cfg.data.val_fraction > 0 and len(train_set) >= 2:
-        return train_set.split(cfg.data.val_fraction, cfg.data.split_seed)
+        data = cfg.data
+        names = [str(s.image) for s in train_set.samples]
+        plan = plan_split(refs, data.split, data.val_fraction, data.split_seed, timings, names)
+        _say(plan, say)
+        return train_set.subset(plan.train), train_set.subset(plan.val)
     log.warning(
         "no validation split (val_fraction 0 or a single image): validating on training data"
     )
     return train_set, train_set
+
+
+def _say(plan: SplitPlan, show: bool) -> None:
+    # The split's line is shown by the main process (quiet runs too); warnings by every one.
+    if show:
+        Console(stderr=True, width=120).print(split_summary(plan), highlight=False)
+    for line in split_warnings(plan):
+        log.warning("%s", line)
 
 
 def build_data(

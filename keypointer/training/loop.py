@@ -168,7 +168,8 @@ def setup(
     check_tensorboard(cfg)
     seed_everything(cfg.train.seed)
     configure_backends(cfg, device)
-    train_kset, val_kset = split_data(cfg, progress=info.is_main and not cfg.run.quiet)
+    quiet = cfg.run.quiet
+    train_kset, val_kset = split_data(cfg, progress=info.is_main and not quiet, say=info.is_main)
     # The recipe fills the fields the user left unset, from the training labels; a resumed
     # run keeps the config it stored.
     choices = plan(cfg, train_kset, device.type) if cfg.train.recipe and resume is None else []

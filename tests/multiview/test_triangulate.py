@@ -12,7 +12,7 @@ from keypointer.config import KEYPOINT_SCORE_THRESHOLD
 from keypointer.errors import KeypointerError
 from keypointer.multiview.cameras import Camera, CameraGroup
 from keypointer.multiview.synthetic import BOX_SIZE, camera_ring, figure_motion, project_views
-from keypointer.multiview.triangulate import triangulate
+from keypointer.multiview.triangulate import Scene, confident, residual_noise, triangulate
 
 
 def mean_error(points: np.ndarray, truth: np.ndarray) -> float:
@@ -108,3 +108,33 @@ def test_wrong_camera_count_is_an_error():
         triangulate(group, np.zeros((2, 5, 4, 2)))
     with pytest.raises(KeypointerError, match="scores are"):
         triangulate(group, np.zeros((3, 5, 4, 2)), np.ones((3, 5, 3)))
+
+
+@pytest.mark.parametrize("n_cams", [2, 3, 6])
+def test_residual_noise_recovers_the_2d_noise(n_cams):
+    """Gaussian 2D noise of sd 1.5 px (all scores 1): the reprojection residuals, which the
+    triangulation shrinks by its 3 degrees of freedom, give back 1.5 px."""
+    group = camera_ring(n_cams, seed=n_cams)
+    figure = figure_motion(frames=200, keypoints=10, seed=1)
+    uv, _ = project_views(group, figure.points)
+    uv = uv + np.random.default_rng(0).normal(scale=1.5, size=uv.shape)
+    out = triangulate(group, uv, robust=False)
+    scene = Scene.of(group)
+    xy = np.nan_to_num(group.undistort(uv).reshape(n_cams, -1, 2))
+    fw = np.broadcast_to(scene.focal[:, None, :], xy.shape)
+    y = (out.points.reshape(-1, 3) - scene.centre) / scene.scale
+    r, _ = scene.residuals(y, xy, fw)
+    noise = residual_noise(r, out.used.reshape(n_cams, -1))
+    assert noise == pytest.approx(1.5, rel=0.1)  # lens distortion: undistorted px are not px
+    assert residual_noise(r, np.zeros_like(out.used.reshape(n_cams, -1))) == 0.0
+
+
+def test_confident_points_are_those_under_their_keypoints_median_error():
+    error = np.array([[1.0, 5.0], [2.0, 1.0], [3.0, np.nan], [9.0, 2.0]])
+    views = np.array([[3, 3], [3, 2], [3, 0], [1, 3]])
+    assert confident(error, views).tolist() == [
+        [True, False],
+        [True, True],
+        [False, False],
+        [False, True],
+    ]

@@ -49,8 +49,37 @@ def tiny_config(data: Path, root: Path, *extra: str) -> Config:
     return shared_tiny_config(data, root, *sets, *extra)
 
 
-def test_crowds_get_a_locator_in_best_and_last(crowd_data, tmp_path):
-    run = train(tiny_config(crowd_data, tmp_path))
+def never(*args, **kwargs):
+    raise AssertionError("no locator should be trained")
+
+
+def train_without_a_locator(cfg: Config, **kwargs):
+    """``train(cfg, **kwargs)``, failing if it trains or times a locator."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(two_stage, "train_locator", never)
+        patch.setattr(two_stage, "probe_step_s", never)
+        return train(cfg, **kwargs)
+
+
+# The runs below are trained once for the module's tests, which only read them.
+@pytest.fixture(scope="module")
+def crowd_run(crowd_data, tmp_path_factory):
+    return train(tiny_config(crowd_data, tmp_path_factory.mktemp("crowd_run")))
+
+
+@pytest.fixture(scope="module")
+def crowd_run_turned_off(crowd_data, tmp_path_factory):
+    root = tmp_path_factory.mktemp("crowd_off")
+    return train_without_a_locator(tiny_config(crowd_data, root, "locator.enabled=false"))
+
+
+@pytest.fixture(scope="module")
+def single_run(single_data, tmp_path_factory):
+    return train_without_a_locator(tiny_config(single_data, tmp_path_factory.mktemp("single")))
+
+
+def test_crowds_get_a_locator_in_best_and_last(crowd_data, crowd_run):
+    run = crowd_run
     for path in (run.best, run.last):
         state = torch.load(path, weights_only=True)  # plain values and tensors only
         entry = state["locator"]
@@ -81,20 +110,9 @@ def test_crowds_get_a_locator_in_best_and_last(crowd_data, tmp_path):
     assert pose.predict(torch.rand(1, 3, 64, 64))[0].shape[:2] == (1, pose.skeleton.num_keypoints)
 
 
-@pytest.mark.parametrize("which", ["single", "crowd, enabled false"])
-def test_no_locator_for_single_instances_or_when_turned_off(
-    which, single_data, crowd_data, tmp_path, monkeypatch
-):
-    def never(*args, **kwargs):
-        raise AssertionError("no locator should be trained")
-
-    monkeypatch.setattr(two_stage, "train_locator", never)
-    monkeypatch.setattr(two_stage, "probe_step_s", never)
-    if which == "single":
-        cfg = tiny_config(single_data, tmp_path)
-    else:
-        cfg = tiny_config(crowd_data, tmp_path, "locator.enabled=false")
-    run = train(cfg)
+@pytest.mark.parametrize("which", ["single_run", "crowd_run_turned_off"])
+def test_no_locator_for_single_instances_or_when_turned_off(which, request):
+    run = request.getfixturevalue(which)  # trained without a locator (train_without_a_locator)
     assert run.locator_metrics is None
     assert not (run.dir / "locator_metrics.json").exists()
     for path in (run.best, run.last):
@@ -103,29 +121,21 @@ def test_no_locator_for_single_instances_or_when_turned_off(
     assert load_locator(run.best) is None
 
 
-def test_the_pose_model_is_the_same_with_or_without_a_locator(crowd_data, tmp_path):
-    with_locator = train(tiny_config(crowd_data, tmp_path / "a"))
-    without = train(tiny_config(crowd_data, tmp_path / "b", "locator.enabled=false"))
-    a, b = load_checkpoint(with_locator.last), load_checkpoint(without.last)
+def test_the_pose_model_is_the_same_with_or_without_a_locator(crowd_run, crowd_run_turned_off):
+    a, b = load_checkpoint(crowd_run.last), load_checkpoint(crowd_run_turned_off.last)
     assert "locator" in a and "locator" not in b
     assert all(torch.equal(v, b["model"][k]) for k, v in a["model"].items())
     assert [r["train_loss"] for r in a["history"]] == [r["train_loss"] for r in b["history"]]
 
 
-def test_stopped_run_trains_no_locator_and_resume_never_retrains(crowd_data, tmp_path, monkeypatch):
+def test_stopped_run_trains_no_locator_and_resume_never_retrains(crowd_data, tmp_path):
     cfg = tiny_config(crowd_data, tmp_path)
     part = train(cfg, stop_after=1)  # the pose model is not done: no locator yet
     assert part.locator_metrics is None and "locator" not in load_checkpoint(part.last)
     done = train(resume_config(part.dir, []), resume=part.dir)
     entry = load_checkpoint(done.last)["locator"]
     assert load_checkpoint(done.last)["epoch"] == 2 and done.locator_metrics is not None
-
-    def never(*args, **kwargs):
-        raise AssertionError("the locator was trained again")
-
-    monkeypatch.setattr(two_stage, "train_locator", never)
-    monkeypatch.setattr(two_stage, "probe_step_s", never)
-    again = train(resume_config(done.dir, []), resume=done.dir)
+    again = train_without_a_locator(resume_config(done.dir, []), resume=done.dir)  # not again
     assert again.locator_metrics == pytest.approx(done.locator_metrics, nan_ok=True)
     for path in (again.best, again.last):
         kept = load_checkpoint(path)["locator"]
@@ -196,9 +206,9 @@ def test_ddp_main_process_trains_the_locator_while_the_other_waits(crowd_data, t
     assert (run_dir / "locator_metrics.json").is_file()
 
 
-def test_min_pose_score_is_a_share_of_the_best_epochs_median_instance_score(crowd_data, tmp_path):
+def test_min_pose_score_is_a_share_of_the_best_epochs_median_instance_score(crowd_run_turned_off):
     share = two_stage.MIN_POSE_SHARE
-    run = train(tiny_config(crowd_data, tmp_path, "locator.enabled=false"))
+    run = crowd_run_turned_off
     assert all(0 < r["val_score"] <= 1.5 for r in run.metrics if "val_pck" in r)
     best = max((r for r in run.metrics if "val_pck" in r), key=lambda r: r["val_pck"])
     assert two_stage.min_pose_score(run.metrics) == share * best["val_score"]

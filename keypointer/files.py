@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+
+import numpy as np
+
+from keypointer.errors import DataError
 
 
 def plain_file_mode() -> int:
@@ -61,3 +65,31 @@ def _fsync(path: Path, flags: int) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def write_h5_table(
+    path: str | Path, values: np.ndarray, columns: Sequence[tuple[str, ...]], levels: Sequence[str]
+) -> Path:
+    """(F, M) ``values`` as DeepLabCut's ``.h5`` table (pandas + tables: the h5 extra), one row
+    a frame, atomically: the M ``columns`` are tuples of ``levels`` (scorer, [individuals,]
+    bodyparts, coords). DataError naming ``path`` when pandas or tables is missing."""
+    path = Path(path)
+    try:
+        import pandas as pd  # optional: the h5 extra
+    except ImportError:
+        raise DataError(
+            "writing .h5 needs pandas and tables: pip install 'keypointer[h5]'", path
+        ) from None
+    frame = pd.DataFrame(
+        values,
+        index=np.arange(len(values)),
+        columns=pd.MultiIndex.from_tuples(list(columns), names=list(levels)),
+    )
+    with atomic_path(path) as tmp:
+        try:
+            frame.to_hdf(tmp, key="df_with_missing", mode="w", format="table")
+        except ImportError:
+            raise DataError(
+                "writing .h5 needs tables: pip install 'keypointer[h5]'", path
+            ) from None
+    return path

@@ -23,8 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keypointer.errors import DataError
-from keypointer.files import atomic_path
+from keypointer.files import atomic_path, write_h5_table
 from keypointer.inference.sources import Frame
 from keypointer.inference.tracks import FLAGS, VideoTracks
 from keypointer.inference.video import DrawnVideo, VideoWriteError
@@ -80,30 +79,11 @@ def _dlc_columns(
 
 def write_dlc_video_h5(path: Path, tracks: VideoTracks, skeleton: Skeleton, scorer: str) -> Path:
     """The DeepLabCut ``.h5`` of :func:`write_dlc_video_csv` (pandas + tables: the h5 extra)."""
-    try:
-        import pandas as pd  # optional: the h5 extra
-    except ImportError:
-        raise DataError(
-            "writing .h5 needs pandas and tables: pip install 'keypointer[h5]'", path
-        ) from None
     cols = _dlc_columns(tracks, skeleton, scorer)
     levels = ["scorer", "individuals", "bodyparts", "coords"]
     if not tracks.multi:
         cols, levels = [(c[0], c[2], c[3]) for c in cols], ["scorer", "bodyparts", "coords"]
-    values = _every_frame(tracks)
-    frame = pd.DataFrame(
-        values,
-        index=np.arange(len(values)),
-        columns=pd.MultiIndex.from_tuples(cols, names=levels),
-    )
-    with atomic_path(path) as tmp:
-        try:
-            frame.to_hdf(tmp, key="df_with_missing", mode="w", format="table")
-        except ImportError:
-            raise DataError(
-                "writing .h5 needs tables: pip install 'keypointer[h5]'", path
-            ) from None
-    return path
+    return write_h5_table(path, _every_frame(tracks), cols, levels)
 
 
 def write_frames_csv(path: Path, tracks: VideoTracks, skeleton: Skeleton) -> Path:

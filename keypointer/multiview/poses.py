@@ -26,7 +26,7 @@ from typing import TextIO
 import numpy as np
 
 from keypointer.errors import DataError
-from keypointer.files import atomic_path
+from keypointer.files import atomic_path, write_h5_table
 
 DLC_HELP = (
     "a 2D pose file in DeepLabCut's layout starts with the header rows scorer, [individuals,] "
@@ -341,13 +341,6 @@ def write_pose3d_h5(
         animals: {name: :class:`Poses3D`} of the same keypoints and frames.
         scorer: the scorer level's value.
     """
-    path = Path(path)
-    try:
-        import pandas as pd  # optional: the h5 extra
-    except ImportError:
-        raise DataError(
-            "writing .h5 needs pandas and tables: pip install 'keypointer[h5]'", path
-        ) from None
     names = list(animals)
     first = animals[names[0]]
     cols = [(scorer, a, k, c) for a in names for k in first.keypoints for c in H5_COORDS]
@@ -358,21 +351,8 @@ def write_pose3d_h5(
         ],
         axis=1,
     )
-    frame = pd.DataFrame(
-        values,
-        index=np.arange(len(values)),
-        columns=pd.MultiIndex.from_tuples(
-            cols, names=["scorer", "individuals", "bodyparts", "coords"]
-        ),
-    )
-    with atomic_path(path) as tmp:
-        try:
-            frame.to_hdf(tmp, key="df_with_missing", mode="w", format="table")
-        except ImportError:
-            raise DataError(
-                "writing .h5 needs tables: pip install 'keypointer[h5]'", path
-            ) from None
-    return path
+    levels = ["scorer", "individuals", "bodyparts", "coords"]
+    return write_h5_table(path, values, cols, levels)
 
 
 def write_numbers(f: TextIO, table: np.ndarray, integers: Sequence[int] = ()) -> None:

@@ -156,7 +156,7 @@ def test_never_writes_over_a_file_or_an_input(blank_videos, tmp_path, capsys):
 def test_calibrates_from_checkerboard_videos(tmp_path, capsys):
     truth = camera_ring(3, seed=0)
     board = Board(squares=(7, 6), marker_length=None)
-    clip = board_clip(truth, board, 120, seed=1)
+    clip = board_clip(truth, board, 60, seed=1)
     videos = []
     for cam in truth:
         maps = distortion_maps(cam)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -93,7 +94,13 @@ def test_export_never_writes_over_an_existing_file_or_its_checkpoint(checkpoint,
 
 
 @pytest.mark.slow
-def test_export_with_overwrite_replaces_an_earlier_export(checkpoint, tmp_path):
+def test_export_with_overwrite_replaces_an_earlier_export(checkpoint, tmp_path, monkeypatch):
+    # what is tested is the overwrite, not the exporter: the fast TorchScript one (the default
+    # dynamo exporter is checked against PyTorch in tests/export/test_onnx.py)
+    import keypointer.commands.export as export_module
+
+    fast = partial(export_module.export_onnx, exporter="torchscript")
+    monkeypatch.setattr(export_module, "export_onnx", fast)
     best = _copy_run(checkpoint, tmp_path)
     onnx = best.with_suffix(".onnx")
     onnx.write_text("earlier")

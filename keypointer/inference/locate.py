@@ -161,6 +161,8 @@ def new_poses(
     Returns:
         Indices (int) of the candidates to add, best mean score first.
     """
+    if not len(keypoints):  # every candidate's first pose was dropped before the second pass
+        return np.zeros(0, dtype=int)
     inst = np.asarray(scores, np.float64).reshape(len(keypoints), -1).mean(-1)
     taken = list(np.asarray(kept, np.float64).reshape(-1, *np.shape(keypoints)[1:]))
     add: list[int] = []

@@ -147,3 +147,5 @@ def test_new_poses_skips_a_pose_found_twice_and_unsure_ones():
     assert new_poses(a[None], cands, scores, sigmas, min_score=0.5).tolist() == [2]
     assert new_poses(a[None], cands, scores, sigmas, most=2).tolist() == [2, 3]
     assert new_poses(a[None], cands, scores, sigmas, most=0).tolist() == []
+    # no candidate left (every look-again crop's first pose was dropped): nothing to add
+    assert new_poses(a[None], np.zeros((0, 3, 2)), np.zeros((0, 3)), sigmas).tolist() == []

@@ -85,6 +85,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--pred", type=Path, help="score: predictions (.slp)")
     p.add_argument("--kp-python", type=Path, default=KP_PYTHON, help="keypointer's python")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keypointer: a config override passed to train (repeatable)",
+    )
     return p.parse_args(argv)
 
 
@@ -302,6 +310,7 @@ def run_keypointer(args: argparse.Namespace) -> dict:
     began = time.perf_counter()
     cmd = [sys.executable, "-m", "keypointer", "train", "--data", str(args.work / "train.slp")]
     cmd += ["--time", str(args.minutes), "--quiet", "--set", f"run.root={work / 'runs'}"]
+    cmd += [arg for kv in args.overrides for arg in ("--set", kv)]
     subprocess.run([*cmd, "--set", "run.name=flies"], check=True, env=env, cwd=ROOT)
     wall = time.perf_counter() - began
     run_dir = max((work / "runs" / "flies").iterdir())

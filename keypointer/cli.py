@@ -356,7 +356,11 @@ def eval_cli(
     ] = None,
     max_instances: Annotated[
         int | None,
-        typer.Option("--max-instances", min=1, help="Video truth: the known number of animals."),
+        typer.Option(
+            "--max-instances",
+            min=1,
+            help="The known number of animals: at most N found per image, as predict keeps.",
+        ),
     ] = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
@@ -385,8 +389,8 @@ def eval_cli(
             overwrite=overwrite,
         )
         return
-    if smooth is not None or max_instances is not None:
-        raise ConfigError("--smooth and --max-instances are for a video truth (truth.json)")
+    if smooth is not None:
+        raise ConfigError("--smooth is for a video truth (truth.json)")
     eval_command(
         checkpoint,
         data,
@@ -398,6 +402,7 @@ def eval_cli(
         batch_size=batch_size,
         flip=flip,
         device=device,
+        max_instances=max_instances,
         overwrite=overwrite,
     )
 

@@ -58,6 +58,7 @@ def eval_command(
     *,
     flip: bool = False,
     device: str = "auto",
+    max_instances: int | None = None,
     num_worst: int = 12,
     quiet: bool = False,
     overwrite: bool = False,
@@ -70,6 +71,10 @@ def eval_command(
     dots, ground truth as rings) to ``out`` (default :func:`default_eval_dir`, numbered on:
     an earlier evaluation's files are replaced only with ``overwrite``); prints a table.
     Returns the metrics dict that ``eval.json`` holds.
+
+    A two-stage model is scored twice: on the labelled boxes, and on the instances it finds
+    itself ("located"), as ``predict`` finds them, with ``max_instances`` as
+    ``predict --max-instances`` takes it.
     """
 
     out_dir = output_dir_for(  # before any work
@@ -81,7 +86,9 @@ def eval_command(
     )
     pipe = load_pipeline(checkpoint, resolve_device(device), flip=flip)
     cfg, skeleton = pipe.config, pipe.skeleton
-    pipe = pipe.with_options(batch_size=batch_size or cfg.loader.batch_size)
+    pipe = pipe.with_options(
+        batch_size=batch_size or cfg.loader.batch_size, max_instances=max_instances
+    )
     kset = validate(load_dataset(data, format, images), check_images=False).cleaned
     if kset.skeleton.names != skeleton.names:
         raise DataError(
@@ -108,6 +115,7 @@ def eval_command(
     if pipe.two_stage and not kset.whole_image:  # also as predict runs: instances it finds
         metrics["located"] = located_metrics(pipe, kset, quiet)
     metrics.update(checkpoint=str(checkpoint), data=str(data), flip=flip, num_images=len(kset))
+    metrics["max_instances"] = max_instances
     metrics["pck_curve"] = {"alpha": alphas.tolist(), "pck": [_num(v) for v in curve]}
     metrics["worst"] = [_worst_entry(ds, pred, i) for i in worst]
     write_eval_outputs(out_dir, metrics, pred, ds, worst, alphas, curve)

@@ -21,11 +21,14 @@ Then, whatever the source of the instances, ``max_instances`` keeps the N best b
 score (the tracker then keeps at most N identities).
 
 Looking again: when a two-stage pipeline knows how many animals to expect (``max_instances``)
-and a frame holds fewer, it poses more boxes in that frame only, as it poses located ones (two
-passes), and adds a pose when it reaches the floor and is no pose already kept (OKS NMS):
+it first poses only the ``max_instances`` best located boxes (a locator at its threshold finds
+more boxes than animals, duplicates mostly, and posing is most of the time: benchmarks/
+RESULTS.md, "Where two-stage inference spends its time"). When a frame then holds fewer
+animals, it poses more boxes in that frame only, as it poses located ones (two passes), and
+adds a pose when it reaches the floor and is no pose already kept (OKS NMS):
 
-- the locator's next peaks, scored under its threshold down to :data:`LOOK_AGAIN_FLOOR` of it
-  (at most :data:`LOOK_AGAIN_PEAKS`);
+- the locator's other boxes over its threshold, then its next peaks, scored under the
+  threshold down to :data:`LOOK_AGAIN_FLOOR` of it (at most :data:`LOOK_AGAIN_PEAKS`);
 - in a video, where an animal was in the frames just before and is no longer found (the box
   of its last pose, for :data:`LOOK_AGAIN_FRAMES` frames, off by default).
 """
@@ -249,6 +252,9 @@ class Pipeline:
             ((boxes, scores),) = find_boxes(self.locator.model, [frame.image], floor)
             sure = scores >= threshold  # best first: the same boxes as without the floor
             located, spare = boxes[sure], boxes[~sure][:LOOK_AGAIN_PEAKS]
+            if self.looks_again:  # the best max_instances first; the rest only when needed
+                most = self.max_instances
+                located, spare = located[:most], np.concatenate([located[most:], spare])
             dets = [(b.tolist(), 1.0, None) for b in located]
         else:
             dets = None

@@ -88,6 +88,7 @@ class Predictor:
         images: ImageLike | Sequence[ImageLike],
         boxes: Sequence[Sequence[float]] | None = None,
         flip: bool = False,
+        max_instances: int | None = None,
     ) -> tuple[Poses, Poses]:
         """Keypoints and scores for one image or a list (or tuple) of them.
 
@@ -100,7 +101,9 @@ class Predictor:
         Each image is letterboxed whole into the model's input, or, with ``boxes`` (one image
         only), cropped to each COCO (x, y, w, h) box. A model trained on several instances
         per image finds them itself (its locator) in every image, as ``predict`` does.
-        ``flip``: flip test-time augmentation.
+        ``flip``: flip test-time augmentation. ``max_instances``: the known number of
+        animals, as ``predict --max-instances`` takes it: at most that many per image, the
+        best, and a two-stage model looks again in an image with fewer (None: as loaded).
 
         Returns:
             a single-instance model: one image: (K, 2) keypoints in its own pixels and (K,)
@@ -110,9 +113,11 @@ class Predictor:
             per image.
         """
         single, batch = as_images(images)
-        pipe = (
-            self.pipeline if flip == self.pipeline.flip else self.pipeline.with_options(flip=flip)
-        )
+        pipe = self.pipeline
+        if flip != pipe.flip:
+            pipe = pipe.with_options(flip=flip)
+        if max_instances is not None:
+            pipe = pipe.with_options(max_instances=max_instances)
         if single:
             return pipe.predict(batch[0], boxes)
         if boxes is not None:

@@ -20,7 +20,11 @@ The rules were chosen on real labelled data (../shared/data; benchmarks/RESULTS.
   to leave the heatmap loss's early plateau; large sets get a few passes more, up to a cap.
 - **Batch, learning rate, warm-up.** Small sets take small batches (more steps per pass).
 - **Augmentation.** Flip only with flip pairs; rotation as wide as the poses' own spread of
-  orientations (a camera looking down sees every heading; a side view sees few).
+  orientations (a camera looking down sees every heading; a side view sees few), and all the
+  way round when the labelled poses already face half the circle or more
+  (:data:`FREE_HEADINGS`): labels are often a few runs of frames, and the spread of those
+  says little about the rest of the video (benchmarks/RESULTS.md, "Rotation for animals
+  that turn freely").
 - **Schedule.** Cosine decay after the warm-up, which ends exactly at a time budget.
 - **Locator length** (labels with crowds: a locator follows the pose model). Steps as for the
   pose model: :data:`LOCATOR_PASSES` passes over the images, within [:data:`LOCATOR_MIN_STEPS`,
@@ -53,6 +57,7 @@ MIN_STEPS, MAX_STEPS, PASSES = 1500, 30000, 150  # steps = clamp(passes * images
 WARMUP_SHARE, MAX_WARMUP_STEPS = 0.05, 300  # warm-up: this share of the steps, at most this
 VALIDATIONS = 15  # about this many validations in a run
 LOCATOR_MIN_STEPS, LOCATOR_MAX_STEPS, LOCATOR_PASSES = 2000, 6000, 60  # the locator's length
+FREE_HEADINGS = 180.0  # degrees of headings labelled that mean any heading can come
 
 Rule = Iterator[tuple[str, object, str]]  # (dotted field, value, reason) per field a rule sets
 
@@ -207,7 +212,13 @@ def _flip(cfg: Config, ks: KeypointSet, device_type: str) -> Rule:
 
 
 def _rotation(cfg: Config, ks: KeypointSet, device_type: str) -> Rule:
-    spread = orientation_spread(ks)
+    spread, cover = orientation_spread(ks), heading_cover(ks)
+    if cover >= FREE_HEADINGS:
+        # Labels are often a few runs of frames: what they show of a free animal's headings
+        # is part of the circle, and the unlabelled rest of the video holds the others.
+        why = f"the poses face {cover:.0f} of 360 degrees: an animal that turns freely"
+        yield "augment.rotation", 180.0, why
+        return
     degrees = 180.0 if spread >= 60 else float(max(30, 5 * round(2 * spread / 5)))
     yield "augment.rotation", degrees, f"the poses' headings spread ~{spread:.0f} degrees"
 
@@ -276,22 +287,39 @@ def separation(ks: KeypointSet) -> float:
 def orientation_spread(ks: KeypointSet, min_count: int = 5) -> float:
     """Circular standard deviation (degrees) of the direction between keypoint pairs, median
     over pairs labelled together at least ``min_count`` times: how much the poses turn."""
+    spreads = []
+    for angle in _pair_directions(ks, min_count):
+        r = abs(np.mean(np.exp(1j * angle)))
+        spreads.append(math.degrees(math.sqrt(-2 * math.log(max(r, 1e-12)))))
+    return float(np.median(spreads)) if spreads else 0.0
+
+
+def heading_cover(ks: KeypointSet, min_count: int = 5) -> float:
+    """Degrees of the circle the poses face (0-360): per keypoint pair labelled together at
+    least ``min_count`` times, the 10-degree sectors of its direction that hold at least 1%
+    of its labels (so a few mislabelled frames do not count); the median over pairs."""
+    covers = []
+    for angle in _pair_directions(ks, min_count):
+        counts, _ = np.histogram(angle, bins=36, range=(-math.pi, math.pi))
+        covers.append(10.0 * np.count_nonzero(counts >= max(1.0, 0.01 * len(angle))))
+    return float(np.median(covers)) if covers else 0.0
+
+
+def _pair_directions(ks: KeypointSet, min_count: int) -> Iterator[np.ndarray]:
+    """Per keypoint pair (a, b) labelled together (apart) at least ``min_count`` times: the
+    directions from a to b, radians (n,)."""
     points = [i.keypoints for s in ks.samples for i in s.instances]
     if len(points) < min_count:
-        return 0.0
+        return
     kp = np.stack(points).astype(np.float64)  # (M, K, 3)
     k = kp.shape[1]
-    spreads = []
     for a in range(k):
         for b in range(a + 1, k):
             both = (kp[:, a, 2] > 0) & (kp[:, b, 2] > 0)
             v = kp[both, b, :2] - kp[both, a, :2]
             v = v[np.linalg.norm(v, axis=1) > 1e-6]
-            if len(v) < min_count:
-                continue
-            r = abs(np.mean(np.exp(1j * np.arctan2(v[:, 1], v[:, 0]))))
-            spreads.append(math.degrees(math.sqrt(-2 * math.log(max(r, 1e-12)))))
-    return float(np.median(spreads)) if spreads else 0.0
+            if len(v) >= min_count:
+                yield np.arctan2(v[:, 1], v[:, 0])
 
 
 def _round32(x: float) -> int:

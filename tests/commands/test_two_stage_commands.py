@@ -21,6 +21,16 @@ def test_predict_eval_and_onnx_run_both_stages(two_stage, tmp_path):
     located = json.loads((metrics_out / "eval.json").read_text())["located"]
     assert located["oks"]["gt_instances"] >= 12 and 0 <= located["boxes"]["recall"] <= 1
     assert located["oks"]["matched"] + located["oks"]["missed"] == located["oks"]["gt_instances"]
+    # The known number of animals, as predict --max-instances and the API take it.
+    n_images = len(list((data.parent / "images").iterdir()))
+    assert located["oks"]["predicted"] > n_images  # else the cap below could not show
+    capped = tmp_path / "eval1"
+    assert cli("eval", best, "--data", data, "--out", capped, "--max-instances", "1") == 0
+    one = json.loads((capped / "eval.json").read_text())
+    assert one["max_instances"] == 1 and 0 < one["located"]["oks"]["predicted"] <= n_images
+    from keypointer import load
+
+    assert len(load(best).predict(image, max_instances=1)[0]) == 1
     pytest.importorskip("onnxruntime")
     onnx = tmp_path / "m.onnx"
     assert cli("export", best, "--out", onnx) == 0

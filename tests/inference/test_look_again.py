@@ -120,6 +120,19 @@ def test_no_second_look_when_the_frame_holds_all_it_should():
     assert pipe.pose.crops == 2  # the found box, twice: no next peak was posed
 
 
+def test_with_max_instances_the_best_boxes_are_posed_first_and_the_rest_only_when_needed():
+    sure = [(_box(A), 0.9), ([A[0] - 1.0, A[1] - 1.0, 24.0, 24.0], 0.8), (_box(B), 0.7)]
+    image = _image(A, B)
+    every = _pipeline(sure)  # no known number of animals: every box over the threshold posed
+    assert _at(every.run_image(image).keypoints, CA, CB)
+    assert every.pose.crops == 5  # 3 boxes, then 2 again (A's duplicate dropped)
+    one = _pipeline(sure, max_instances=1)
+    assert _at(one.run_image(image).keypoints, CA)
+    assert one.pose.crops == 2  # the best box, twice
+    two = _pipeline(sure, max_instances=2)  # the two best are A twice: B is found again
+    assert _at(two.run_image(image).keypoints, CA, CB)
+
+
 def test_a_video_looks_where_an_animal_was_when_the_locator_loses_it(monkeypatch):
     video = Source(Path("clip.mp4"), "video")
     frames = [Frame(video, _image(A, B), n) for n in range(3)]

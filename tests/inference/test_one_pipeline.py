@@ -214,16 +214,19 @@ def test_the_api_locates_in_lists_too(two_stage):
     assert predictor.predict([]) == ([], [])
 
 
-def test_max_instances_keeps_the_n_best_after_the_pose_check(two_stage, crowd_clip, tmp_path):
+def test_max_instances_keeps_n_found_animals_that_pass_the_pose_check(
+    two_stage, crowd_clip, tmp_path
+):
     best, _ = two_stage
     every = [p for p in load_pipeline(best).run(_frames(crowd_clip))]
     capped = [p for p in load_pipeline(best, max_instances=1).run(_frames(crowd_clip))]
     assert max(len(p.keypoints) for p in every) >= 2  # the cap has something to do
+    floor = load_pipeline(best).locator.min_pose_score
     for a, b in zip(every, capped, strict=True):
         assert len(b.keypoints) == min(1, len(a.keypoints))
-        if len(a.keypoints):  # the best instance of the uncapped frame
-            best_one = int(np.argmax(a.instance_scores))
-            np.testing.assert_array_equal(b.keypoints[0], a.keypoints[best_one])
+        if len(a.keypoints):  # one of the animals found uncapped (posed in a smaller batch)
+            gap = np.linalg.norm(a.keypoints - b.keypoints[0], axis=-1).mean(-1)
+            assert gap.min() < 1.0 and b.scores[0].mean() >= floor
     # predict writes exactly that, and tracks at most one identity
     predict_command(best, [crowd_clip], tmp_path / "p", max_instances=1, draw=False, quiet=True)
     written = _results(tmp_path / "p")

@@ -15,15 +15,15 @@ from keypointer.training.recipe import Choice
 
 
 def _kset(
-    n: int, spacing: float, size=(640, 480), boxes=False, turn=0.0, flip=False
+    n: int, spacing: float, size=(640, 480), boxes=False, turn=0.0, flip=False, angles=None
 ) -> KeypointSet:
     """n images, each one instance of 4 keypoints on a line ``spacing`` px apart, turned by
-    up to ``turn`` degrees from image to image."""
+    up to ``turn`` degrees from image to image (or by ``angles``, (n,) degrees)."""
     rng = np.random.default_rng(0)
     names = ("a_left", "a_right", "b", "c") if flip else ("a", "b", "c", "d")
     samples = []
     for i in range(n):
-        angle = np.radians(rng.uniform(-turn, turn))
+        angle = np.radians(rng.uniform(-turn, turn) if angles is None else angles[i])
         steps = np.arange(4)[:, None] * spacing * np.array([[np.cos(angle), np.sin(angle)]])
         xy = np.array([size[0] / 3, size[1] / 2]) + steps
         kp = np.concatenate([xy, np.full((4, 1), 2.0)], axis=1)
@@ -91,6 +91,18 @@ def test_flip_only_with_flip_pairs_and_rotation_from_the_headings():
     turning = _values(Config(), _kset(60, 40, turn=180, flip=True))
     assert plain["augment.flip"] == 0.0 and turning["augment.flip"] > 0
     assert plain["augment.rotation"] < turning["augment.rotation"] == 180.0  # all headings
+
+
+def test_rotation_is_full_when_the_labels_already_show_most_headings():
+    # A fly labelled in a few runs of frames: mostly one way, some turns (spread < 60).
+    rng = np.random.default_rng(1)
+    mostly = rng.normal(0, 8, 200)
+    cover = np.concatenate([mostly, np.linspace(-60, 140, 60)])
+    few = np.concatenate([mostly, np.linspace(-60, 40, 60)])
+    assert recipe.orientation_spread(_kset(260, 40, angles=cover)) < 60
+    assert recipe.heading_cover(_kset(260, 40, angles=cover)) >= recipe.FREE_HEADINGS
+    assert _values(Config(), _kset(260, 40, angles=cover))["augment.rotation"] == 180.0
+    assert _values(Config(), _kset(260, 40, angles=few))["augment.rotation"] < 180.0
 
 
 def test_the_recipe_sets_exactly_the_fields_the_config_marks():

@@ -319,7 +319,10 @@ def variants(from_labels: Limbs, skeleton: Limbs) -> dict[str, Variant]:
     out: dict[str, Variant] = {
         "ours, defaults": plain(),
         "ours, no score weights": lambda g, xy, s: triangulate(g, xy, (s >= 0.3) * 1.0).points,
-        "ours, weights = score^2": lambda g, xy, s: plain(score_threshold=0.09)(g, xy, s**2),
+        # the weight is score^SCORE_POWER (2): score^1, as before, through the square root
+        "ours, weights = score (linear)": lambda g, xy, s: plain(score_threshold=0.3**0.5)(
+            g, xy, np.sqrt(s)
+        ),
         "ours, not robust": plain(robust=False),
     }
     for threshold in (5.0, 20.0):

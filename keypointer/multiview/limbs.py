@@ -5,7 +5,7 @@ takes the median length of each limb over confident frames (of triangulated labe
 the confidently triangulated predictions themselves) and its spread (a robust standard
 deviation: a stretchy limb, a keypoint on soft tissue, gets a loose prior). Without given
 limbs it picks them (:func:`rigid_pairs`): every keypoint pair whose distance varies by at most
-10% (robust sd over median), and the spanning tree of the pairs whose distance varies least,
+2% (robust sd over median), and the spanning tree of the pairs whose distance varies least,
 so that every keypoint is held by at least one limb. These are limbs in a wide sense: any two
 points on one rigid part (head, pelvis) hold each other, as bones do.
 
@@ -28,8 +28,11 @@ MIN_FRAMES = 10
 MIN_SPREAD = 0.01
 """Floor of a limb's spread, as a share of its length: a perfectly rigid limb in the labels
 would otherwise be a hard constraint that a slightly wrong calibration cannot meet."""
-MAX_RELATIVE_SPREAD = 0.1
-"""Chosen limbs: keypoint pairs whose distance's robust sd is at most this share of it."""
+MAX_RELATIVE_SPREAD = 0.02
+"""Chosen limbs: keypoint pairs whose distance's robust sd is at most this share of it (near
+rigid: bones). A pair that swings (hip to ankle) has no one length to be held to: a prior
+around its median pulls every pose towards the middle one, which cost accuracy on a figure
+with rigid bones at 0.1 (benchmarks/RESULTS.md, "Several cameras, third step")."""
 MAD_TO_SD = 1.4826  # median absolute deviation -> standard deviation of a Gaussian
 
 

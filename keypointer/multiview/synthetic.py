@@ -29,6 +29,7 @@ IMAGE_SIZE = (640, 480)
 CAMERA_DISTANCE = 2.2  # camera centres from the box centre, in box sizes
 BOARD_MAX_TILT_DEG = 50.0  # board normal from vertical (the cameras look down on the box)
 BOARD_MAX_VIEW_DEG = 70.0  # a camera sees the board's face under at most this angle
+BONE_SWING_RAD = 0.35  # a bone swings by up to ~20 degrees about its rest direction
 SUPERSAMPLE = 3  # board samples per pixel and axis, averaged: see render_board
 
 
@@ -48,9 +49,14 @@ class Figure:
 def figure_motion(
     frames: int = 200, keypoints: int = 20, box_size: float = BOX_SIZE, seed: int = 0
 ) -> Figure:
-    """A tree of ``keypoints`` points (bones ~6% of the box) that walks, turns and moves its
-    limbs inside the box: smooth sums of sines, so that temporal filters have something real
-    to smooth.
+    """A tree of ``keypoints`` points joined by rigid bones (~6% of the box) that walks, turns
+    and swings its bones inside the box: smooth sums of sines, so that temporal filters have
+    something real to smooth.
+
+    Each bone keeps its length, as an animal's bones do: it swings about an axis across it, by
+    up to ``BONE_SWING_RAD``. (The first version moved every keypoint by its own sine, which
+    stretched bones by up to a quarter of their length: no limb prior could help on such a
+    figure, and no animal moves so; benchmarks/RESULTS.md, "Several cameras, third step".)
 
     Returns:
         A :class:`Figure` with (frames, keypoints, 3) points.
@@ -60,15 +66,19 @@ def figure_motion(
     parents = np.array([0] + [int(rng.integers(0, i)) for i in range(1, keypoints)])
     bones = rng.normal(size=(keypoints, 3))
     bones *= 0.06 * box_size / np.linalg.norm(bones, axis=1, keepdims=True)
-    rest = np.zeros((keypoints, 3))
-    for i in range(1, keypoints):
-        rest[i] = rest[parents[i]] + bones[i]
-    rest -= rest.mean(axis=0)
-    # limbs swing: each keypoint adds its own small sine motion
-    amp = rng.normal(scale=0.015 * box_size, size=(keypoints, 3))
+    # each bone swings about an axis across it (a unit vector orthogonal to the bone)
+    axes = np.cross(rng.normal(size=(keypoints, 3)), bones)
+    axes /= np.maximum(np.linalg.norm(axes, axis=1, keepdims=True), 1e-12)
     freq = rng.uniform(0.5, 2.0, size=(keypoints, 1))
     phase = rng.uniform(0, 2 * np.pi, size=(keypoints, 1))
-    local = rest[None] + amp[None] * np.sin(2 * np.pi * freq[None] * t[:, :, None] + phase[None])
+    angle = BONE_SWING_RAD * np.sin(2 * np.pi * freq.T * t + phase.T)  # (F, K)
+    local = np.zeros((frames, keypoints, 3))
+    for i in range(1, keypoints):
+        # Rodrigues' formula, the rotated bone; the axis is orthogonal to it: no (k.v) k term
+        a = angle[:, i : i + 1]
+        swung = bones[i] * np.cos(a) + np.cross(axes[i], bones[i]) * np.sin(a)
+        local[:, i] = local[:, parents[i]] + swung
+    local -= local.mean(axis=1, keepdims=True)
     heading = 0.6 * np.sin(2 * np.pi * 0.1 * t[:, 0]) + 2 * np.pi * rng.uniform()
     c, s = np.cos(heading), np.sin(heading)
     rot = np.zeros((frames, 3, 3))

@@ -8,7 +8,8 @@ Per point (one keypoint in one frame):
    views (each pair is a RANSAC hypothesis; with at most a handful of cameras all pairs are
    cheaper than sampling) and the pair whose point agrees, within ``error_threshold`` pixels,
    with the most views wins (ties: the smaller mean error). Those views are the inliers.
-3. The point is triangulated from the inliers by a score-weighted DLT (one batched SVD for all
+3. The point is triangulated from the inliers by a weighted DLT (weight ``score **
+   SCORE_POWER``) (one batched SVD for all
    points) and refined by a few Gauss-Newton steps on the weighted reprojection error; then the
    views are re-read against the refined point, and points whose inliers change are solved
    again from the new inliers.
@@ -45,6 +46,10 @@ from keypointer.temporal.smooth import smooth
 ERROR_THRESHOLD_PX = 10.0
 """A view whose reprojection error is under this many pixels agrees with the point: about 3x a
 trained model's typical keypoint error, far under a wrong detection's (another body part)."""
+SCORE_POWER = 2.0
+"""A view's weight is its score to this power. The weight multiplies the view's residual, so
+the best weight is 1 / (the view's 2D error), and a trained heatmap model's error falls about
+as score^-2 (benchmarks/RESULTS.md, "Several cameras, third step": fitted on two models)."""
 REFINE_STEPS = 3
 LIMB_STEPS = 2
 LIMB_NOISE_FACTOR = 2.0
@@ -91,7 +96,8 @@ def triangulate(
     Args:
         group: the calibrated cameras, in the order of ``points``' first axis.
         points: (C, F, K, 2) pixel coordinates; NaN where a camera has no point.
-        scores: (C, F, K) keypoint scores in [0, 1], each view's weight; None weighs all alike.
+        scores: (C, F, K) keypoint scores in [0, 1]; a view's weight is its score to the power
+            :data:`SCORE_POWER`; None weighs all alike.
         score_threshold: views scoring under this are skipped.
         error_threshold: reprojection error (pixels) under which a view agrees with a point.
         robust: select views (step 2 of the module docstring); False uses every usable view.
@@ -126,7 +132,7 @@ def triangulate(
     pixels = points.reshape(n_cams, -1, 2)
     weights = np.where(
         np.isfinite(normalised).all(-1) & (scores.reshape(n_cams, -1) >= score_threshold),
-        np.nan_to_num(scores.reshape(n_cams, -1), nan=0.0),
+        np.nan_to_num(scores.reshape(n_cams, -1), nan=0.0) ** SCORE_POWER,
         0.0,
     )
     scene = Scene.of(group)

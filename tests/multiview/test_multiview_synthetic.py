@@ -25,6 +25,10 @@ def test_figure_stays_in_the_box_and_keeps_its_bones():
         figure.points[:, figure.edges[:, 0]] - figure.points[:, figure.edges[:, 1]], axis=-1
     )
     assert 0.02 * BOX_SIZE < bones.mean() < 0.1 * BOX_SIZE
+    assert np.ptp(bones, axis=0).max() < 1e-9 * BOX_SIZE  # rigid bones, as an animal's
+    i, j = np.triu_indices(20, k=1)
+    pairs = np.linalg.norm(figure.points[:, i] - figure.points[:, j], axis=-1)
+    assert np.ptp(pairs, axis=0).max() > 0.02 * BOX_SIZE  # yet the bones swing
     assert np.ptp(figure.points[:, 0, :2], axis=0).min() > 0.2 * BOX_SIZE  # it moves about
     np.testing.assert_array_equal(figure.points, figure_motion(300, 20, seed=3).points)
 

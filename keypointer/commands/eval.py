@@ -114,8 +114,13 @@ def eval_command(
     worst = worst_instances(pred, num_worst)
     if pipe.two_stage and not kset.whole_image:  # also as predict runs: instances it finds
         metrics["located"] = located_metrics(pipe, kset, quiet)
-    metrics.update(checkpoint=str(checkpoint), data=str(data), flip=flip, num_images=len(kset))
-    metrics["max_instances"] = max_instances
+    metrics.update(
+        checkpoint=str(checkpoint),
+        data=str(data),
+        flip=flip,
+        max_instances=max_instances,
+        num_images=len(kset),
+    )
     metrics["pck_curve"] = {"alpha": alphas.tolist(), "pck": [_num(v) for v in curve]}
     metrics["worst"] = [_worst_entry(ds, pred, i) for i in worst]
     write_eval_outputs(out_dir, metrics, pred, ds, worst, alphas, curve)

@@ -8,11 +8,11 @@ Per point (one keypoint in one frame):
    views (each pair is a RANSAC hypothesis; with at most a handful of cameras all pairs are
    cheaper than sampling) and the pair whose point agrees, within ``error_threshold`` pixels,
    with the most views wins (ties: the smaller mean error). Those views are the inliers.
-3. The point is triangulated from the inliers by a weighted DLT (weight ``score **
-   SCORE_POWER``) (one batched SVD for all
-   points) and refined by a few Gauss-Newton steps on the weighted reprojection error; then the
-   views are re-read against the refined point, and points whose inliers change are solved
-   again from the new inliers.
+3. The point is triangulated from the inliers by a weighted DLT (each view's weight: its
+   score to the power :data:`SCORE_POWER`; one batched SVD for all points) and refined by a
+   few Gauss-Newton steps on the weighted reprojection error; then the views are re-read
+   against the refined point, and points whose inliers change are solved again from the new
+   inliers.
 4. Optionally (``limbs``), each frame's points are refined together: a few Gauss-Newton steps
    on the weighted reprojection error plus a soft prior on each limb's length, its deviation
    from the learnt length over the limb's learnt spread (:mod:`keypointer.multiview.limbs`),

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from helpers import cli
 
+from keypointer import load
+
 
 def test_predict_eval_and_onnx_run_both_stages(two_stage, tmp_path):
     best, data = two_stage
@@ -28,8 +30,6 @@ def test_predict_eval_and_onnx_run_both_stages(two_stage, tmp_path):
     assert cli("eval", best, "--data", data, "--out", capped, "--max-instances", "1") == 0
     one = json.loads((capped / "eval.json").read_text())
     assert one["max_instances"] == 1 and 0 < one["located"]["oks"]["predicted"] <= n_images
-    from keypointer import load
-
     assert len(load(best).predict(image, max_instances=1)[0]) == 1
     pytest.importorskip("onnxruntime")
     onnx = tmp_path / "m.onnx"
